@@ -1,0 +1,32 @@
+import FlowVM
+
+/// Reads a YAML or JSON data file (mocks, fixtures) into a `Value`, typing plain scalars as the flow language does:
+/// numbers, `true`/`false` and `null` keep their type; all other text, and anything quoted, is text.
+public enum DataDocument {
+    public static func value(from source: String, file: String) throws -> Value {
+        switch SourceNode.parse(source) {
+        case .failure(let e):
+            throw FlowCompilerError(.invalidFlow, diagnostics: [Diagnostic(.error, "syntax", e.message, file: file, at: e.location)])
+        case .success(nil): return .null
+        case .success(let node?): return convert(node)
+        }
+    }
+
+    private static func convert(_ node: SourceNode) -> Value {
+        switch node {
+        case .scalar(let s):
+            if s.quoted { return .string(s.text) }
+            switch s.text {
+            case "true": return .bool(true)
+            case "false": return .bool(false)
+            case "null", "~", "": return .null
+            default:
+                if let n = Double(s.text), s.text.first.map({ $0.isNumber || $0 == "-" }) == true { return .number(n) }
+                return .string(s.text)
+            }
+        case .sequence(let items, _): return .list(items.map(convert))
+        case .mapping(let entries, _):
+            return .map(Dictionary(entries.map { ($0.key, convert($0.value)) }, uniquingKeysWith: { _, b in b }))
+        }
+    }
+}

@@ -1,0 +1,93 @@
+/// One mistake (or warning) in a flow, located in its source file.
+public struct Diagnostic: Sendable, Hashable, Codable {
+    public enum Severity: String, Sendable, Hashable, Codable {
+        case error, warning
+    }
+
+    public var severity: Severity
+    /// A stable code such as `unknown-key`; docs/language.md lists them all.
+    public var code: String
+    public var message: String
+    public var file: String
+    public var line: Int
+    public var column: Int
+    /// The block the mistake is in, so a builder can mark its node.
+    public var block: String?
+    /// What to do about it.
+    public var hint: String?
+
+    public init(_ severity: Severity, _ code: String, _ message: String, file: String, at location: SourceLocation,
+                block: String? = nil, hint: String? = nil) {
+        self.severity = severity
+        self.code = code
+        self.message = message
+        self.file = file
+        self.line = location.line
+        self.column = location.column
+        self.block = block
+        self.hint = hint
+    }
+
+    /// `PATH:LINE:COL: error|warning: MESSAGE [CODE]`, with the hint on its own indented line.
+    public var formatted: String {
+        var s = "\(file):\(line):\(column): \(severity.rawValue): \(message) [\(code)]"
+        if let hint { s += "\n  hint: \(hint)" }
+        return s
+    }
+}
+
+/// The FlowCompiler module's one public error: compiling failed, with every diagnostic found.
+public struct FlowCompilerError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        /// The flow has errors; `diagnostics` lists them.
+        case invalidFlow = "invalid_flow"
+        /// The file could not be read.
+        case unreadable = "unreadable"
+    }
+    public var code: Code
+    public var diagnostics: [Diagnostic]
+
+    public init(_ code: Code, diagnostics: [Diagnostic]) {
+        self.code = code
+        self.diagnostics = diagnostics
+    }
+
+    public var description: String {
+        let errors = diagnostics.filter { $0.severity == .error }
+        return "\(code.rawValue): \(errors.count) error(s)" + (errors.first.map { "; first: \($0.formatted)" } ?? "")
+    }
+}
+
+/// Suggestions for misspellings: the closest candidate within a small edit distance.
+enum Suggest {
+    static func closest(to word: String, in candidates: some Sequence<String>) -> String? {
+        let w = Array(word.lowercased())
+        var best: (String, Int)?
+        for c in candidates {
+            let d = distance(w, Array(c.lowercased()))
+            let limit = max(1, min(3, c.count / 3))
+            if d <= limit, best == nil || d < best!.1 { best = (c, d) }
+        }
+        return best?.0
+    }
+
+    static func distance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var previous = Array(0...b.count)
+        var current = previous
+        for i in 1...a.count {
+            current[0] = i
+            for j in 1...b.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&previous, &current)
+        }
+        return previous[b.count]
+    }
+
+    /// `did you mean 'x'?` or nil.
+    static func hint(_ word: String, _ candidates: some Sequence<String>) -> String? {
+        closest(to: word, in: candidates).map { "did you mean '\($0)'?" }
+    }
+}

@@ -1,0 +1,153 @@
+import FlowVM
+
+/// A value with where it came from.
+struct Located<T: Sendable>: Sendable {
+    var value: T
+    var location: SourceLocation
+}
+
+/// A connector parameter: literal data with `{{ }}` templates inside strings.
+indirect enum ParamValue: Sendable {
+    case literal(Value, SourceLocation)
+    case template(Template)
+    case list([ParamValue], SourceLocation)
+    case map([(String, SourceLocation, ParamValue)], SourceLocation)
+
+    var location: SourceLocation {
+        switch self {
+        case .literal(_, let l), .list(_, let l), .map(_, let l): l
+        case .template(let t): t.location
+        }
+    }
+}
+
+/// The flow as written, with locations: the parser's output and the checker's and lowering's input.
+struct FlowAST: Sendable {
+    struct Trigger: Sendable {
+        var channel: Located<String>?
+        var keywords: [String]
+    }
+    struct Variable: Sendable {
+        var name: String
+        var type: Builtin.ValueType
+        var defaultValue: Value?
+        var location: SourceLocation
+    }
+
+    var name: Located<String>?
+    var description: String?
+    var trigger: Trigger?
+    var variables: [Variable] = []
+    var start: Located<String>?
+    var blocks: [Block] = []
+    /// Seconds to gather a burst of messages into one turn (`debounce:`).
+    var debounce: Int?
+    var location: SourceLocation
+
+    func block(_ id: String) -> Block? { blocks.first { $0.id == id } }
+}
+
+/// One branch of `next:`.
+struct Branch: Sendable {
+    var when: Expr?
+    var target: Located<String>
+}
+
+/// A choice offered by an `ask` (button or list row).
+struct Choice: Sendable {
+    var id: String
+    var title: String
+    var description: String?
+    var location: SourceLocation
+}
+
+struct Block: Sendable {
+    enum Kind: Sendable {
+        case text(Template)
+        case ask(Ask)
+        /// A block with only `next:` branches.
+        case condition
+        case wait(Wait)
+        case waitFor(WaitFor)
+        case handoff(queue: String, message: Template?)
+        /// `ai:`, `webhook:` and `use:` all become a connector action.
+        case action(name: Located<String>, parameters: ParamValue?)
+        case set([(String, SourceLocation, Expr)])
+        case goto(Located<String>)
+        case call(Located<String>)
+        case end(Template?)
+    }
+
+    struct Ask: Sendable {
+        var prompt: Template
+        var validation: Value
+        var invalid: Template?
+        var retries: Int?
+        var buttons: [Choice] = []
+        var listButton: String?
+        var rows: [Choice] = []
+        var timeout: (seconds: Int, next: Located<String>)?
+        var onInvalid: Located<String>?
+        /// The type of the saved value.
+        var resultType: Builtin.ValueType
+    }
+
+    enum Wait: Sendable {
+        case duration(Int)
+        case until(Template, timezone: String)
+    }
+
+    struct WaitFor: Sendable {
+        var event: String
+        var match: Expr
+        var timeout: (seconds: Int, next: Located<String>)?
+    }
+
+    var id: String
+    var location: SourceLocation
+    var kind: Kind
+    var save: Located<String>?
+    var next: [Branch] = []
+    var onError: Located<String>?
+
+    var kindName: String {
+        switch kind {
+        case .text: "text"
+        case .ask: "ask"
+        case .condition: "condition"
+        case .wait: "wait"
+        case .waitFor: "wait_for"
+        case .handoff: "handoff"
+        case .action(let name, _): name.value == "ai.chat" ? "ai" : (name.value == "http.request" ? "webhook" : "use")
+        case .set: "set"
+        case .goto: "goto"
+        case .call: "call"
+        case .end: "end"
+        }
+    }
+
+    /// Whether running this block always stops the turn to wait for the outside world.
+    var waits: Bool {
+        switch kind {
+        case .ask, .wait, .waitFor, .handoff: true
+        default: false
+        }
+    }
+
+    /// Every block this one can continue to, with where the reference is written.
+    var successors: [Located<String>] {
+        var out = next.map(\.target)
+        switch kind {
+        case .ask(let a):
+            if let t = a.timeout { out.append(t.next) }
+            if let t = a.onInvalid { out.append(t) }
+        case .waitFor(let w):
+            if let t = w.timeout { out.append(t.next) }
+        case .goto(let t), .call(let t):
+            out.append(t)
+        default: break
+        }
+        if let e = onError { out.append(e) }
+        return out
+    }
+}

@@ -1,0 +1,99 @@
+import Yams
+
+/// The YAML/JSON document as a tree of located nodes: every scalar is kept as text with its quoting style,
+/// so YAML 1.1 surprises (`NO` read as false) never happen; the parser types values itself.
+indirect enum SourceNode: Sendable {
+    struct Scalar: Sendable {
+        var text: String
+        /// Whether the scalar was quoted (or a block scalar) in the source: quoted text is always text.
+        var quoted: Bool
+        var location: SourceLocation
+        /// Where the scalar's content starts (after an opening quote).
+        var contentLocation: SourceLocation
+    }
+    struct Entry: Sendable {
+        var key: String
+        var keyLocation: SourceLocation
+        var value: SourceNode
+    }
+
+    case scalar(Scalar)
+    case mapping([Entry], SourceLocation)
+    case sequence([SourceNode], SourceLocation)
+
+    var location: SourceLocation {
+        switch self {
+        case .scalar(let s): s.location
+        case .mapping(_, let l), .sequence(_, let l): l
+        }
+    }
+
+    var kindName: String {
+        switch self {
+        case .scalar: "a value"
+        case .mapping: "a map"
+        case .sequence: "a list"
+        }
+    }
+
+    var scalar: Scalar? {
+        if case .scalar(let s) = self { return s }
+        return nil
+    }
+
+    var entries: [Entry]? {
+        if case .mapping(let e, _) = self { return e }
+        return nil
+    }
+
+    subscript(key: String) -> SourceNode? { entries?.first { $0.key == key }?.value }
+
+    /// Parses YAML or JSON; a syntax error comes back as a located message.
+    static func parse(_ text: String) -> Result<SourceNode?, ExpressionError> {
+        do {
+            guard let node = try Yams.compose(yaml: text) else { return .success(nil) }
+            return .success(convert(node))
+        } catch let error as YamlError {
+            switch error {
+            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+                 .composer(let context, let problem, let mark, _):
+                let where_ = context.map { " \($0.text)" } ?? ""
+                return .failure(ExpressionError(message: "\(problem)\(where_)", location: SourceLocation(line: mark.line, column: mark.column)))
+            case .duplicatedKeysInMapping(let duplicates, let context):
+                return .failure(ExpressionError(message: "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in a map", location: SourceLocation(line: context.mark.line, column: context.mark.column)))
+            case .reader(let problem, _, _, _):
+                return .failure(ExpressionError(message: problem, location: SourceLocation(line: 1, column: 1)))
+            default:
+                return .failure(ExpressionError(message: "\(error)", location: SourceLocation(line: 1, column: 1)))
+            }
+        } catch {
+            return .failure(ExpressionError(message: "\(error)", location: SourceLocation(line: 1, column: 1)))
+        }
+    }
+
+    private static func location(_ mark: Mark?) -> SourceLocation {
+        SourceLocation(line: mark?.line ?? 1, column: mark?.column ?? 1)
+    }
+
+    private static func convert(_ node: Node) -> SourceNode {
+        switch node {
+        case .scalar(let s):
+            let loc = location(s.mark)
+            let quoted = s.style != .plain && s.style != .any
+            let offset = (s.style == .singleQuoted || s.style == .doubleQuoted) ? 1 : 0
+            let content = (s.style == .literal || s.style == .folded)
+                ? SourceLocation(line: loc.line + 1, column: loc.column + 2)
+                : loc.advanced(by: offset)
+            return .scalar(Scalar(text: s.string, quoted: quoted, location: loc, contentLocation: content))
+        case .mapping(let m):
+            let entries = m.map { pair in
+                Entry(key: pair.key.string ?? "\(pair.key)", keyLocation: location(pair.key.mark), value: convert(pair.value))
+            }
+            return .mapping(entries, location(m.mark))
+        case .sequence(let seq):
+            return .sequence(seq.map(convert), location(seq.mark))
+        case .alias(let a):
+            return .scalar(Scalar(text: "", quoted: false, location: location(a.mark), contentLocation: location(a.mark)))
+        }
+    }
+}

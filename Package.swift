@@ -37,8 +37,9 @@ let package = Package(
         .testTarget(
             name: "FlowCompilerTests",
             dependencies: ["FlowCompiler", "FlowVM", "Connectors"],
-            resources: [.copy("Fixtures")]
+            exclude: ["Fixtures"]
         ),
+        .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "FlowCompiler", "FlowVM"]),
     ],
     swiftLanguageModes: [.v6]
 )

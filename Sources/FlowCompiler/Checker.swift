@@ -36,8 +36,11 @@ struct Checker {
         diagnostics.append(Diagnostic(severity, code, message, file: file, at: l, block: block, hint: hint))
     }
 
-    mutating func run() {
+    /// Runs every check; `priorErrors` says whether parsing already found errors, in which case the
+    /// reachability warning is skipped: it would mostly echo those errors.
+    mutating func run(priorErrors: Bool) {
         checkStructure()
+        let structureErrors = diagnostics.contains { $0.severity == .error }
         collectVariables()
         for b in ast.blocks {
             block = b.id
@@ -45,7 +48,7 @@ struct Checker {
         }
         block = nil
         checkUnassigned()
-        checkReachability()
+        if !priorErrors && !structureErrors && ast.brokenBlocks.isEmpty { checkReachability() }
         checkSpinLoops()
     }
 
@@ -54,7 +57,7 @@ struct Checker {
     private mutating func checkStructure() {
         let ids = ast.blocks.map(\.id)
         if let start = ast.start {
-            if ast.block(start.value) == nil {
+            if ast.block(start.value) == nil && !ast.brokenBlocks.contains(start.value) {
                 report(.error, "unknown-block", "start block '\(start.value)' does not exist", at: start.location,
                        hint: Suggest.hint(start.value, ids))
             }
@@ -68,7 +71,7 @@ struct Checker {
         }
         for b in ast.blocks {
             block = b.id
-            for target in b.successors where ast.block(target.value) == nil {
+            for target in b.successors where ast.block(target.value) == nil && !ast.brokenBlocks.contains(target.value) {
                 report(.error, "unknown-block", "block '\(target.value)' does not exist", at: target.location,
                        hint: Suggest.hint(target.value, ids))
             }
@@ -293,7 +296,8 @@ struct Checker {
         let argTypes = args.map { type($0) }
         guard let f = Builtin.named(name) else {
             report(.error, "unknown-function", "there is no function '\(name)'", at: l,
-                   hint: Suggest.hint(name, Builtin.allCases.map(\.name)))
+                   hint: Suggest.hint(name, Builtin.allCases.map(\.name))
+                       ?? "functions: \(Builtin.allCases.map(\.name).joined(separator: ", "))")
             return .any
         }
         let sig = f.signature
@@ -420,7 +424,8 @@ struct Checker {
         }
         guard let parameters else { return }
         type(Lowering.paramExpr(parameters))
-        checkParameter(parameters, schema: action.parameters, path: name.value == "ai.chat" ? "ai" : name.value == "http.request" ? "webhook" : "with")
+        let owner = name.value == "ai.chat" ? "ai" : name.value == "http.request" ? "webhook" : name.value
+        checkParameter(parameters, schema: action.parameters, owner: owner, path: "")
     }
 
     private func paramType(_ p: ParamValue) -> ValueType {
@@ -445,58 +450,63 @@ struct Checker {
         }
     }
 
-    private mutating func checkParameter(_ p: ParamValue, schema: Value, path: String) {
+    private func article(_ word: String) -> String {
+        (word.first.map { "aeiou".contains($0) } ?? false) ? "an \(word)" : "a \(word)"
+    }
+
+    private mutating func checkParameter(_ p: ParamValue, schema: Value, owner: String, path: String) {
         let expected = schemaType(schema)
         let actual = paramType(p)
+        let name = "\(owner): '\(path)'"
         if expected != .any, actual != .any, actual != .null, expected != actual {
-            report(.error, "invalid-parameter", "\(path) must be a \(schema["type"].text), not a \(actual.rawValue)", at: p.location)
+            report(.error, "invalid-parameter", "\(name) must be \(article(schema["type"].text)), not \(article(actual.rawValue))", at: p.location)
             return
         }
         switch p {
         case .literal(.string(let s), let l):
             if case .list(let options) = schema["enum"], !options.contains(.string(s)) {
-                report(.error, "invalid-parameter", "\(path) must be one of \(options.map(\.text).joined(separator: ", ")), not '\(s)'", at: l,
+                report(.error, "invalid-parameter", "\(name) must be one of \(options.map(\.text).joined(separator: ", ")), not '\(s)'", at: l,
                        hint: Suggest.hint(s, options.map(\.text)))
             }
             if case .number(let min) = schema["minLength"], Double(s.count) < min {
-                report(.error, "invalid-parameter", "\(path) must have at least \(Value.formatNumber(min)) characters", at: l)
+                report(.error, "invalid-parameter", "\(name) must have at least \(Value.formatNumber(min)) characters", at: l)
             }
             if case .number(let max) = schema["maxLength"], Double(s.count) > max {
-                report(.error, "invalid-parameter", "\(path) must have at most \(Value.formatNumber(max)) characters", at: l)
+                report(.error, "invalid-parameter", "\(name) must have at most \(Value.formatNumber(max)) characters", at: l)
             }
             if schema["format"].text == "duration", DurationParser.seconds(s) == nil {
-                report(.error, "invalid-duration", "\(path): '\(s)' is not a duration", at: l, hint: "write 10s, 5m or 1h")
+                report(.error, "invalid-duration", "\(name): '\(s)' is not a duration", at: l, hint: "write 10s, 5m or 1h")
             }
         case .literal(.number(let n), let l):
             if case .number(let min) = schema["minimum"], n < min {
-                report(.error, "invalid-parameter", "\(path) must be at least \(Value.formatNumber(min))", at: l)
+                report(.error, "invalid-parameter", "\(name) must be at least \(Value.formatNumber(min))", at: l)
             }
             if case .number(let max) = schema["maximum"], n > max {
-                report(.error, "invalid-parameter", "\(path) must be at most \(Value.formatNumber(max))", at: l)
+                report(.error, "invalid-parameter", "\(name) must be at most \(Value.formatNumber(max))", at: l)
             }
             if schema["type"].text == "integer", n != n.rounded() {
-                report(.error, "invalid-parameter", "\(path) must be a whole number", at: l)
+                report(.error, "invalid-parameter", "\(name) must be a whole number", at: l)
             }
         case .map(let entries, let l):
             let properties = schema["properties"]
             if case .list(let required) = schema["required"] {
                 for r in required where !entries.contains(where: { $0.0 == r.text }) {
-                    report(.error, "missing-parameter", "\(path) needs '\(r.text)'", at: l)
+                    report(.error, "missing-parameter", "\(owner) needs '\(path.isEmpty ? r.text : path + "." + r.text)'", at: l)
                 }
             }
             for (key, kl, value) in entries {
                 if case .map(let props) = properties, let sub = props[key] {
-                    checkParameter(value, schema: sub, path: "\(path).\(key)")
+                    checkParameter(value, schema: sub, owner: owner, path: path.isEmpty ? key : "\(path).\(key)")
                 } else if schema["additionalProperties"] == .bool(false) {
                     var known: [String] = []
                     if case .map(let props) = properties { known = Array(props.keys).sorted() }
-                    report(.error, "unknown-parameter", "\(path) has no parameter '\(key)'", at: kl,
+                    report(.error, "unknown-parameter", "\(owner) has no parameter '\(path.isEmpty ? key : path + "." + key)'", at: kl,
                            hint: Suggest.hint(key, known) ?? "parameters: \(known.joined(separator: ", "))")
                 }
             }
         case .list(let items, _):
             if schema["items"] != .null {
-                for (i, item) in items.enumerated() { checkParameter(item, schema: schema["items"], path: "\(path)[\(i)]") }
+                for (i, item) in items.enumerated() { checkParameter(item, schema: schema["items"], owner: owner, path: "\(path)[\(i)]") }
             }
         default: break
         }

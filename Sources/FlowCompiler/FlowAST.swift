@@ -40,6 +40,8 @@ struct FlowAST: Sendable {
     var variables: [Variable] = []
     var start: Located<String>?
     var blocks: [Block] = []
+    /// Blocks whose body had errors: they exist for references, but are not analysed further.
+    var brokenBlocks: Set<String> = []
     /// Seconds to gather a burst of messages into one turn (`debounce:`).
     var debounce: Int?
     var location: SourceLocation

@@ -34,7 +34,7 @@ public struct FlowCompiler: Sendable {
         var parser = FlowParser(file: file)
         guard let ast = parser.parse(root) else { return Compilation(program: nil, diagnostics: sorted(parser.diagnostics)) }
         var checker = Checker(file: file, ast: ast, catalog: catalog)
-        checker.run()
+        checker.run(priorErrors: parser.diagnostics.contains { $0.severity == .error })
         let diagnostics = sorted(parser.diagnostics + checker.diagnostics)
         guard !diagnostics.contains(where: { $0.severity == .error }) else {
             return Compilation(program: nil, diagnostics: diagnostics)

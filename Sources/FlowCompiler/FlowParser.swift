@@ -22,7 +22,7 @@ struct FlowParser {
     ]
     static var allBlockKeys: Set<String> { Set(blockKeys.values.joined()) }
     static let valueTypes: [String: Builtin.ValueType] = [
-        "string": .string, "text": .string, "number": .number, "bool": .bool, "boolean": .bool,
+        "string": .string, "text": .string, "number": .number, "integer": .number, "bool": .bool, "boolean": .bool,
         "list": .list, "map": .map, "any": .any, "date": .string,
     ]
 
@@ -159,7 +159,7 @@ struct FlowParser {
                 guard let blockEntries = mapping(e.value, "blocks") else { continue }
                 for b in blockEntries {
                     block = b.key
-                    if let parsed = parseBlock(b) { ast.blocks.append(parsed) }
+                    if let parsed = parseBlock(b) { ast.blocks.append(parsed) } else { ast.brokenBlocks.insert(b.key) }
                     block = nil
                 }
             default: break

@@ -29,6 +29,13 @@ enum Shared {
         FileHandle.standardError.write(Data((s + "\n").utf8))
     }
 
+    /// `.yaml`, `.yml` and `.json` files, except simulator mocks (`*.mock.yaml`).
+    static func isFlowFile(_ path: String) -> Bool {
+        let ext = (path as NSString).pathExtension.lowercased()
+        let stem = ((path as NSString).deletingPathExtension as NSString).pathExtension.lowercased()
+        return flowExtensions.contains(ext) && stem != "mock"
+    }
+
     /// Files named directly, and flow files found under folders, sorted for stable output.
     static func expand(_ paths: [String]) throws -> [String] {
         var out: [String] = []
@@ -39,7 +46,7 @@ enum Shared {
             }
             if isDir.boolValue {
                 let files = FileManager.default.enumerator(atPath: p)?.compactMap { $0 as? String } ?? []
-                out += files.filter { flowExtensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+                out += files.filter { isFlowFile($0) }.sorted()
                     .map { (p as NSString).appendingPathComponent($0) }
             } else {
                 out.append(p)

@@ -33,7 +33,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "FlowVMTests", dependencies: ["FlowVM"]),
+        .testTarget(name: "FlowVMTests", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),
         .testTarget(
             name: "FlowCompilerTests",
             dependencies: ["FlowCompiler", "FlowVM", "Connectors"],

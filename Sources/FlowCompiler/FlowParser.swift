@@ -116,6 +116,28 @@ struct FlowParser {
         }
     }
 
+    /// The value of a parameter tree without templates.
+    static func constant(_ p: ParamValue) -> Value? {
+        switch p {
+        case .literal(let v, _): return v
+        case .template: return nil
+        case .list(let items, _):
+            var out: [Value] = []
+            for i in items {
+                guard let v = constant(i) else { return nil }
+                out.append(v)
+            }
+            return .list(out)
+        case .map(let entries, _):
+            var out: [String: Value] = [:]
+            for (k, _, v) in entries {
+                guard let c = constant(v) else { return nil }
+                out[k] = c
+            }
+            return .map(out)
+        }
+    }
+
     private mutating func checkKeys(_ entries: [SourceNode.Entry], allowed: [String], context: String,
                                     elsewhere: Set<String> = []) {
         for e in entries where !allowed.contains(e.key) {
@@ -202,7 +224,10 @@ struct FlowParser {
             if let m = e.value.entries {
                 checkKeys(m, allowed: ["type", "default"], context: "variable '\(e.key)'")
                 typeNode = e.value["type"]
-                if let d = e.value["default"], case .literal(let v, _)? = param(d) { defaultValue = v }
+                if let d = e.value["default"] {
+                    defaultValue = param(d).flatMap(FlowParser.constant)
+                    if defaultValue == nil { error("invalid-value", "a default must be a fixed value, without {{ }}", at: d.location) }
+                }
             }
             var type: Builtin.ValueType = .any
             if let tn = typeNode, let s = string(tn, "a variable type") {

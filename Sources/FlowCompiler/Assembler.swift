@@ -35,7 +35,7 @@ struct Assembler {
     func address(of label: Label) -> UInt32? { labelPCs[label.id].map(UInt32.init) }
 
     /// Records that the next instruction comes from `location`.
-    mutating func mark(_ location: SourceLocation?) {
+    mutating func mark(_ location: SourcePosition?) {
         guard let location else { return }
         let m = Program.SourceMark(pc: pc, line: UInt32(location.line), column: UInt32(location.column))
         if let last = sourceMap.last, last.pc == m.pc {

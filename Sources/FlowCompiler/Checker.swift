@@ -31,7 +31,7 @@ struct Checker {
         self.catalog = catalog
     }
 
-    private mutating func report(_ severity: Diagnostic.Severity, _ code: String, _ message: String, at l: SourceLocation,
+    private mutating func report(_ severity: Diagnostic.Severity, _ code: String, _ message: String, at l: SourcePosition,
                                  hint: String? = nil) {
         diagnostics.append(Diagnostic(severity, code, message, file: file, at: l, block: block, hint: hint))
     }
@@ -142,7 +142,7 @@ struct Checker {
         }
         var used = Set<String>()
         for b in ast.blocks {
-            var refs: [(String, SourceLocation)] = []
+            var refs: [(String, SourcePosition)] = []
             for e in expressions(of: b) { e.variables(into: &refs) }
             for (n, _) in refs { used.insert(n) }
         }
@@ -242,7 +242,7 @@ struct Checker {
     }
 
     private mutating func binaryType(_ op: BinaryOperator, _ ta: ValueType, _ tb: ValueType, _ a: Expr, _ b: Expr,
-                                     _ l: SourceLocation) -> ValueType {
+                                     _ l: SourcePosition) -> ValueType {
         func concrete(_ t: ValueType) -> Bool { t != .any }
         switch op {
         case .add:
@@ -292,7 +292,7 @@ struct Checker {
         }
     }
 
-    private mutating func callType(_ name: String, _ args: [Expr], _ l: SourceLocation) -> ValueType {
+    private mutating func callType(_ name: String, _ args: [Expr], _ l: SourcePosition) -> ValueType {
         let argTypes = args.map { type($0) }
         guard let f = Builtin.named(name) else {
             report(.error, "unknown-function", "there is no function '\(name)'", at: l,
@@ -313,7 +313,7 @@ struct Checker {
             report(.error, "type-mismatch", "argument \(i + 1) of \(name)() must be a \(p.rawValue), not a \(t.rawValue)", at: args[i].location)
         }
         // Literal arguments that can be checked now.
-        func literal(_ i: Int) -> (String, SourceLocation)? {
+        func literal(_ i: Int) -> (String, SourcePosition)? {
             guard i < args.count, case .literal(.string(let s), let l) = args[i] else { return nil }
             return (s, l)
         }

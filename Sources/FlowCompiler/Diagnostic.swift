@@ -16,7 +16,7 @@ public struct Diagnostic: Sendable, Hashable, Codable {
     /// What to do about it.
     public var hint: String?
 
-    public init(_ severity: Severity, _ code: String, _ message: String, file: String, at location: SourceLocation,
+    public init(_ severity: Severity, _ code: String, _ message: String, file: String, at location: SourcePosition,
                 block: String? = nil, hint: String? = nil) {
         self.severity = severity
         self.code = code
@@ -26,6 +26,23 @@ public struct Diagnostic: Sendable, Hashable, Codable {
         self.column = location.column
         self.block = block
         self.hint = hint
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case severity, code, message, file, line, column, block, hint
+    }
+
+    /// Writes every key, with null for a missing block or hint, so builders can rely on the shape.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(severity, forKey: .severity)
+        try c.encode(code, forKey: .code)
+        try c.encode(message, forKey: .message)
+        try c.encode(file, forKey: .file)
+        try c.encode(line, forKey: .line)
+        try c.encode(column, forKey: .column)
+        try c.encode(block, forKey: .block)
+        try c.encode(hint, forKey: .hint)
     }
 
     /// `PATH:LINE:COL: error|warning: MESSAGE [CODE]`, with the hint on its own indented line.

@@ -1,38 +1,38 @@
 import FlowVM
 
 /// A position in a source file: 1-based line and column (columns count Unicode scalars, as Yams does).
-public struct SourceLocation: Sendable, Hashable, Comparable {
+public struct SourcePosition: Sendable, Hashable, Comparable {
     public var line: Int
     public var column: Int
     public init(line: Int, column: Int) {
         self.line = line
         self.column = column
     }
-    public static func < (a: SourceLocation, b: SourceLocation) -> Bool {
+    public static func < (a: SourcePosition, b: SourcePosition) -> Bool {
         (a.line, a.column) < (b.line, b.column)
     }
     /// The location `offset` characters further along the same line.
-    func advanced(by offset: Int) -> SourceLocation { SourceLocation(line: line, column: column + offset) }
+    func advanced(by offset: Int) -> SourcePosition { SourcePosition(line: line, column: column + offset) }
 }
 
 /// A parsed expression, each node with its location.
 indirect enum Expr: Sendable {
-    case literal(Value, SourceLocation)
-    case variable(String, SourceLocation)
-    case member(Expr, String, SourceLocation)
-    case index(Expr, Expr, SourceLocation)
-    case unary(UnaryOperator, Expr, SourceLocation)
-    case binary(BinaryOperator, Expr, Expr, SourceLocation)
-    case and(Expr, Expr, SourceLocation)
-    case or(Expr, Expr, SourceLocation)
-    case coalesce(Expr, Expr, SourceLocation)
-    case call(String, [Expr], SourceLocation)
-    case list([Expr], SourceLocation)
-    case map([(String, Expr)], SourceLocation)
+    case literal(Value, SourcePosition)
+    case variable(String, SourcePosition)
+    case member(Expr, String, SourcePosition)
+    case index(Expr, Expr, SourcePosition)
+    case unary(UnaryOperator, Expr, SourcePosition)
+    case binary(BinaryOperator, Expr, Expr, SourcePosition)
+    case and(Expr, Expr, SourcePosition)
+    case or(Expr, Expr, SourcePosition)
+    case coalesce(Expr, Expr, SourcePosition)
+    case call(String, [Expr], SourcePosition)
+    case list([Expr], SourcePosition)
+    case map([(String, Expr)], SourcePosition)
     /// A template's parts joined as text.
-    case concat([Expr], SourceLocation)
+    case concat([Expr], SourcePosition)
 
-    var location: SourceLocation {
+    var location: SourcePosition {
         switch self {
         case .literal(_, let l), .variable(_, let l), .member(_, _, let l), .index(_, _, let l), .unary(_, _, let l),
              .binary(_, _, _, let l), .and(_, _, let l), .or(_, _, let l), .coalesce(_, _, let l), .call(_, _, let l),
@@ -42,7 +42,7 @@ indirect enum Expr: Sendable {
     }
 
     /// The root variables this expression reads.
-    func variables(into out: inout [(String, SourceLocation)]) {
+    func variables(into out: inout [(String, SourcePosition)]) {
         switch self {
         case .literal: break
         case .variable(let n, let l): out.append((n, l))
@@ -64,7 +64,7 @@ struct Template: Sendable {
         case expr(Expr)
     }
     var parts: [Part]
-    var location: SourceLocation
+    var location: SourcePosition
 
     /// The text, when the template has no holes.
     var constantText: String? {
@@ -80,7 +80,7 @@ struct Template: Sendable {
 /// An expression or template error, located.
 struct ExpressionError: Error {
     var message: String
-    var location: SourceLocation
+    var location: SourcePosition
 }
 
 /// Reads expressions with a hand-written Pratt parser.
@@ -94,25 +94,25 @@ struct ExpressionParser {
 
     private var tokens: [(Token, Int)] = []
     private var position = 0
-    private let base: SourceLocation
+    private let base: SourcePosition
     private let source: String
 
     /// Parses `text`, whose first character is at `base`.
-    static func parse(_ text: String, at base: SourceLocation) throws(ExpressionError) -> Expr {
+    static func parse(_ text: String, at base: SourcePosition) throws(ExpressionError) -> Expr {
         var p = try ExpressionParser(text, base: base)
         let e = try p.expression(0)
         guard p.peek == .end else { throw p.error("unexpected \(p.describe(p.peek))") }
         return e
     }
 
-    private init(_ text: String, base: SourceLocation) throws(ExpressionError) {
+    private init(_ text: String, base: SourcePosition) throws(ExpressionError) {
         self.base = base
         self.source = text
         tokens = try ExpressionParser.lex(Array(text.unicodeScalars), base: base)
     }
 
     private var peek: Token { tokens[position].0 }
-    private var here: SourceLocation { base.advanced(by: tokens[position].1) }
+    private var here: SourcePosition { base.advanced(by: tokens[position].1) }
 
     private func error(_ message: String) -> ExpressionError { ExpressionError(message: message, location: here) }
 
@@ -139,7 +139,7 @@ struct ExpressionParser {
 
     private static let keywords: Set<String> = ["and", "or", "not", "in", "matches", "true", "false", "null"]
 
-    private static func lex(_ s: [Unicode.Scalar], base: SourceLocation) throws(ExpressionError) -> [(Token, Int)] {
+    private static func lex(_ s: [Unicode.Scalar], base: SourcePosition) throws(ExpressionError) -> [(Token, Int)] {
         var out: [(Token, Int)] = []
         var i = 0
         func isIdentStart(_ c: Unicode.Scalar) -> Bool { c == "_" || c.properties.isAlphabetic }
@@ -345,7 +345,7 @@ struct ExpressionParser {
 
 enum TemplateParser {
     /// Splits `text` at `{{ ... }}`; `base` is where the text starts and `columnOffset` maps characters to columns.
-    static func parse(_ text: String, at base: SourceLocation) throws(ExpressionError) -> Template {
+    static func parse(_ text: String, at base: SourcePosition) throws(ExpressionError) -> Template {
         var parts: [Template.Part] = []
         let scalars = Array(text.unicodeScalars)
         var i = 0
@@ -358,7 +358,7 @@ enum TemplateParser {
             if c == "\n" { line += 1; column = 1 } else { column += 1 }
         }
         lineAt.append((line, column))
-        func loc(_ k: Int) -> SourceLocation { SourceLocation(line: lineAt[k].0, column: lineAt[k].1) }
+        func loc(_ k: Int) -> SourcePosition { SourcePosition(line: lineAt[k].0, column: lineAt[k].1) }
 
         while i < scalars.count {
             if scalars[i] == "{", i + 1 < scalars.count, scalars[i + 1] == "{" {

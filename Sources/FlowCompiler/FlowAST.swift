@@ -3,17 +3,17 @@ import FlowVM
 /// A value with where it came from.
 struct Located<T: Sendable>: Sendable {
     var value: T
-    var location: SourceLocation
+    var location: SourcePosition
 }
 
 /// A connector parameter: literal data with `{{ }}` templates inside strings.
 indirect enum ParamValue: Sendable {
-    case literal(Value, SourceLocation)
+    case literal(Value, SourcePosition)
     case template(Template)
-    case list([ParamValue], SourceLocation)
-    case map([(String, SourceLocation, ParamValue)], SourceLocation)
+    case list([ParamValue], SourcePosition)
+    case map([(String, SourcePosition, ParamValue)], SourcePosition)
 
-    var location: SourceLocation {
+    var location: SourcePosition {
         switch self {
         case .literal(_, let l), .list(_, let l), .map(_, let l): l
         case .template(let t): t.location
@@ -31,7 +31,7 @@ struct FlowAST: Sendable {
         var name: String
         var type: Builtin.ValueType
         var defaultValue: Value?
-        var location: SourceLocation
+        var location: SourcePosition
     }
 
     var name: Located<String>?
@@ -44,7 +44,7 @@ struct FlowAST: Sendable {
     var brokenBlocks: Set<String> = []
     /// Seconds to gather a burst of messages into one turn (`debounce:`).
     var debounce: Int?
-    var location: SourceLocation
+    var location: SourcePosition
 
     func block(_ id: String) -> Block? { blocks.first { $0.id == id } }
 }
@@ -60,7 +60,7 @@ struct Choice: Sendable {
     var id: String
     var title: String
     var description: String?
-    var location: SourceLocation
+    var location: SourcePosition
 }
 
 struct Block: Sendable {
@@ -74,7 +74,7 @@ struct Block: Sendable {
         case handoff(queue: String, message: Template?)
         /// `ai:`, `webhook:` and `use:` all become a connector action.
         case action(name: Located<String>, parameters: ParamValue?)
-        case set([(String, SourceLocation, Expr)])
+        case set([(String, SourcePosition, Expr)])
         case goto(Located<String>)
         case call(Located<String>)
         case end(Template?)
@@ -106,7 +106,7 @@ struct Block: Sendable {
     }
 
     var id: String
-    var location: SourceLocation
+    var location: SourcePosition
     var kind: Kind
     var save: Located<String>?
     var next: [Branch] = []

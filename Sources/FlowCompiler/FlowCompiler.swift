@@ -25,7 +25,7 @@ public struct FlowCompiler: Sendable {
             return Compilation(program: nil, diagnostics: [Diagnostic(.error, "syntax", e.message, file: file, at: e.location)])
         case .success(nil):
             return Compilation(program: nil, diagnostics: [
-                Diagnostic(.error, "empty-flow", "the file is empty", file: file, at: SourceLocation(line: 1, column: 1)),
+                Diagnostic(.error, "empty-flow", "the file is empty", file: file, at: SourcePosition(line: 1, column: 1)),
             ])
         case .success(let node?):
             root = node

@@ -32,7 +32,7 @@ struct FlowParser {
 
     init(file: String) { self.file = file }
 
-    private mutating func error(_ code: String, _ message: String, at l: SourceLocation, hint: String? = nil) {
+    private mutating func error(_ code: String, _ message: String, at l: SourcePosition, hint: String? = nil) {
         diagnostics.append(Diagnostic(.error, code, message, file: file, at: l, block: block, hint: hint))
     }
 
@@ -331,7 +331,7 @@ struct FlowParser {
             b.kind = .action(name: name, parameters: node["with"].flatMap { param($0) } ?? .map([], name.location))
         case "set":
             guard let m = mapping(primary!, "set") else { return nil }
-            var assignments: [(String, SourceLocation, Expr)] = []
+            var assignments: [(String, SourcePosition, Expr)] = []
             for e in m {
                 guard isIdentifier(e.key), !Program.builtinVariables.contains(e.key) else {
                     error("invalid-value", "'\(e.key)' cannot be set", at: e.keyLocation)

@@ -7,21 +7,21 @@ indirect enum SourceNode: Sendable {
         var text: String
         /// Whether the scalar was quoted (or a block scalar) in the source: quoted text is always text.
         var quoted: Bool
-        var location: SourceLocation
+        var location: SourcePosition
         /// Where the scalar's content starts (after an opening quote).
-        var contentLocation: SourceLocation
+        var contentLocation: SourcePosition
     }
     struct Entry: Sendable {
         var key: String
-        var keyLocation: SourceLocation
+        var keyLocation: SourcePosition
         var value: SourceNode
     }
 
     case scalar(Scalar)
-    case mapping([Entry], SourceLocation)
-    case sequence([SourceNode], SourceLocation)
+    case mapping([Entry], SourcePosition)
+    case sequence([SourceNode], SourcePosition)
 
-    var location: SourceLocation {
+    var location: SourcePosition {
         switch self {
         case .scalar(let s): s.location
         case .mapping(_, let l), .sequence(_, let l): l
@@ -58,21 +58,21 @@ indirect enum SourceNode: Sendable {
             case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
                  .composer(let context, let problem, let mark, _):
                 let where_ = context.map { " \($0.text)" } ?? ""
-                return .failure(ExpressionError(message: "\(problem)\(where_)", location: SourceLocation(line: mark.line, column: mark.column)))
+                return .failure(ExpressionError(message: "\(problem)\(where_)", location: SourcePosition(line: mark.line, column: mark.column)))
             case .duplicatedKeysInMapping(let duplicates, let context):
-                return .failure(ExpressionError(message: "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in a map", location: SourceLocation(line: context.mark.line, column: context.mark.column)))
+                return .failure(ExpressionError(message: "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in a map", location: SourcePosition(line: context.mark.line, column: context.mark.column)))
             case .reader(let problem, _, _, _):
-                return .failure(ExpressionError(message: problem, location: SourceLocation(line: 1, column: 1)))
+                return .failure(ExpressionError(message: problem, location: SourcePosition(line: 1, column: 1)))
             default:
-                return .failure(ExpressionError(message: "\(error)", location: SourceLocation(line: 1, column: 1)))
+                return .failure(ExpressionError(message: "\(error)", location: SourcePosition(line: 1, column: 1)))
             }
         } catch {
-            return .failure(ExpressionError(message: "\(error)", location: SourceLocation(line: 1, column: 1)))
+            return .failure(ExpressionError(message: "\(error)", location: SourcePosition(line: 1, column: 1)))
         }
     }
 
-    private static func location(_ mark: Mark?) -> SourceLocation {
-        SourceLocation(line: mark?.line ?? 1, column: mark?.column ?? 1)
+    private static func location(_ mark: Mark?) -> SourcePosition {
+        SourcePosition(line: mark?.line ?? 1, column: mark?.column ?? 1)
     }
 
     private static func convert(_ node: Node) -> SourceNode {
@@ -82,7 +82,7 @@ indirect enum SourceNode: Sendable {
             let quoted = s.style != .plain && s.style != .any
             let offset = (s.style == .singleQuoted || s.style == .doubleQuoted) ? 1 : 0
             let content = (s.style == .literal || s.style == .folded)
-                ? SourceLocation(line: loc.line + 1, column: loc.column + 2)
+                ? SourcePosition(line: loc.line + 1, column: loc.column + 2)
                 : loc.advanced(by: offset)
             return .scalar(Scalar(text: s.string, quoted: quoted, location: loc, contentLocation: content))
         case .mapping(let m):

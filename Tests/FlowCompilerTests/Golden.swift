@@ -22,7 +22,7 @@ enum Golden {
     }
 
     /// Checks `actual` against the golden file, or writes it when updating.
-    static func check(_ actual: String, against url: URL, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+    static func check(_ actual: String, against url: URL, sourceLocation: SourceLocation = #_sourceLocation) {
         if updating {
             try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try? actual.write(to: url, atomically: true, encoding: .utf8)

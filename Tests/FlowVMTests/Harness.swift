@@ -16,7 +16,7 @@ struct Harness {
 
     static let epoch = Timestamp(milliseconds: 1_767_614_400_000)  // 2026-01-05T12:00:00Z, a Monday
 
-    static func compile(_ yaml: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> Program {
+    static func compile(_ yaml: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> Program {
         let result = FlowCompiler(catalog: BuiltinActions.catalog).compile(source: yaml, file: "test.yaml")
         if result.hasErrors {
             Issue.record("flow does not compile: \(result.diagnostics.map(\.formatted))", sourceLocation: sourceLocation)
@@ -25,7 +25,7 @@ struct Harness {
     }
 
     init(_ yaml: String, budget: Int = VM.defaultBudget, contact: Value = ["name": "Ana"],
-         sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+         sourceLocation: SourceLocation = #_sourceLocation) throws {
         vm = VM(program: try Harness.compile(yaml, sourceLocation: sourceLocation), budget: budget)
         now = Harness.epoch
         continuation = Continuation(programHash: "", variableCount: 0)
@@ -96,7 +96,7 @@ struct Harness {
 }
 
 /// Evaluates one expression by compiling a flow that sends it, so tests exercise parse, lowering and VM together.
-func evaluate(_ expression: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> String? {
+func evaluate(_ expression: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String? {
     let h = try Harness("""
         flow: expr
         start: a

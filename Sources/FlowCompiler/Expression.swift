@@ -345,7 +345,8 @@ struct ExpressionParser {
 
 enum TemplateParser {
     /// Splits `text` at `{{ ... }}`; `base` is where the text starts and `columnOffset` maps characters to columns.
-    static func parse(_ text: String, at base: SourcePosition) throws(ExpressionError) -> Template {
+    /// `continuationColumn` is where lines after the first start (a block scalar's indentation).
+    static func parse(_ text: String, at base: SourcePosition, continuationColumn: Int = 1) throws(ExpressionError) -> Template {
         var parts: [Template.Part] = []
         let scalars = Array(text.unicodeScalars)
         var i = 0
@@ -355,7 +356,7 @@ enum TemplateParser {
         lineAt.reserveCapacity(scalars.count + 1)
         for c in scalars {
             lineAt.append((line, column))
-            if c == "\n" { line += 1; column = 1 } else { column += 1 }
+            if c == "\n" { line += 1; column = continuationColumn } else { column += 1 }
         }
         lineAt.append((line, column))
         func loc(_ k: Int) -> SourcePosition { SourcePosition(line: lineAt[k].0, column: lineAt[k].1) }

@@ -73,7 +73,7 @@ struct FlowParser {
             return nil
         }
         do {
-            return try TemplateParser.parse(s.text, at: s.contentLocation)
+            return try TemplateParser.parse(s.text, at: s.contentLocation, continuationColumn: s.continuationColumn)
         } catch {
             self.error("expression-syntax", error.message, at: error.location)
             return nil

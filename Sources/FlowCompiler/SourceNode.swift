@@ -10,6 +10,8 @@ indirect enum SourceNode: Sendable {
         var location: SourcePosition
         /// Where the scalar's content starts (after an opening quote).
         var contentLocation: SourcePosition
+        /// Where the text's second and later lines start in the file.
+        var continuationColumn: Int = 1
     }
     struct Entry: Sendable {
         var key: String
@@ -52,7 +54,8 @@ indirect enum SourceNode: Sendable {
     static func parse(_ text: String) -> Result<SourceNode?, ExpressionError> {
         do {
             guard let node = try Yams.compose(yaml: text) else { return .success(nil) }
-            return .success(convert(node))
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            return .success(convert(node, lines: lines))
         } catch let error as YamlError {
             switch error {
             case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
@@ -75,23 +78,39 @@ indirect enum SourceNode: Sendable {
         SourcePosition(line: mark?.line ?? 1, column: mark?.column ?? 1)
     }
 
-    private static func convert(_ node: Node) -> SourceNode {
+    /// Where a block scalar's (`|` or `>`) text starts: the first non-blank line after its indicator.
+    private static func blockContent(after mark: SourcePosition, lines: [Substring]) -> SourcePosition {
+        var line = mark.line  // 1-based line of the indicator; lines[line] is the next one
+        while line < lines.count {
+            let text = lines[line]
+            if !text.allSatisfy({ $0 == " " }) {
+                let indent = text.prefix { $0 == " " }.count
+                return SourcePosition(line: line + 1, column: indent + 1)
+            }
+            line += 1
+        }
+        return mark
+    }
+
+    private static func convert(_ node: Node, lines: [Substring]) -> SourceNode {
         switch node {
         case .scalar(let s):
             let loc = location(s.mark)
             let quoted = s.style != .plain && s.style != .any
             let offset = (s.style == .singleQuoted || s.style == .doubleQuoted) ? 1 : 0
             let content = (s.style == .literal || s.style == .folded)
-                ? SourcePosition(line: loc.line + 1, column: loc.column + 2)
+                ? blockContent(after: loc, lines: lines)
                 : loc.advanced(by: offset)
-            return .scalar(Scalar(text: s.string, quoted: quoted, location: loc, contentLocation: content))
+            let isBlock = s.style == .literal || s.style == .folded
+            return .scalar(Scalar(text: s.string, quoted: quoted, location: loc, contentLocation: content,
+                                  continuationColumn: isBlock ? content.column : 1))
         case .mapping(let m):
             let entries = m.map { pair in
-                Entry(key: pair.key.string ?? "\(pair.key)", keyLocation: location(pair.key.mark), value: convert(pair.value))
+                Entry(key: pair.key.string ?? "\(pair.key)", keyLocation: location(pair.key.mark), value: convert(pair.value, lines: lines))
             }
             return .mapping(entries, location(m.mark))
         case .sequence(let seq):
-            return .sequence(seq.map(convert), location(seq.mark))
+            return .sequence(seq.map { convert($0, lines: lines) }, location(seq.mark))
         case .alias(let a):
             return .scalar(Scalar(text: "", quoted: false, location: location(a.mark), contentLocation: location(a.mark)))
         }

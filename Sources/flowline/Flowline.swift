@@ -76,7 +76,11 @@ struct Check: ParsableCommand {
     func run() throws {
         var all: [Diagnostic] = []
         for file in try Shared.expand(paths) {
-            all += Shared.compiler.compile(source: try Shared.read(file), file: file).diagnostics
+            guard let source = try? Shared.read(file) else {
+                all.append(Diagnostic(.error, "unreadable", "cannot read the file", file: file, at: SourcePosition(line: 1, column: 1)))
+                continue
+            }
+            all += Shared.compiler.compile(source: source, file: file).diagnostics
         }
         if json {
             let encoder = JSONEncoder()

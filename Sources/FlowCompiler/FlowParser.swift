@@ -460,7 +460,7 @@ struct FlowParser {
                 error("unknown-type", "unknown validation type '\(type)'", at: (v["type"] ?? v).location,
                       hint: Suggest.hint(type, Validation.types) ?? "use one of: \(Validation.types.sorted().joined(separator: ", "))")
             }
-            if case .string(let p)? = spec["pattern"], (try? Regex(p)) == nil {
+            if case .string(let p)? = spec["pattern"], (try? NSRegularExpression(pattern: p)) == nil {
                 error("invalid-regex", "'\(p)' is not a valid pattern", at: v["pattern"]!.location)
             }
             if case .string(let tz)? = spec["timezone"], TimeZone(identifier: tz) == nil {

@@ -3,17 +3,23 @@ import PackageDescription
 
 let package = Package(
     name: "Flowline",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "flowline", targets: ["flowline"]),
         .library(name: "FlowVM", targets: ["FlowVM"]),
         .library(name: "FlowCompiler", targets: ["FlowCompiler"]),
         .library(name: "Connectors", targets: ["Connectors"]),
+        .library(name: "FlowEngine", targets: ["FlowEngine"]),
+        .library(name: "FlowStore", targets: ["FlowStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .target(
@@ -25,6 +31,21 @@ let package = Package(
             dependencies: ["FlowVM", .product(name: "Yams", package: "Yams")]
         ),
         .target(name: "Connectors", dependencies: ["FlowVM"]),
+        .target(
+            name: "FlowEngine",
+            dependencies: ["FlowVM", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "FlowStore",
+            dependencies: [
+                "FlowEngine", "FlowVM",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(name: "Server", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),
         .executableTarget(
             name: "flowline",
@@ -38,6 +59,13 @@ let package = Package(
             name: "FlowCompilerTests",
             dependencies: ["FlowCompiler", "FlowVM", "Connectors"],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "FlowEngineTests",
+            dependencies: [
+                "FlowEngine", "FlowStore", "FlowVM", "FlowCompiler", "Connectors",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
         .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "FlowCompiler", "FlowVM"]),
     ],

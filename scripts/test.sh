@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Flowline's whole test suite: builds the package, runs the Swift Testing suites, then drives the
+# Flowline's whole test suite: starts a throw-away PostgreSQL (installing it from Debian's packages if
+# missing), builds the package, runs the Swift Testing suites against SQLite and PostgreSQL, then drives the
 # `flowline` CLI over the example flows and the broken-flow corpus. Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,16 @@ pass() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
+
+echo "== PostgreSQL for the store tests"
+if ! pg_env=$(bash scripts/postgres.sh); then
+  echo "could not start PostgreSQL"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+eval "$pg_env"
+trap 'bash scripts/postgres.sh stop "$FLOWLINE_PG_DIR"' EXIT
+echo "PostgreSQL at $FLOWLINE_TEST_POSTGRES_URL"
 
 echo "== build"
 if ! swift build --build-tests; then
@@ -34,7 +45,7 @@ rm -f "$log"
 
 flowline=.build/debug/flowline
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp"; bash scripts/postgres.sh stop "$FLOWLINE_PG_DIR"' EXIT
 
 echo "== flowline check flows/"
 if $flowline check flows/ 2>"$tmp/check.err"; then pass; else fail "flowline check flows/"; cat "$tmp/check.err"; fi

@@ -1,0 +1,192 @@
+import FlowVM
+import Foundation
+import Logging
+import Synchronization
+
+/// Drives conversations durably: stores inbound events, runs turns, dispatches the outbox and fires timers.
+///
+/// All state lives in the `Store`; an engine holds only caches. Any number of engines may share one
+/// PostgreSQL database: turns lock their conversations (`SKIP LOCKED`), deliveries are leased, and a process
+/// that dies loses nothing but its uncommitted turn, which runs again elsewhere.
+public final class Engine: Sendable {
+    public struct Configuration: Sendable {
+        /// Conversations per turn transaction: batching shares one commit among many turns.
+        public var turnBatch = 32
+        public var deliveryBatch = 32
+        public var delivery = DeliveryPolicy()
+        /// How long an idle worker sleeps before looking for work again (new work wakes it earlier).
+        public var pollInterval: Duration = .milliseconds(200)
+        public init() {}
+    }
+
+    public let store: any Store
+    public let connectors: ConnectorRegistry
+    public let configuration: Configuration
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+    private let vms = Mutex<[String: VM]>([:])
+    private let flows = Mutex<[String: [PublishedFlow]]>([:])
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    public init(store: any Store, connectors: ConnectorRegistry, configuration: Configuration = Configuration(),
+                logger: Logger = Logger(label: "flowline.engine"), clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) {
+        self.store = store
+        self.connectors = connectors
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// The engine's current time.
+    public var now: Timestamp { clock() }
+
+    // MARK: Flows
+
+    /// Publishes a compiled flow for a tenant; new conversations start on it, running ones stay on theirs.
+    @discardableResult
+    public func publish(tenant: String, program: Program, source: String) async throws -> Int {
+        let version = try await store.publish(tenant: tenant, program: program, source: source, at: now)
+        flows.withLock { $0[tenant] = nil }
+        return version
+    }
+
+    private func publishedFlows(_ tenant: String) async throws -> [PublishedFlow] {
+        if let cached = flows.withLock({ $0[tenant] }) { return cached }
+        let loaded = try await store.publishedFlows(tenant: tenant)
+        flows.withLock { $0[tenant] = loaded }
+        return loaded
+    }
+
+    private func vm(_ hash: String, _ load: @Sendable (String) async throws -> Program?) async throws -> VM {
+        if let vm = vms.withLock({ $0[hash] }) { return vm }
+        guard let program = try await load(hash) else { throw EngineError(.notFound, "program \(hash.prefix(12)) is not stored") }
+        let vm = VM(program: program)
+        vms.withLock { $0[hash] = vm }
+        return vm
+    }
+
+    // MARK: Inbound
+
+    /// Stores an inbound message durably before returning (so it can be acknowledged), de-duplicated by provider id.
+    public func ingest(_ inbound: Inbound) async throws -> IngestResult {
+        let start = TriggerMatcher.match(text: inbound.message.text, channelKind: inbound.channelKind,
+                                         flows: try await publishedFlows(inbound.tenant))
+        let result = try await store.ingest(inbound, start: start, newConversationID: UUID().uuidString.lowercased(), now: now)
+        if case .accepted = result { wake.yield() }
+        return result
+    }
+
+    /// Hands a conversation back from a human agent to its flow.
+    public func handBack(conversation: String, tenant: String) async throws {
+        guard try await store.post(.handback, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {
+            throw EngineError(.notFound, "no conversation \(conversation)")
+        }
+        wake.yield()
+    }
+
+    /// Delivers an external event (a payment, a callback) to the conversation waiting on `name` with `key`.
+    @discardableResult
+    public func deliverEvent(tenant: String, name: String, key: String, payload: Value, providerID: String?) async throws -> Bool {
+        let delivered = try await store.postExternal(tenant: tenant, name: name, key: key, payload: payload, providerID: providerID, now: now)
+        if delivered { wake.yield() }
+        return delivered
+    }
+
+    // MARK: Work
+
+    /// Runs one batch of due turns; returns how many ran.
+    @discardableResult
+    public func runTurns() async throws -> Int {
+        try await store.runTurns(limit: configuration.turnBatch, now: now) { work, load in
+            let vm = try await self.vm(work.conversation.programHash, load)
+            var debounce: Int64?
+            if case .number(let d) = vm.program.metadata["debounce"] { debounce = Int64(d) }
+            return TurnMachine.run(
+                TurnMachine.Input(conversation: work.conversation, events: work.events, now: self.now, debounce: debounce,
+                                  contact: work.contact),
+                vm: vm)
+        }
+    }
+
+    /// Claims and performs one batch of outbox deliveries, concurrently; returns how many were attempted.
+    @discardableResult
+    public func dispatch() async throws -> Int {
+        let claimed = try await store.claimDeliveries(limit: configuration.deliveryBatch, now: now, lease: configuration.delivery.lease)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for d in claimed {
+                group.addTask { try await self.deliver(d) }
+            }
+            try await group.waitForAll()
+        }
+        return claimed.count
+    }
+
+    private func deliver(_ d: Delivery) async throws {
+        let outcome: Result<Value, ConnectorError>
+        if let connector = connectors.connector(for: d.entry.action) {
+            do {
+                let context = ConnectorContext(tenant: d.tenant, conversation: d.conversation, idempotencyKey: d.entry.idempotencyKey,
+                                               attempt: d.attempt)
+                outcome = .success(try await connector.perform(action: d.entry.action, parameters: d.entry.payload, context: context))
+            } catch let e as ConnectorError {
+                outcome = .failure(e)
+            } catch {
+                outcome = .failure(ConnectorError(code: "error", message: "\(error)", retryable: true))
+            }
+        } else {
+            outcome = .failure(ConnectorError(code: "no_connector", message: "no connector performs \(d.entry.action)", retryable: false))
+        }
+        let action = DeliveryMachine.next(attempt: d.attempt, outcome: outcome, now: now, policy: configuration.delivery,
+                                          random: Double.random(in: 0..<1))
+        if case .deadLetter(let error) = action {
+            logger.warning("delivery dead-lettered", metadata: ["key": "\(d.entry.idempotencyKey)", "error": "\(error)"])
+        }
+        try await store.finishDelivery(d, action, now: now)
+    }
+
+    /// Routes messages that arrived after their conversation ended; returns how many.
+    @discardableResult
+    public func reroute() async throws -> Int {
+        let pending = try await store.messagesToReroute(limit: 64)
+        for (seq, inbound) in pending {
+            let start = TriggerMatcher.match(text: inbound.message.text, channelKind: inbound.channelKind,
+                                             flows: try await publishedFlows(inbound.tenant))
+            try await store.reroute(sequence: seq, inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased(), now: now)
+        }
+        return pending.count
+    }
+
+    /// One pass over all kinds of work; returns how much was done.
+    public func step() async throws -> Int {
+        try await runTurns() + dispatch() + reroute()
+    }
+
+    /// Works until nothing is left to do now (tests, `flowline chat`-like drivers).
+    public func drain(maxPasses: Int = 10_000) async throws {
+        for _ in 0..<maxPasses {
+            if try await step() == 0 { return }
+        }
+    }
+
+    /// Works until cancelled: the service loop of `flowline serve` and worker processes.
+    public func run() async {
+        while !Task.isCancelled {
+            do {
+                if try await step() > 0 { continue }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.error("engine pass failed; retrying", metadata: ["error": "\(error)"])
+            }
+            // Sleep until woken by new work or the poll interval passes, whichever is first.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { [wakeups] in for await _ in wakeups { return } }
+                group.addTask { [interval = configuration.pollInterval] in try? await Task.sleep(for: interval) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import FlowVM
+
+/// A published flow version, as routing and turns need it.
+public struct PublishedFlow: Sendable, Hashable {
+    public var tenant: String
+    public var name: String
+    public var version: Int
+    public var programHash: String
+    /// `trigger.channel` of the flow (`api`, `whatsapp`), if it has a trigger.
+    public var triggerChannel: String?
+    public var keywords: [String]
+
+    public init(tenant: String, name: String, version: Int, programHash: String, triggerChannel: String?, keywords: [String]) {
+        self.tenant = tenant
+        self.name = name
+        self.version = version
+        self.programHash = programHash
+        self.triggerChannel = triggerChannel
+        self.keywords = keywords
+    }
+
+    public init(tenant: String, version: Int, program: Program) {
+        let trigger = program.metadata["trigger"]
+        var keywords: [String] = []
+        if case .list(let k) = trigger["keywords"] { keywords = k.map(\.text) }
+        self.init(tenant: tenant, name: program.name, version: version, programHash: program.hash,
+                  triggerChannel: trigger == .null ? nil : trigger["channel"].text, keywords: keywords)
+    }
+}
+
+/// A message from a contact on a channel, before it is stored.
+public struct Inbound: Sendable, Hashable {
+    public var tenant: String
+    /// The channel's id (one tenant may have several channels of a kind).
+    public var channel: String
+    /// The channel's kind (`api`, `whatsapp`), which triggers name.
+    public var channelKind: String
+    /// The contact's address on the channel (a phone number, an API user id).
+    public var contact: String
+    public var contactName: String?
+    /// The provider's id for the message (WhatsApp `wamid`, the API's `id`): the de-duplication key.
+    public var providerID: String
+    public var message: InboundMessage
+
+    public init(tenant: String, channel: String, channelKind: String, contact: String, contactName: String? = nil,
+                providerID: String, message: InboundMessage) {
+        self.tenant = tenant
+        self.channel = channel
+        self.channelKind = channelKind
+        self.contact = contact
+        self.contactName = contactName
+        self.providerID = providerID
+        self.message = message
+    }
+}
+
+/// What storing an inbound event did.
+public enum IngestResult: Sendable, Hashable {
+    /// Stored, for this conversation (new or existing).
+    case accepted(conversation: String, started: Bool)
+    /// Stored, but no conversation is open and no published flow's trigger matched.
+    case unrouted
+    /// The provider id was seen before: nothing stored, nothing to do.
+    case duplicate
+}
+
+/// A claimed outbox row, for the dispatcher.
+public struct Delivery: Sendable, Hashable {
+    public var id: Int64
+    public var tenant: String
+    public var conversation: String
+    public var entry: OutboxEntry
+    /// This attempt's number, from 1.
+    public var attempt: Int
+
+    public init(id: Int64, tenant: String, conversation: String, entry: OutboxEntry, attempt: Int) {
+        self.id = id
+        self.tenant = tenant
+        self.conversation = conversation
+        self.entry = entry
+        self.attempt = attempt
+    }
+}
+
+/// An outbox row as the API shows it.
+public struct DeliveryRecord: Sendable, Hashable {
+    public enum State: String, Sendable, Hashable { case pending, done, dead }
+    public var id: Int64
+    public var conversation: String
+    public var idempotencyKey: String
+    public var action: String
+    public var state: State
+    public var attempts: Int
+    public var lastError: String?
+
+    public init(id: Int64, conversation: String, idempotencyKey: String, action: String, state: State, attempts: Int,
+                lastError: String?) {
+        self.id = id
+        self.conversation = conversation
+        self.idempotencyKey = idempotencyKey
+        self.action = action
+        self.state = state
+        self.attempts = attempts
+        self.lastError = lastError
+    }
+}
+
+/// What a turn worker needs while a conversation is locked: its events and a way to read programs.
+public struct TurnWork: Sendable {
+    public var conversation: ConversationRecord
+    public var events: [PendingEvent]
+    public var contact: Value
+
+    public init(conversation: ConversationRecord, events: [PendingEvent], contact: Value) {
+        self.conversation = conversation
+        self.events = events
+        self.contact = contact
+    }
+}
+
+/// Durable storage for the engine. Two implementations (PostgreSQL and SQLite) share one schema; every query
+/// is scoped by tenant where a tenant's data is read.
+public protocol Store: Sendable {
+    /// Creates or upgrades the schema; refuses a schema newer than this code knows.
+    func migrate() async throws
+    func close() async
+
+    func ensureTenant(id: String, name: String) async throws
+    /// Stores a program under its hash (idempotent: programs are immutable).
+    func saveProgram(_ program: Program) async throws
+    func program(hash: String) async throws -> Program?
+    /// Publishes a program as the flow's next version; returns the version number.
+    func publish(tenant: String, program: Program, source: String, at: Timestamp) async throws -> Int
+    /// The latest published version of each of the tenant's flows.
+    func publishedFlows(tenant: String) async throws -> [PublishedFlow]
+
+    /// Stores an inbound message (de-duplicated by channel and provider id) and routes it, in one transaction:
+    /// to the contact's open conversation, or to a new conversation of `start`, or nowhere.
+    func ingest(_ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws -> IngestResult
+    /// Stores an event for a conversation by id (a handback, an API event); de-duplicated by `providerID` when given.
+    func post(_ body: EventBody, conversation: String, tenant: String, providerID: String?, now: Timestamp) async throws -> Bool
+    /// Stores an external event for the conversation waiting on `name` with `key`; false when none waits.
+    func postExternal(tenant: String, name: String, key: String, payload: Value, providerID: String?, now: Timestamp) async throws -> Bool
+    /// Messages that arrived after their conversation ended, waiting to be routed again.
+    func messagesToReroute(limit: Int) async throws -> [(sequence: Int64, inbound: Inbound)]
+    /// Routes one of them, like `ingest` does.
+    func reroute(sequence: Int64, inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws
+
+    /// Claims up to `limit` conversations that are due (pending events, a deadline passed), locks them, runs
+    /// `turn` for each and writes the outcomes, all in one transaction. Returns how many turns ran.
+    func runTurns(limit: Int, now: Timestamp,
+                  _ turn: @Sendable (TurnWork, @Sendable (String) async throws -> Program?) async throws -> TurnMachine.Outcome)
+        async throws -> Int
+
+    /// Claims due outbox rows (oldest first, one in flight per conversation) under a lease.
+    func claimDeliveries(limit: Int, now: Timestamp, lease: Int64) async throws -> [Delivery]
+    /// Records how a delivery ended; a finished connector action becomes an event for its conversation.
+    func finishDelivery(_ delivery: Delivery, _ action: DeliveryMachine.Action, now: Timestamp) async throws
+
+    func conversation(id: String, tenant: String) async throws -> ConversationRecord?
+    func conversations(tenant: String, status: ConversationStatus?, contact: String?) async throws -> [ConversationRecord]
+    func messages(conversation: String, tenant: String) async throws -> [MessageRecord]
+    func traces(conversation: String, tenant: String) async throws -> [TraceEntry]
+    func deliveries(tenant: String, state: DeliveryRecord.State?) async throws -> [DeliveryRecord]
+    /// Counts of work not yet done (unprocessed events, due conversations, pending deliveries), for tests and health.
+    func backlog(now: Timestamp) async throws -> (events: Int, deliveries: Int)
+    /// Deletes traces older than `before`; returns how many.
+    func purgeTraces(before: Timestamp) async throws -> Int
+}
+
+/// The engine's one public error.
+public struct EngineError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case notFound = "not_found"
+        case conflict = "conflict"
+        case invalid = "invalid"
+    }
+    public var code: Code
+    public var message: String
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.rawValue): \(message)" }
+}

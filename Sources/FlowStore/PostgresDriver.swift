@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// PostgreSQL through a `PostgresClient` pool. The client's `run()` is started here and cancelled on `close()`.
+final class PostgresDriver: SQLDriver, @unchecked Sendable {
+    let dialect = SQLDialect.postgres
+    private let client: PostgresClient
+    private let runTask: Task<Void, Never>
+    private let logger: Logger
+
+    init(url: String, logger: Logger) throws {
+        guard let c = URLComponents(string: url), let host = c.host, let user = c.user else {
+            throw StoreError(.configuration, "a PostgreSQL URL looks like postgres://user:password@host:5432/database")
+        }
+        var config = PostgresClient.Configuration(
+            host: host, port: c.port ?? 5432, username: user, password: c.password,
+            database: c.path.isEmpty ? nil : String(c.path.dropFirst()), tls: .disable)
+        config.options.maximumConnections = 16
+        client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.logger = logger
+        let client = self.client
+        runTask = Task { await client.run() }
+    }
+
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            let executor = PostgresExecutor(connection: connection, logger: logger)
+            _ = try await executor.query("BEGIN", [])
+            do {
+                let result = try await body(executor)
+                _ = try await executor.query("COMMIT", [])
+                return result
+            } catch {
+                _ = try? await executor.query("ROLLBACK", [])
+                throw error
+            }
+        }
+    }
+
+    func close() async {
+        runTask.cancel()
+        _ = await runTask.value
+    }
+}
+
+struct PostgresExecutor: SQLExecutor {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        var bindings = PostgresBindings(capacity: binds.count)
+        for b in binds {
+            switch b {
+            case .null: bindings.appendNull()
+            case .int(let i): bindings.append(i)
+            case .text(let s): bindings.append(s)
+            case .blob(let bytes): bindings.append(ByteBuffer(bytes: bytes))
+            }
+        }
+        let rows: PostgresRowSequence = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
+        var out: [SQLRow] = []
+        for try await row in rows {
+            var columns: [String: SQLValue] = [:]
+            for cell in row {
+                guard var buffer = cell.bytes else {
+                    columns[cell.columnName] = .null
+                    continue
+                }
+                switch cell.dataType {
+                case .int8: columns[cell.columnName] = .int(try cell.decode(Int64.self))
+                case .int4: columns[cell.columnName] = .int(Int64(try cell.decode(Int32.self)))
+                case .int2: columns[cell.columnName] = .int(Int64(try cell.decode(Int16.self)))
+                case .bytea: columns[cell.columnName] = .blob(buffer.readBytes(length: buffer.readableBytes) ?? [])
+                case .bool: columns[cell.columnName] = .int(try cell.decode(Bool.self) ? 1 : 0)
+                default: columns[cell.columnName] = .text(try cell.decode(String.self))
+                }
+            }
+            out.append(SQLRow(columns: columns))
+        }
+        return out
+    }
+}

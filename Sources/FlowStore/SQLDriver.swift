@@ -1,0 +1,65 @@
+import Foundation
+
+/// A value bound to or read from SQL: the few column types the schema uses.
+public enum SQLValue: Sendable, Hashable {
+    case null
+    case int(Int64)
+    case text(String)
+    case blob([UInt8])
+}
+
+/// One result row, by column name.
+public struct SQLRow: Sendable {
+    var columns: [String: SQLValue]
+
+    func value(_ name: String) -> SQLValue { columns[name] ?? .null }
+
+    func int(_ name: String) -> Int64? {
+        switch value(name) {
+        case .int(let i): i
+        case .text(let s): Int64(s)
+        default: nil
+        }
+    }
+
+    func text(_ name: String) -> String? {
+        switch value(name) {
+        case .text(let s): s
+        case .int(let i): String(i)
+        case .blob(let b): String(decoding: b, as: UTF8.self)
+        case .null: nil
+        }
+    }
+
+    func blob(_ name: String) -> [UInt8]? {
+        switch value(name) {
+        case .blob(let b): b
+        case .text(let s): Array(s.utf8)
+        default: nil
+        }
+    }
+}
+
+/// Which SQL the store writes: the schema and queries are the same but for a few dialect details.
+public enum SQLDialect: Sendable {
+    case postgres, sqlite
+}
+
+/// Runs statements inside one transaction.
+protocol SQLExecutor: Sendable {
+    /// Runs `sql` with `$1`, `$2`... bound to `binds`.
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+}
+
+/// A database connection pool (PostgreSQL) or connection (SQLite) that runs transactions.
+protocol SQLDriver: Sendable {
+    var dialect: SQLDialect { get }
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    func close() async
+}
+
+extension SQLExecutor {
+    @discardableResult
+    func execute(_ sql: String, _ binds: SQLValue...) async throws -> [SQLRow] { try await query(sql, binds) }
+}

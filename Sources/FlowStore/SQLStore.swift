@@ -1,0 +1,611 @@
+import FlowEngine
+import FlowVM
+import Foundation
+import Logging
+
+/// The FlowStore module's one public error.
+public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case configuration
+        /// The database's schema is newer than this build: refuse rather than corrupt it.
+        case schemaTooNew = "schema_too_new"
+        case corrupt
+    }
+    public var code: Code
+    public var message: String
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The `Store` for both databases: one schema and one set of queries, over a PostgreSQL or SQLite driver.
+///
+/// Every read of a tenant's data is scoped by `tenant_id`; every value is a bound parameter.
+public final class SQLStore: Store, @unchecked Sendable {
+    let driver: any SQLDriver
+    let logger: Logger
+
+    init(driver: any SQLDriver, logger: Logger) {
+        self.driver = driver
+        self.logger = logger
+    }
+
+    /// Opens `sqlite:PATH` (or `sqlite::memory:`) or `postgres://user:password@host:port/database`.
+    public static func open(_ url: String, logger: Logger = Logger(label: "flowline.store")) async throws -> SQLStore {
+        if url.hasPrefix("sqlite:") {
+            return SQLStore(driver: try await SQLiteDriver(path: String(url.dropFirst("sqlite:".count)), logger: logger), logger: logger)
+        }
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return SQLStore(driver: try PostgresDriver(url: url, logger: logger), logger: logger)
+        }
+        throw StoreError(.configuration, "database must be sqlite:PATH or postgres://...")
+    }
+
+    public func close() async { await driver.close() }
+
+    private var postgres: Bool { driver.dialect == .postgres }
+    /// Row locks where the database has them; SQLite's single writer makes them unnecessary.
+    private var skipLocked: String { postgres ? " FOR UPDATE SKIP LOCKED" : "" }
+    private var forUpdate: String { postgres ? " FOR UPDATE" : "" }
+
+    // MARK: Migrations
+
+    /// Schema versions, in order; a version is never edited once released, only followed by a new one.
+    static func migrations(_ d: SQLDialect) -> [[String]] {
+        let blob = d == .postgres ? "BYTEA" : "BLOB"
+        let serial = d == .postgres ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY AUTOINCREMENT"
+        return [[
+            "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE TABLE programs (hash TEXT PRIMARY KEY, name TEXT NOT NULL, bytecode \(blob) NOT NULL, created_at BIGINT NOT NULL)",
+            """
+            CREATE TABLE flow_versions (tenant_id TEXT NOT NULL REFERENCES tenants(id), flow TEXT NOT NULL, version BIGINT NOT NULL,
+              program_hash TEXT NOT NULL REFERENCES programs(hash), source TEXT NOT NULL, trigger_channel TEXT,
+              keywords TEXT NOT NULL, published_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, flow, version))
+            """,
+            """
+            CREATE TABLE contacts (tenant_id TEXT NOT NULL, channel TEXT NOT NULL, address TEXT NOT NULL, name TEXT,
+              created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, channel, address))
+            """,
+            """
+            CREATE TABLE conversations (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, channel TEXT NOT NULL,
+              channel_kind TEXT NOT NULL, contact TEXT NOT NULL, flow TEXT NOT NULL, program_hash TEXT NOT NULL,
+              continuation \(blob), status TEXT NOT NULL, wait_kind TEXT, wait_key TEXT, wake_at BIGINT, due_at BIGINT,
+              step BIGINT NOT NULL DEFAULT 0, row_version BIGINT NOT NULL DEFAULT 0, failure TEXT,
+              created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE UNIQUE INDEX conversations_open ON conversations (tenant_id, channel, contact) WHERE status IN ('active', 'waiting', 'handoff')",
+            "CREATE INDEX conversations_due ON conversations (due_at) WHERE due_at IS NOT NULL",
+            "CREATE INDEX conversations_wait_key ON conversations (tenant_id, wait_key) WHERE wait_key IS NOT NULL",
+            "CREATE INDEX conversations_tenant ON conversations (tenant_id, status)",
+            """
+            CREATE TABLE events (seq \(serial), tenant_id TEXT NOT NULL, channel TEXT NOT NULL, channel_kind TEXT,
+              contact TEXT, provider_id TEXT, conversation_id TEXT, kind TEXT NOT NULL, body TEXT NOT NULL,
+              received_at BIGINT NOT NULL, processed_at BIGINT, disposition TEXT)
+            """,
+            "CREATE UNIQUE INDEX events_provider ON events (tenant_id, channel, provider_id) WHERE provider_id IS NOT NULL",
+            "CREATE INDEX events_pending ON events (conversation_id, seq) WHERE processed_at IS NULL",
+            "CREATE INDEX events_reroute ON events (seq) WHERE disposition = 'reroute' AND processed_at IS NULL",
+            """
+            CREATE TABLE outbox (id \(serial), tenant_id TEXT NOT NULL, conversation_id TEXT NOT NULL,
+              idempotency_key TEXT NOT NULL UNIQUE, effect_id BIGINT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL,
+              payload TEXT NOT NULL, state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT NOT NULL,
+              lease_until BIGINT, last_error TEXT, result TEXT, created_at BIGINT NOT NULL, completed_at BIGINT)
+            """,
+            "CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending'",
+            "CREATE INDEX outbox_conversation ON outbox (conversation_id, id) WHERE state = 'pending'",
+            """
+            CREATE TABLE messages (id \(serial), tenant_id TEXT NOT NULL, conversation_id TEXT NOT NULL,
+              direction TEXT NOT NULL, text TEXT NOT NULL, extra TEXT NOT NULL, at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX messages_conversation ON messages (conversation_id, id)",
+            """
+            CREATE TABLE traces (id \(serial), tenant_id TEXT NOT NULL, conversation_id TEXT NOT NULL, event TEXT NOT NULL,
+              visited TEXT NOT NULL, effects TEXT NOT NULL, wait TEXT NOT NULL, status TEXT NOT NULL, at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX traces_conversation ON traces (conversation_id, id)",
+            "CREATE INDEX traces_at ON traces (at)",
+        ]]
+    }
+
+    /// The schema version this build writes.
+    public static var schemaVersion: Int { migrations(.sqlite).count }
+
+    public func migrate() async throws {
+        let steps = SQLStore.migrations(driver.dialect)
+        try await driver.transaction { db in
+            if self.postgres {
+                // Several processes may start at once: one migrates, the others wait and then find nothing to do.
+                try await db.execute("SELECT pg_advisory_xact_lock(7346289)")
+            }
+            try await db.execute("CREATE TABLE IF NOT EXISTS flowline_schema (version BIGINT NOT NULL)")
+            let current = Int(try await db.execute("SELECT MAX(version) AS v FROM flowline_schema").first?.int("v") ?? 0)
+            guard current <= steps.count else {
+                throw StoreError(.schemaTooNew, "the database has schema version \(current); this Flowline knows up to \(steps.count)")
+            }
+            for version in current..<steps.count {
+                for statement in steps[version] { try await db.execute(statement) }
+                try await db.execute("INSERT INTO flowline_schema (version) VALUES ($1)", .int(Int64(version + 1)))
+                self.logger.info("migrated database schema", metadata: ["version": "\(version + 1)"])
+            }
+        }
+    }
+
+    // MARK: Tenants, programs, flows
+
+    public func ensureTenant(id: String, name: String) async throws {
+        try await driver.transaction { db in
+            try await db.execute("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                                 .text(id), .text(name), .int(Timestamp(Date()).milliseconds))
+        }
+    }
+
+    public func saveProgram(_ program: Program) async throws {
+        try await driver.transaction { db in try await self.insertProgram(program, db) }
+    }
+
+    private func insertProgram(_ program: Program, _ db: any SQLExecutor) async throws {
+        try await db.execute(
+            "INSERT INTO programs (hash, name, bytecode, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
+            .text(program.hash), .text(program.name), .blob(program.encoded()), .int(Timestamp(Date()).milliseconds))
+    }
+
+    public func program(hash: String) async throws -> Program? {
+        try await driver.transaction { db in try await self.loadProgram(hash, db) }
+    }
+
+    private func loadProgram(_ hash: String, _ db: any SQLExecutor) async throws -> Program? {
+        guard let bytes = try await db.execute("SELECT bytecode FROM programs WHERE hash = $1", .text(hash)).first?.blob("bytecode")
+        else { return nil }
+        return try Program(decoding: bytes)
+    }
+
+    public func publish(tenant: String, program: Program, source: String, at: Timestamp) async throws -> Int {
+        try await driver.transaction { db in
+            try await self.insertProgram(program, db)
+            let last = try await db.execute(
+                "SELECT MAX(version) AS v FROM flow_versions WHERE tenant_id = $1 AND flow = $2", .text(tenant), .text(program.name))
+            let version = Int(last.first?.int("v") ?? 0) + 1
+            let flow = PublishedFlow(tenant: tenant, version: version, program: program)
+            try await db.execute(
+                """
+                INSERT INTO flow_versions (tenant_id, flow, version, program_hash, source, trigger_channel, keywords, published_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """,
+                .text(tenant), .text(program.name), .int(Int64(version)), .text(program.hash), .text(source),
+                flow.triggerChannel.map(SQLValue.text) ?? .null, .text(Value.list(flow.keywords.map(Value.string)).jsonText),
+                .int(at.milliseconds))
+            return version
+        }
+    }
+
+    public func publishedFlows(tenant: String) async throws -> [PublishedFlow] {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT f.flow, f.version, f.program_hash, f.trigger_channel, f.keywords FROM flow_versions f
+                WHERE f.tenant_id = $1 AND f.version = (SELECT MAX(version) FROM flow_versions g
+                  WHERE g.tenant_id = f.tenant_id AND g.flow = f.flow)
+                ORDER BY f.flow
+                """, .text(tenant)
+            ).map { r in
+                var keywords: [String] = []
+                if case .list(let k)? = Value(json: r.text("keywords") ?? "[]") { keywords = k.map(\.text) }
+                return PublishedFlow(tenant: tenant, name: r.text("flow") ?? "", version: Int(r.int("version") ?? 0),
+                                     programHash: r.text("program_hash") ?? "", triggerChannel: r.text("trigger_channel"),
+                                     keywords: keywords)
+            }
+        }
+    }
+
+    // MARK: Inbound
+
+    public func ingest(_ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws -> IngestResult {
+        try await retryingConflicts {
+            try await self.driver.transaction { db in
+                let inserted = try await db.execute(
+                    """
+                    INSERT INTO events (tenant_id, channel, channel_kind, contact, provider_id, kind, body, received_at)
+                    VALUES ($1, $2, $3, $4, $5, 'message', $6, $7)
+                    ON CONFLICT (tenant_id, channel, provider_id) WHERE provider_id IS NOT NULL DO NOTHING RETURNING seq
+                    """,
+                    .text(inbound.tenant), .text(inbound.channel), .text(inbound.channelKind), .text(inbound.contact),
+                    .text(inbound.providerID), .text(EventBody.message(inbound.message).value.jsonText), .int(now.milliseconds))
+                guard let seq = inserted.first?.int("seq") else { return .duplicate }
+                try await db.execute(
+                    """
+                    INSERT INTO contacts (tenant_id, channel, address, name, created_at) VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name)
+                    """,
+                    .text(inbound.tenant), .text(inbound.channel), .text(inbound.contact),
+                    inbound.contactName.map(SQLValue.text) ?? .null, .int(now.milliseconds))
+                return try await self.route(seq: seq, inbound, start: start, newConversationID: newConversationID, now: now, db)
+            }
+        }
+    }
+
+    /// SQLite reports a unique-index race as an error too; two new conversations for one contact, say. The
+    /// transaction rolled back, so trying again sees the winner's row.
+    private func retryingConflicts<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await body()
+            } catch let e as StoreError {
+                throw e
+            } catch {
+                attempt += 1
+                if attempt >= 4 { throw error }
+                logger.debug("retrying a transaction after a conflict", metadata: ["attempt": "\(attempt)"])
+            }
+        }
+    }
+
+    /// Attaches event `seq` to the contact's open conversation, or to a new one of `start`, or marks it unrouted.
+    private func route(seq: Int64, _ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp,
+                       _ db: any SQLExecutor) async throws -> IngestResult {
+        let open = try await db.execute(
+            """
+            SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3
+            AND status IN ('active', 'waiting', 'handoff')\(forUpdate)
+            """, .text(inbound.tenant), .text(inbound.channel), .text(inbound.contact))
+        var conversation = open.first?.text("id")
+        var started = false
+        if conversation == nil, let start {
+            try await db.execute(
+                """
+                INSERT INTO conversations (id, tenant_id, channel, channel_kind, contact, flow, program_hash, status, due_at,
+                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8, $8)
+                """,
+                .text(newConversationID), .text(inbound.tenant), .text(inbound.channel), .text(inbound.channelKind),
+                .text(inbound.contact), .text(start.name), .text(start.programHash), .int(now.milliseconds))
+            conversation = newConversationID
+            started = true
+        }
+        guard let conversation else {
+            try await db.execute("UPDATE events SET processed_at = $2, disposition = 'unrouted' WHERE seq = $1",
+                                 .int(seq), .int(now.milliseconds))
+            return .unrouted
+        }
+        try await db.execute("UPDATE events SET conversation_id = $2, disposition = NULL WHERE seq = $1",
+                             .int(seq), .text(conversation))
+        try await markDue(conversation, now: now, db)
+        return .accepted(conversation: conversation, started: started)
+    }
+
+    private func markDue(_ conversation: String, now: Timestamp, _ db: any SQLExecutor) async throws {
+        try await db.execute(
+            "UPDATE conversations SET due_at = CASE WHEN due_at IS NULL OR due_at > $2 THEN $2 ELSE due_at END WHERE id = $1",
+            .text(conversation), .int(now.milliseconds))
+    }
+
+    public func post(_ body: EventBody, conversation: String, tenant: String, providerID: String?, now: Timestamp) async throws -> Bool {
+        try await driver.transaction { db in
+            let found = try await db.execute(
+                "SELECT channel FROM conversations WHERE id = $1 AND tenant_id = $2\(self.forUpdate)", .text(conversation), .text(tenant))
+            guard let channel = found.first?.text("channel") else { return false }
+            try await self.insertEvent(body, tenant: tenant, channel: channel, conversation: conversation, providerID: providerID, now: now, db)
+            return true
+        }
+    }
+
+    private func insertEvent(_ body: EventBody, tenant: String, channel: String, conversation: String, providerID: String?,
+                             now: Timestamp, _ db: any SQLExecutor) async throws {
+        let rows = try await db.execute(
+            """
+            INSERT INTO events (tenant_id, channel, provider_id, conversation_id, kind, body, received_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (tenant_id, channel, provider_id) WHERE provider_id IS NOT NULL DO NOTHING RETURNING seq
+            """,
+            .text(tenant), .text(channel), providerID.map(SQLValue.text) ?? .null, .text(conversation), .text(body.kind),
+            .text(body.value.jsonText), .int(now.milliseconds))
+        if !rows.isEmpty { try await markDue(conversation, now: now, db) }
+    }
+
+    public func postExternal(tenant: String, name: String, key: String, payload: Value, providerID: String?, now: Timestamp) async throws -> Bool {
+        try await driver.transaction { db in
+            let waiting = try await db.execute(
+                "SELECT id, channel FROM conversations WHERE tenant_id = $1 AND wait_key = $2\(self.forUpdate)",
+                .text(tenant), .text("\(name):\(key)"))
+            guard let row = waiting.first, let id = row.text("id"), let channel = row.text("channel") else { return false }
+            try await self.insertEvent(.external(name: name, key: key, payload: payload), tenant: tenant, channel: channel,
+                                       conversation: id, providerID: providerID, now: now, db)
+            return true
+        }
+    }
+
+    public func messagesToReroute(limit: Int) async throws -> [(sequence: Int64, inbound: Inbound)] {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT seq, tenant_id, channel, channel_kind, contact, provider_id, body FROM events
+                WHERE disposition = 'reroute' AND processed_at IS NULL ORDER BY seq LIMIT $1
+                """, .int(Int64(limit))
+            ).compactMap { r in
+                guard let seq = r.int("seq"), case .message(let m)? = EventBody(value: Value(json: r.text("body") ?? "") ?? .null)
+                else { return nil }
+                return (seq, Inbound(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "",
+                                     channelKind: r.text("channel_kind") ?? "", contact: r.text("contact") ?? "",
+                                     providerID: r.text("provider_id") ?? "", message: m))
+            }
+        }
+    }
+
+    public func reroute(sequence: Int64, inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws {
+        _ = try await retryingConflicts {
+            try await self.driver.transaction { db in
+                let still = try await db.execute(
+                    "SELECT seq FROM events WHERE seq = $1 AND disposition = 'reroute' AND processed_at IS NULL\(self.forUpdate)",
+                    .int(sequence))
+                guard !still.isEmpty else { return IngestResult.duplicate }
+                return try await self.route(seq: sequence, inbound, start: start, newConversationID: newConversationID, now: now, db)
+            }
+        }
+    }
+
+    // MARK: Turns
+
+    public func runTurns(limit: Int, now: Timestamp,
+                         _ turn: @Sendable (TurnWork, @Sendable (String) async throws -> Program?) async throws -> TurnMachine.Outcome)
+        async throws -> Int
+    {
+        try await driver.transaction { db in
+            let due = try await db.execute(
+                """
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, created_at, updated_at
+                FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2\(self.skipLocked)
+                """, .int(now.milliseconds), .int(Int64(limit)))
+            for row in due {
+                let record = try self.conversationRecord(row)
+                let events = try await db.execute(
+                    "SELECT seq, body, received_at FROM events WHERE conversation_id = $1 AND processed_at IS NULL ORDER BY seq",
+                    .text(record.id)
+                ).compactMap { r -> PendingEvent? in
+                    guard let seq = r.int("seq"), let body = EventBody(value: Value(json: r.text("body") ?? "") ?? .null) else { return nil }
+                    return PendingEvent(sequence: seq, body: body, receivedAt: Timestamp(milliseconds: r.int("received_at") ?? 0))
+                }
+                let contactRow = try await db.execute(
+                    "SELECT name FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3",
+                    .text(record.tenant), .text(record.channel), .text(record.contact)).first
+                var contact: [String: Value] = ["id": .string(record.contact), "phone": .string(record.contact)]
+                if let name = contactRow?.text("name") { contact["name"] = .string(name) }
+                let work = TurnWork(conversation: record, events: events, contact: .map(contact))
+                let outcome: TurnMachine.Outcome
+                do {
+                    outcome = try await turn(work) { hash in try await self.loadProgram(hash, db) }
+                } catch {
+                    // A turn that cannot run (its program is missing or unreadable) fails the conversation, visibly.
+                    var failed = TurnMachine.Outcome(conversation: record)
+                    failed.conversation.status = .failed
+                    failed.conversation.failure = "turn could not run: \(error)"
+                    try await self.write(failed, previous: record, now: now, db)
+                    continue
+                }
+                try await self.write(outcome, previous: record, now: now, db)
+            }
+            return due.count
+        }
+    }
+
+    private func conversationRecord(_ r: SQLRow) throws -> ConversationRecord {
+        var continuation: Continuation?
+        if let bytes = r.blob("continuation") { continuation = try Continuation(decoding: bytes) }
+        return ConversationRecord(
+            id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "",
+            contact: r.text("contact") ?? "", flow: r.text("flow") ?? "", programHash: r.text("program_hash") ?? "",
+            continuation: continuation, status: ConversationStatus(rawValue: r.text("status") ?? "") ?? .failed,
+            failure: r.text("failure"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
+            updatedAt: Timestamp(milliseconds: r.int("updated_at") ?? 0))
+    }
+
+    private func write(_ o: TurnMachine.Outcome, previous: ConversationRecord, now: Timestamp, _ db: any SQLExecutor) async throws {
+        let c = o.conversation
+        let wait = c.continuation?.wait
+        try await db.execute(
+            """
+            UPDATE conversations SET continuation = $2, status = $3, wait_kind = $4, wait_key = $5, wake_at = $6, due_at = $7,
+              step = $8, row_version = row_version + 1, failure = $9, updated_at = $10 WHERE id = $1
+            """,
+            .text(c.id), c.continuation.map { SQLValue.blob($0.encoded()) } ?? .null, .text(c.status.rawValue),
+            wait.map { SQLValue.text($0.kind) } ?? .null, c.waitKey.map(SQLValue.text) ?? .null,
+            wait?.deadline.map { SQLValue.int($0.milliseconds) } ?? .null,
+            o.dueAt.map { SQLValue.int($0.milliseconds) } ?? .null, .int(Int64(c.continuation?.step ?? 0)),
+            c.failure.map(SQLValue.text) ?? .null, .int(max(c.updatedAt, now).milliseconds))
+        for (seq, disposition) in o.processed {
+            if disposition == .reroute {
+                try await db.execute("UPDATE events SET disposition = 'reroute', conversation_id = NULL WHERE seq = $1", .int(seq))
+            } else {
+                try await db.execute("UPDATE events SET processed_at = $2, disposition = $3 WHERE seq = $1",
+                                     .int(seq), .int(now.milliseconds), .text(disposition.rawValue))
+            }
+        }
+        for e in o.outbox {
+            try await db.execute(
+                """
+                INSERT INTO outbox (tenant_id, conversation_id, idempotency_key, effect_id, kind, action, payload, state,
+                  next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)
+                ON CONFLICT (idempotency_key) DO NOTHING
+                """,
+                .text(c.tenant), .text(c.id), .text(e.idempotencyKey), .int(Int64(e.effectID)), .text(e.kind.rawValue),
+                .text(e.action), .text(e.payload.jsonText), .int(now.milliseconds))
+        }
+        for m in o.messages {
+            try await db.execute(
+                "INSERT INTO messages (tenant_id, conversation_id, direction, text, extra, at) VALUES ($1, $2, $3, $4, $5, $6)",
+                .text(c.tenant), .text(c.id), .text(m.direction.rawValue), .text(m.text), .text(m.extra.jsonText), .int(m.at.milliseconds))
+        }
+        for t in o.traces {
+            try await db.execute(
+                """
+                INSERT INTO traces (tenant_id, conversation_id, event, visited, effects, wait, status, at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """,
+                .text(c.tenant), .text(c.id), .text(t.event.jsonText), .text(Value.list(t.visited.map(Value.string)).jsonText),
+                .text(t.effects.jsonText), .text(t.wait.jsonText), .text(t.status.rawValue), .int(t.at.milliseconds))
+        }
+    }
+
+    // MARK: Outbox
+
+    public func claimDeliveries(limit: Int, now: Timestamp, lease: Int64) async throws -> [Delivery] {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (
+                  SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+                  AND (o.lease_until IS NULL OR o.lease_until <= $1)
+                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.conversation_id = o.conversation_id AND p.state = 'pending' AND p.id < o.id)
+                  ORDER BY o.id LIMIT $3\(self.skipLocked))
+                RETURNING id, tenant_id, conversation_id, idempotency_key, effect_id, kind, action, payload, attempts
+                """, .int(now.milliseconds), .int(now.adding(seconds: lease).milliseconds), .int(Int64(limit))
+            ).map { r in
+                Delivery(
+                    id: r.int("id") ?? 0, tenant: r.text("tenant_id") ?? "", conversation: r.text("conversation_id") ?? "",
+                    entry: OutboxEntry(kind: OutboxEntry.Kind(rawValue: r.text("kind") ?? "") ?? .perform,
+                                       idempotencyKey: r.text("idempotency_key") ?? "", effectID: UInt64(r.int("effect_id") ?? 0),
+                                       action: r.text("action") ?? "", payload: Value(json: r.text("payload") ?? "null") ?? .null),
+                    attempt: Int(r.int("attempts") ?? 1))
+            }.sorted { $0.id < $1.id }
+        }
+    }
+
+    public func finishDelivery(_ d: Delivery, _ action: DeliveryMachine.Action, now: Timestamp) async throws {
+        try await driver.transaction { db in
+            switch action {
+            case .complete(let result):
+                let updated = try await db.execute(
+                    """
+                    UPDATE outbox SET state = 'done', result = $2, completed_at = $3, lease_until = NULL
+                    WHERE id = $1 AND state = 'pending' RETURNING id
+                    """, .int(d.id), .text(result.jsonText), .int(now.milliseconds))
+                if !updated.isEmpty, d.entry.kind == .perform {
+                    try await self.postResult(d, .success(result), now: now, db)
+                }
+            case .retry(let at, let error):
+                try await db.execute(
+                    "UPDATE outbox SET next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1 AND state = 'pending'",
+                    .int(d.id), .int(at.milliseconds), .text(error))
+            case .deadLetter(let error):
+                let updated = try await db.execute(
+                    """
+                    UPDATE outbox SET state = 'dead', last_error = $2, completed_at = $3, lease_until = NULL
+                    WHERE id = $1 AND state = 'pending' RETURNING id
+                    """, .int(d.id), .text(error), .int(now.milliseconds))
+                guard !updated.isEmpty else { return }
+                if d.entry.kind == .perform {
+                    try await self.postResult(d, .failure(code: "dead_letter", message: error), now: now, db)
+                } else {
+                    // A message that can never be delivered: the conversation stops, visibly, with the reason.
+                    try await db.execute(
+                        """
+                        UPDATE conversations SET status = 'failed', failure = $3, due_at = NULL, wait_key = NULL, updated_at = $4
+                        WHERE id = $1 AND tenant_id = $2 AND status IN ('active', 'waiting', 'handoff')
+                        """,
+                        .text(d.conversation), .text(d.tenant), .text("delivery failed: \(error)"), .int(now.milliseconds))
+                }
+            }
+        }
+    }
+
+    private func postResult(_ d: Delivery, _ result: EffectResult, now: Timestamp, _ db: any SQLExecutor) async throws {
+        let channel = try await db.execute("SELECT channel FROM conversations WHERE id = $1", .text(d.conversation)).first?.text("channel") ?? ""
+        try await insertEvent(.effectResult(id: d.entry.effectID, result: result), tenant: d.tenant, channel: channel,
+                              conversation: d.conversation, providerID: "effect:\(d.entry.idempotencyKey)", now: now, db)
+    }
+
+    // MARK: Reads
+
+    public func conversation(id: String, tenant: String) async throws -> ConversationRecord? {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, created_at, updated_at
+                FROM conversations WHERE id = $1 AND tenant_id = $2
+                """, .text(id), .text(tenant)
+            ).first.map(self.conversationRecord)
+        }
+    }
+
+    public func conversations(tenant: String, status: ConversationStatus?, contact: String?) async throws -> [ConversationRecord] {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, created_at, updated_at
+                FROM conversations WHERE tenant_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR contact = $3)
+                ORDER BY created_at, id
+                """, .text(tenant), .text(status?.rawValue ?? ""), .text(contact ?? "")
+            ).map(self.conversationRecord)
+        }
+    }
+
+    public func messages(conversation: String, tenant: String) async throws -> [MessageRecord] {
+        try await driver.transaction { db in
+            try await db.execute(
+                "SELECT direction, text, extra, at FROM messages WHERE conversation_id = $1 AND tenant_id = $2 ORDER BY id",
+                .text(conversation), .text(tenant)
+            ).map { r in
+                MessageRecord(direction: MessageRecord.Direction(rawValue: r.text("direction") ?? "") ?? .inbound, text: r.text("text") ?? "",
+                              extra: Value(json: r.text("extra") ?? "null") ?? .null, at: Timestamp(milliseconds: r.int("at") ?? 0))
+            }
+        }
+    }
+
+    public func traces(conversation: String, tenant: String) async throws -> [TraceEntry] {
+        try await driver.transaction { db in
+            try await db.execute(
+                "SELECT event, visited, effects, wait, status, at FROM traces WHERE conversation_id = $1 AND tenant_id = $2 ORDER BY id",
+                .text(conversation), .text(tenant)
+            ).map { r in
+                var visited: [String] = []
+                if case .list(let v)? = Value(json: r.text("visited") ?? "[]") { visited = v.map(\.text) }
+                return TraceEntry(event: Value(json: r.text("event") ?? "null") ?? .null, visited: visited,
+                                  effects: Value(json: r.text("effects") ?? "null") ?? .null, wait: Value(json: r.text("wait") ?? "null") ?? .null,
+                                  status: ConversationStatus(rawValue: r.text("status") ?? "") ?? .failed,
+                                  at: Timestamp(milliseconds: r.int("at") ?? 0))
+            }
+        }
+    }
+
+    public func deliveries(tenant: String, state: DeliveryRecord.State?) async throws -> [DeliveryRecord] {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT id, conversation_id, idempotency_key, action, state, attempts, last_error FROM outbox
+                WHERE tenant_id = $1 AND ($2 = '' OR state = $2) ORDER BY id
+                """, .text(tenant), .text(state?.rawValue ?? "")
+            ).map { r in
+                DeliveryRecord(id: r.int("id") ?? 0, conversation: r.text("conversation_id") ?? "", idempotencyKey: r.text("idempotency_key") ?? "",
+                               action: r.text("action") ?? "", state: DeliveryRecord.State(rawValue: r.text("state") ?? "") ?? .pending,
+                               attempts: Int(r.int("attempts") ?? 0), lastError: r.text("last_error"))
+            }
+        }
+    }
+
+    public func backlog(now: Timestamp) async throws -> (events: Int, deliveries: Int) {
+        try await driver.transaction { db in
+            let events = try await db.execute(
+                """
+                SELECT COUNT(*) AS n FROM events e WHERE e.processed_at IS NULL AND (e.disposition = 'reroute' OR EXISTS (
+                  SELECT 1 FROM conversations c WHERE c.id = e.conversation_id AND c.status IN ('active', 'waiting', 'handoff')))
+                """).first?.int("n") ?? 0
+            let due = try await db.execute("SELECT COUNT(*) AS n FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1",
+                                           .int(now.milliseconds)).first?.int("n") ?? 0
+            let deliveries = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'").first?.int("n") ?? 0
+            return (Int(events + due), Int(deliveries))
+        }
+    }
+
+    /// Records a schema version as applied, to test how a newer database is refused.
+    public func markSchemaForTesting(version: Int) async throws {
+        try await driver.transaction { db in
+            try await db.execute("INSERT INTO flowline_schema (version) VALUES ($1)", .int(Int64(version)))
+        }
+    }
+
+    public func purgeTraces(before: Timestamp) async throws -> Int {
+        try await driver.transaction { db in
+            try await db.execute("DELETE FROM traces WHERE at < $1 RETURNING id", .int(before.milliseconds)).count
+        }
+    }
+}

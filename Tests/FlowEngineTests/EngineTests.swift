@@ -1,0 +1,345 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import Testing
+
+/// The engine end to end on each database: ingest, turns, outbox, timers, events, failures, isolation.
+@Suite struct EngineTests {
+    static let greeter = """
+        flow: greeter
+        trigger: { channel: api, keywords: [oi, hello] }
+        start: ask
+        blocks:
+          ask:
+            ask: "Name?"
+            save: name
+            next: hi
+          hi:
+            text: "Hi {{ name }}"
+            next: bye
+          bye:
+            end: "Bye {{ contact.name }}"
+        """
+
+    struct Rig {
+        let store: SQLStore
+        let engine: Engine
+        let channel: RecordingChannel
+        let clock: TestClock
+
+        init(_ backend: Backend, connectors: [any Connector] = [], failFirst: Int = 0, maxAttempts: Int = 8) async throws {
+            store = try await backend.makeStore()
+            clock = TestClock()
+            channel = RecordingChannel(failFirst: failFirst)
+            var config = Engine.Configuration()
+            config.delivery = DeliveryPolicy(maxAttempts: maxAttempts, baseDelay: 1, maxDelay: 10, lease: 30)
+            engine = Engine(store: store, connectors: ConnectorRegistry([channel] + connectors), configuration: config,
+                            clock: { [clock] in clock.now })
+            try await store.ensureTenant(id: "t1", name: "Tenant 1")
+            try await store.ensureTenant(id: "t2", name: "Tenant 2")
+        }
+
+        func publish(_ yaml: String, tenant: String = "t1") async throws {
+            try await engine.publish(tenant: tenant, program: try Flows.compile(yaml), source: yaml)
+        }
+    }
+
+    @Test(arguments: Backend.available)
+    func aConversationRunsToItsEnd(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        let r = try await rig.engine.ingest(inbound("oi", from: "5511", id: "m1"))
+        guard case .accepted(let id, true) = r else {
+            Issue.record("expected a new conversation, got \(r)")
+            return
+        }
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "5511") == ["Name?"])
+        _ = try await rig.engine.ingest(inbound("Bia", from: "5511", id: "m2"))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "5511") == ["Name?", "Hi Bia", "Bye Ana"])
+        let c = try #require(try await rig.store.conversation(id: id, tenant: "t1"))
+        #expect(c.status == .ended)
+        let messages = try await rig.store.messages(conversation: id, tenant: "t1")
+        #expect(messages.map(\.direction) == [.inbound, .outbound, .inbound, .outbound, .outbound])
+        #expect(messages.map(\.text) == ["oi", "Name?", "Bia", "Hi Bia", "Bye Ana"])
+        let traces = try await rig.store.traces(conversation: id, tenant: "t1")
+        #expect(traces.map(\.visited) == [["ask"], ["hi", "bye"]])
+        #expect(try await rig.store.backlog(now: rig.clock.now) == (0, 0))
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func duplicatesAndUnroutedMessages(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        #expect(try await rig.engine.ingest(inbound("nothing matches", from: "1", id: "a")) == .unrouted)
+        guard case .accepted = try await rig.engine.ingest(inbound("hello", from: "1", id: "b")) else {
+            Issue.record("keyword should start the flow")
+            return
+        }
+        #expect(try await rig.engine.ingest(inbound("hello", from: "1", id: "b")) == .duplicate)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "1") == ["Name?"], "a repeated provider id is processed once")
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func aBurstIsProcessedInOrderAndNothingIsLost(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish("""
+            flow: echo
+            trigger: { channel: api }
+            start: first
+            blocks:
+              first:
+                text: "ready"
+                next: loop
+              loop:
+                ask: "say"
+                save: said
+                next: echo
+              echo:
+                text: "echo {{ said }}"
+                next: loop
+            """)
+        for i in 0..<30 { _ = try await rig.engine.ingest(inbound("m\(i)", from: "9", id: "b\(i)")) }
+        try await rig.engine.drain()
+        let texts = rig.channel.texts(to: "9")
+        // The first message starts the flow; each later one is answered, in arrival order.
+        #expect(texts.filter { $0.hasPrefix("echo") } == (1..<30).map { "echo m\($0)" })
+        #expect(rig.channel.duplicates == 0)
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func timersFireAtTheirDeadlineNotBefore(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish("""
+            flow: timer
+            trigger: { channel: api }
+            start: nap
+            blocks:
+              nap:
+                wait: 1h
+                next: up
+              up:
+                end: "awake"
+            """)
+        _ = try await rig.engine.ingest(inbound("go", from: "7", id: "t"))
+        try await rig.engine.drain()
+        rig.clock.advance(seconds: 3599)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "7").isEmpty)
+        rig.clock.advance(seconds: 1)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "7") == ["awake"])
+        await rig.store.close()
+    }
+
+    static let payment = """
+        flow: pay
+        trigger: { channel: api }
+        start: checkout
+        blocks:
+          checkout:
+            use: stripe.checkout
+            with: { amount: 100, currency: brl, description: "x" }
+            save: session
+            on_error: sorry
+            next: link
+          link:
+            text: "pay {{ session.url }}"
+            next: wait
+          wait:
+            wait_for: { event: stripe.paid, match: session.id }
+            next: thanks
+          thanks:
+            end: "paid"
+          sorry:
+            end: "failed {{ error.code }}"
+        """
+
+    @Test(arguments: Backend.available)
+    func connectorResultsAndExternalEventsResumeTheFlow(_ backend: Backend) async throws {
+        let stripe = ScriptedConnector(action: "stripe.checkout", plan: [
+            .failure(ConnectorError(code: "rate_limited", message: "slow down", retryable: true, retryAfter: 5)),
+            .success(["id": "cs_1", "url": "https://pay/cs_1"]),
+        ])
+        let rig = try await Rig(backend, connectors: [stripe])
+        try await rig.publish(Self.payment)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("buy", from: "3", id: "p")) else {
+            Issue.record("not accepted")
+            return
+        }
+        try await rig.engine.drain()
+        #expect(stripe.keys.count == 1)
+        rig.clock.advance(seconds: 4)
+        try await rig.engine.drain()
+        #expect(stripe.keys.count == 1, "retry-after is honoured")
+        rig.clock.advance(seconds: 1)
+        try await rig.engine.drain()
+        #expect(stripe.keys == ["\(id):1", "\(id):1"], "retries reuse the idempotency key")
+        #expect(rig.channel.texts(to: "3") == ["pay https://pay/cs_1"])
+        #expect(try await rig.engine.deliverEvent(tenant: "t1", name: "stripe.paid", key: "cs_other", payload: [:], providerID: "evt_0") == false)
+        #expect(try await rig.engine.deliverEvent(tenant: "t2", name: "stripe.paid", key: "cs_1", payload: [:], providerID: "evt_1") == false,
+                "another tenant cannot resume this conversation")
+        #expect(try await rig.engine.deliverEvent(tenant: "t1", name: "stripe.paid", key: "cs_1", payload: [:], providerID: "evt_1"))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "3") == ["pay https://pay/cs_1", "paid"])
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func deadLetteredActionsGoToOnError(_ backend: Backend) async throws {
+        let stripe = ScriptedConnector(action: "stripe.checkout", plan: [
+            .failure(ConnectorError(code: "card_declined", message: "declined", retryable: false)),
+        ])
+        let rig = try await Rig(backend, connectors: [stripe])
+        try await rig.publish(Self.payment)
+        _ = try await rig.engine.ingest(inbound("buy", from: "4", id: "d"))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "4") == ["failed effect_failed"])
+        let dead = try await rig.store.deliveries(tenant: "t1", state: .dead)
+        #expect(dead.count == 1 && dead[0].action == "stripe.checkout" && dead[0].lastError?.contains("declined") == true)
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func undeliverableMessagesFailTheConversationVisibly(_ backend: Backend) async throws {
+        let rig = try await Rig(backend, failFirst: 100, maxAttempts: 3)
+        try await rig.publish(Self.greeter)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "5", id: "x")) else { return }
+        for _ in 0..<5 {
+            try await rig.engine.drain()
+            rig.clock.advance(seconds: 20)
+        }
+        let c = try #require(try await rig.store.conversation(id: id, tenant: "t1"))
+        #expect(c.status == .failed)
+        #expect(c.failure?.contains("delivery failed") == true)
+        #expect(try await rig.store.deliveries(tenant: "t1", state: .dead).first?.attempts == 3)
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func runtimeErrorsFailTheConversationWithTheReason(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish("""
+            flow: broken
+            trigger: { channel: api }
+            start: a
+            blocks:
+              a:
+                text: "{{ contact.name - 1 }}"
+            """)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("x", from: "6", id: "e")) else { return }
+        try await rig.engine.drain()
+        let c = try #require(try await rig.store.conversation(id: id, tenant: "t1"))
+        #expect(c.status == .failed)
+        #expect(c.failure?.contains("expression_error") == true)
+        #expect(try await rig.store.conversations(tenant: "t1", status: .failed, contact: nil).map(\.id) == [id])
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func tenantsAreIsolated(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "8", id: "i")) else { return }
+        #expect(try await rig.engine.ingest(inbound("oi", from: "8", id: "i", tenant: "t2")) == .unrouted,
+                "t2 has no flows; the same provider id in another tenant is another message")
+        #expect(try await rig.store.conversation(id: id, tenant: "t2") == nil)
+        #expect(try await rig.store.conversations(tenant: "t2", status: nil, contact: nil).isEmpty)
+        #expect(try await rig.store.messages(conversation: id, tenant: "t2").isEmpty)
+        #expect(try await rig.store.traces(conversation: id, tenant: "t2").isEmpty)
+        await #expect(throws: EngineError.self) { try await rig.engine.handBack(conversation: id, tenant: "t2") }
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func handoffAndHandback(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish("""
+            flow: human
+            trigger: { channel: api }
+            start: h
+            blocks:
+              h:
+                handoff: { queue: sales, message: "hold on" }
+                next: back
+              back:
+                end: "bot again"
+            """)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("help", from: "2", id: "h1")) else { return }
+        try await rig.engine.drain()
+        #expect(try await rig.store.conversation(id: id, tenant: "t1")?.status == .handoff)
+        _ = try await rig.engine.ingest(inbound("is anyone there?", from: "2", id: "h2"))
+        try await rig.engine.drain()
+        #expect(try await rig.store.messages(conversation: id, tenant: "t1").map(\.text).contains("is anyone there?"),
+                "messages to the agent are kept")
+        try await rig.engine.handBack(conversation: id, tenant: "t1")
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "2") == ["hold on", "bot again"])
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func messagesAfterTheEndStartANewConversation(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        guard case .accepted(let first, true) = try await rig.engine.ingest(inbound("oi", from: "5", id: "q1")) else { return }
+        try await rig.engine.drain()
+        // Both arrive while the first conversation is open; the first reply ends it, so "hello" is routed afresh.
+        _ = try await rig.engine.ingest(inbound("Bia", from: "5", id: "q2"))
+        _ = try await rig.engine.ingest(inbound("hello", from: "5", id: "q3"))
+        try await rig.engine.drain()
+        let all = try await rig.store.conversations(tenant: "t1", status: nil, contact: "5")
+        #expect(all.count == 2)
+        #expect(all.first { $0.id == first }?.status == .ended)
+        #expect(all.contains { $0.id != first && $0.status == .waiting })
+        #expect(rig.channel.texts(to: "5") == ["Name?", "Hi Bia", "Bye Ana", "Name?"])
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func publishingKeepsRunningConversationsOnTheirProgram(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "11", id: "v1")) else { return }
+        try await rig.engine.drain()
+        let v2 = Self.greeter.replacingOccurrences(of: "Hi {{ name }}", with: "Hello {{ name }}")
+        try await rig.publish(v2)
+        #expect(try await rig.store.publishedFlows(tenant: "t1").map(\.version) == [2])
+        _ = try await rig.engine.ingest(inbound("Caio", from: "11", id: "v2"))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "11").contains("Hi Caio"), "the running conversation keeps version 1")
+        #expect(try await rig.store.conversation(id: id, tenant: "t1")?.programHash == (try Flows.compile(Self.greeter)).hash)
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func migrationsAreIdempotentAndRefuseNewerSchemas(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        try await store.migrate()
+        try await store.markSchemaForTesting(version: SQLStore.schemaVersion + 1)
+        do {
+            try await store.migrate()
+            Issue.record("a newer schema must be refused")
+        } catch let e as StoreError {
+            #expect(e.code == .schemaTooNew)
+        }
+        await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func oldTracesArePurged(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "12", id: "tr")) else { return }
+        try await rig.engine.drain()
+        #expect(try await rig.store.purgeTraces(before: rig.clock.now) == 0)
+        #expect(try await rig.store.purgeTraces(before: rig.clock.now.adding(seconds: 1)) == 1)
+        #expect(try await rig.store.traces(conversation: id, tenant: "t1").isEmpty)
+        await rig.store.close()
+    }
+}

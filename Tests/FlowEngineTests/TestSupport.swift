@@ -1,0 +1,138 @@
+import Connectors
+import FlowCompiler
+import FlowEngine
+import FlowStore
+import FlowVM
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// The databases every store test runs against: SQLite always, PostgreSQL when the test script started one
+/// (`FLOWLINE_TEST_POSTGRES_URL`). In CI a missing PostgreSQL is a failure, not a skip.
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    static var postgresURL: String? { ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] }
+
+    static var available: [Backend] {
+        if postgresURL != nil || ProcessInfo.processInfo.environment["CI"] != nil { return allCases }
+        return [.sqlite]
+    }
+
+    /// A fresh, empty, migrated database for one test.
+    func makeStore() async throws -> SQLStore {
+        switch self {
+        case .sqlite:
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-\(UUID().uuidString).db").path
+            let store = try await SQLStore.open("sqlite:\(path)")
+            try await store.migrate()
+            return store
+        case .postgres:
+            guard let base = Backend.postgresURL else {
+                Issue.record("FLOWLINE_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh")
+                throw CancellationError()
+            }
+            let url = try await TestPostgres.freshDatabase(base)
+            let store = try await SQLStore.open(url)
+            try await store.migrate()
+            return store
+        }
+    }
+}
+
+enum TestPostgres {
+    /// Creates a new database next to the one in `base` and returns its URL.
+    static func freshDatabase(_ base: String) async throws -> String {
+        let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        guard var c = URLComponents(string: base) else { throw CancellationError() }
+        var config = PostgresClient.Configuration(host: c.host ?? "127.0.0.1", port: c.port ?? 5432, username: c.user ?? "postgres",
+                                                  password: c.password, database: String(c.path.dropFirst()), tls: .disable)
+        config.options.maximumConnections = 1
+        let client = PostgresClient(configuration: config)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+            group.cancelAll()
+        }
+        c.path = "/" + name
+        return c.string!
+    }
+}
+
+/// A clock tests move by hand.
+final class TestClock: Sendable {
+    private let time: Mutex<Timestamp>
+    init(_ start: Timestamp = Timestamp(milliseconds: 1_767_614_400_000)) { time = Mutex(start) }
+    var now: Timestamp { time.withLock { $0 } }
+    func advance(seconds: Int64) { time.withLock { $0 = $0.adding(seconds: seconds) } }
+    func set(_ t: Timestamp) { time.withLock { $0 = t } }
+}
+
+/// The receiving end of `channel.send`: records every delivery, de-duplicating by idempotency key the way
+/// a real channel integration must, and remembering duplicates so tests can count them.
+final class RecordingChannel: Connector, Sendable {
+    let actions = ["channel.send"]
+    private let state = Mutex<(byKey: [String: Value], order: [String], duplicates: Int, failuresLeft: Int)>(([:], [], 0, 0))
+
+    init(failFirst: Int = 0) { state.withLock { $0.failuresLeft = failFirst } }
+
+    func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
+        try state.withLock { s in
+            if s.failuresLeft > 0 {
+                s.failuresLeft -= 1
+                throw ConnectorError(code: "unavailable", message: "channel down", retryable: true, retryAfter: 1)
+            }
+            if let seen = s.byKey[context.idempotencyKey] {
+                s.duplicates += 1
+                if seen != parameters { Issue.record("same key \(context.idempotencyKey) with different content") }
+            } else {
+                s.byKey[context.idempotencyKey] = parameters
+                s.order.append(context.idempotencyKey)
+            }
+        }
+        return ["delivered": true]
+    }
+
+    /// Texts sent to `contact`, in delivery order.
+    func texts(to contact: String) -> [String] {
+        state.withLock { s in s.order.compactMap { k in s.byKey[k].flatMap { $0["contact"].text == contact ? $0["message"]["text"].text : nil } } }
+    }
+
+    var count: Int { state.withLock { $0.order.count } }
+    var duplicates: Int { state.withLock { $0.duplicates } }
+}
+
+/// A connector action that fails a set number of times, then answers.
+final class ScriptedConnector: Connector, Sendable {
+    let actions: [String]
+    private let plan: Mutex<[Result<Value, ConnectorError>]>
+    private let calls = Mutex<[String]>([])
+
+    init(action: String, plan: [Result<Value, ConnectorError>]) {
+        actions = [action]
+        self.plan = Mutex(plan)
+    }
+
+    func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
+        calls.withLock { $0.append(context.idempotencyKey) }
+        let next = plan.withLock { p -> Result<Value, ConnectorError> in p.count > 1 ? p.removeFirst() : p[0] }
+        return try next.get()
+    }
+
+    var keys: [String] { calls.withLock { $0 } }
+}
+
+enum Flows {
+    static func compile(_ yaml: String) throws -> Program {
+        try FlowCompiler(catalog: BuiltinActions.catalog).program(source: yaml, file: "test.yaml")
+    }
+}
+
+func inbound(_ text: String, from contact: String, id: String, tenant: String = "t1", channel: String = "api-main") -> Inbound {
+    Inbound(tenant: tenant, channel: channel, channelKind: "api", contact: contact, contactName: "Ana", providerID: id,
+            message: InboundMessage(text: text))
+}

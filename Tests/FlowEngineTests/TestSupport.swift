@@ -76,7 +76,8 @@ final class TestClock: Sendable {
 /// a real channel integration must, and remembering duplicates so tests can count them.
 final class RecordingChannel: Connector, Sendable {
     let actions = ["channel.send"]
-    private let state = Mutex<(byKey: [String: Value], order: [String], duplicates: Int, failuresLeft: Int)>(([:], [], 0, 0))
+    private let state = Mutex<(byKey: [String: Value], order: [String], byContact: [String: [String]], duplicates: Int,
+                               failuresLeft: Int)>(([:], [], [:], 0, 0))
 
     init(failFirst: Int = 0) { state.withLock { $0.failuresLeft = failFirst } }
 
@@ -92,6 +93,7 @@ final class RecordingChannel: Connector, Sendable {
             } else {
                 s.byKey[context.idempotencyKey] = parameters
                 s.order.append(context.idempotencyKey)
+                s.byContact[parameters["contact"].text, default: []].append(parameters["message"]["text"].text)
             }
         }
         return ["delivered": true]
@@ -99,7 +101,7 @@ final class RecordingChannel: Connector, Sendable {
 
     /// Texts sent to `contact`, in delivery order.
     func texts(to contact: String) -> [String] {
-        state.withLock { s in s.order.compactMap { k in s.byKey[k].flatMap { $0["contact"].text == contact ? $0["message"]["text"].text : nil } } }
+        state.withLock { $0.byContact[contact] ?? [] }
     }
 
     var count: Int { state.withLock { $0.order.count } }

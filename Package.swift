@@ -50,8 +50,9 @@ let package = Package(
         .executableTarget(
             name: "flowline",
             dependencies: [
-                "FlowVM", "FlowCompiler", "Connectors",
+                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "FlowVMTests", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),

@@ -5,11 +5,11 @@ import FlowVM
 import Foundation
 
 @main
-struct Flowline: ParsableCommand {
+struct Flowline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowline",
         abstract: "Flowline: a durable runtime for conversational automation flows.",
-        subcommands: [Check.self, Compile.self, Disasm.self, Chat.self]
+        subcommands: [Check.self, Compile.self, Disasm.self, Chat.self, Migrate.self, Work.self]
     )
 }
 

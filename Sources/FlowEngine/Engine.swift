@@ -94,6 +94,64 @@ public final class Engine: Sendable {
         return delivered
     }
 
+    /// Runs a failed conversation's failed block again.
+    public func retry(conversation: String, tenant: String) async throws {
+        guard try await store.post(.retry, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {
+            throw EngineError(.notFound, "no conversation \(conversation)")
+        }
+        wake.yield()
+    }
+
+    /// Ends a conversation, whatever it was doing.
+    public func cancel(conversation: String, tenant: String) async throws {
+        guard try await store.post(.cancel, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {
+            throw EngineError(.notFound, "no conversation \(conversation)")
+        }
+        wake.yield()
+    }
+
+    /// What an explicit migration to a flow's latest version did.
+    public struct MigrationReport: Sendable {
+        public var version: Int
+        public var moved: [String] = []
+        /// Conversation id and why it stayed.
+        public var stayed: [(id: String, reason: String)] = []
+    }
+
+    /// Moves a flow's open conversations on older versions to its latest published version, mapping each by
+    /// block id; reports what could not move and why. Conversations that moved keep their variables and waits.
+    public func migrateConversations(tenant: String, flow: String) async throws -> MigrationReport {
+        guard let latest = try await store.publishedFlows(tenant: tenant).first(where: { $0.name == flow }),
+              let target = try await store.program(hash: latest.programHash) else {
+            throw EngineError(.notFound, "flow \(flow) has no published version")
+        }
+        var report = MigrationReport(version: latest.version)
+        var programs: [String: Program] = [:]
+        for c in try await store.conversations(tenant: tenant, status: nil, contact: nil)
+        where c.flow == flow && c.status.isOpen && c.programHash != target.hash {
+            guard let continuation = c.continuation else {
+                report.stayed.append((c.id, "the conversation has not started yet"))
+                continue
+            }
+            if programs[c.programHash] == nil { programs[c.programHash] = try await store.program(hash: c.programHash) }
+            guard let old = programs[c.programHash] else {
+                report.stayed.append((c.id, "its program is missing"))
+                continue
+            }
+            switch ConversationMigration.map(continuation, from: old, to: target) {
+            case .failure(let refusal):
+                report.stayed.append((c.id, refusal.reason))
+            case .success(let moved):
+                if try await store.move(conversation: c, to: target.hash, continuation: moved, now: now) {
+                    report.moved.append(c.id)
+                } else {
+                    report.stayed.append((c.id, "it changed while migrating; run the migration again"))
+                }
+            }
+        }
+        return report
+    }
+
     // MARK: Work
 
     /// Runs one batch of due turns; returns how many ran.

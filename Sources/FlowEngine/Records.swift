@@ -38,6 +38,8 @@ public struct ConversationRecord: Sendable, Hashable {
     public var status: ConversationStatus
     /// The reason, when failed.
     public var failure: String?
+    /// Grows with every write: a change made elsewhere since this record was read is detected with it.
+    public var version: Int64 = 0
     public var createdAt: Timestamp
     public var updatedAt: Timestamp
 
@@ -70,6 +72,10 @@ public enum EventBody: Sendable, Hashable {
     case external(name: String, key: String, payload: Value)
     case effectResult(id: UInt64, result: EffectResult)
     case handback
+    /// An operator asks a failed conversation to run its failed block again.
+    case retry
+    /// An operator ends the conversation.
+    case cancel
 
     /// The event's kind as stored.
     public var kind: String {
@@ -78,6 +84,8 @@ public enum EventBody: Sendable, Hashable {
         case .external: "external"
         case .effectResult: "effect"
         case .handback: "handback"
+        case .retry: "retry"
+        case .cancel: "cancel"
         }
     }
 
@@ -87,7 +95,7 @@ public enum EventBody: Sendable, Hashable {
         case .message(let m): .message(m)
         case .external(let n, let k, let p): .external(name: n, key: k, payload: p)
         case .effectResult(let id, let r): .effectResult(id: id, result: r)
-        case .handback: .handback
+        case .handback, .retry, .cancel: .handback
         }
     }
 
@@ -102,6 +110,8 @@ public enum EventBody: Sendable, Hashable {
         case .effectResult(let id, .failure(let code, let message)):
             ["kind": "effect", "id": .number(Double(id)), "ok": false, "code": .string(code), "message": .string(message)]
         case .handback: ["kind": "handback"]
+        case .retry: ["kind": "retry"]
+        case .cancel: ["kind": "cancel"]
         }
     }
 
@@ -120,6 +130,8 @@ public enum EventBody: Sendable, Hashable {
                 self = .effectResult(id: UInt64(n), result: .failure(code: v["code"].text, message: v["message"].text))
             }
         case "handback": self = .handback
+        case "retry": self = .retry
+        case "cancel": self = .cancel
         default: return nil
         }
     }

@@ -157,6 +157,10 @@ public protocol Store: Sendable {
     /// Records how a delivery ended; a finished connector action becomes an event for its conversation.
     func finishDelivery(_ delivery: Delivery, _ action: DeliveryMachine.Action, now: Timestamp) async throws
 
+    /// Moves a conversation to another program with a mapped continuation, if it has not changed since it was
+    /// read (`conversation.version`); false when it had.
+    func move(conversation: ConversationRecord, to programHash: String, continuation: Continuation, now: Timestamp) async throws -> Bool
+
     func conversation(id: String, tenant: String) async throws -> ConversationRecord?
     func conversations(tenant: String, status: ConversationStatus?, contact: String?) async throws -> [ConversationRecord]
     func messages(conversation: String, tenant: String) async throws -> [MessageRecord]

@@ -117,6 +117,28 @@ public enum TurnMachine {
         }
 
         while var event = events.first {
+            // Operator events work in any state.
+            if event.body == .cancel || event.body == .retry, let c = conversation.continuation {
+                events = events.dropFirst()
+                if event.body == .cancel {
+                    if c.wait != nil || isFailed(c) {
+                        var ended = c
+                        ended.status = .ended
+                        conversation.continuation = ended
+                        out.traces.append(TraceEntry(event: event.body.value, visited: [], effects: [], wait: .null, status: .ended,
+                                                     at: max(clock, event.receivedAt)))
+                        conversation.failure = nil
+                    }
+                    out.processed.append((event.sequence, .applied))
+                } else if isFailed(c), let r = try? vm.retry(c, now: max(clock, event.receivedAt)) {
+                    conversation.failure = nil
+                    absorb(r, event: event.body.value, at: max(clock, event.receivedAt))
+                    out.processed.append((event.sequence, .applied))
+                } else {
+                    out.processed.append((event.sequence, .ignored))
+                }
+                continue
+            }
             guard let c = conversation.continuation, let wait = c.wait else {
                 // Ended or failed: later messages go back to routing; anything else is kept as history only.
                 for rest in events {
@@ -178,6 +200,11 @@ public enum TurnMachine {
         out.conversation = conversation
         out.dueAt = events.isEmpty ? conversation.continuation?.wait?.deadline : nil
         return out
+    }
+
+    private static func isFailed(_ c: Continuation) -> Bool {
+        if case .failed = c.status { return true }
+        return false
     }
 
     private static func isResult(_ body: EventBody, for id: UInt64) -> Bool {

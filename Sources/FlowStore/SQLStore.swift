@@ -283,8 +283,24 @@ public final class SQLStore: Store, @unchecked Sendable {
     public func post(_ body: EventBody, conversation: String, tenant: String, providerID: String?, now: Timestamp) async throws -> Bool {
         try await driver.transaction { db in
             let found = try await db.execute(
-                "SELECT channel FROM conversations WHERE id = $1 AND tenant_id = $2\(self.forUpdate)", .text(conversation), .text(tenant))
-            guard let channel = found.first?.text("channel") else { return false }
+                "SELECT channel, contact, status FROM conversations WHERE id = $1 AND tenant_id = $2\(self.forUpdate)",
+                .text(conversation), .text(tenant))
+            guard let row = found.first, let channel = row.text("channel") else { return false }
+            let status = ConversationStatus(rawValue: row.text("status") ?? "") ?? .failed
+            switch body {
+            case .retry:
+                guard status == .failed else { throw EngineError(.invalid, "only a failed conversation can be retried") }
+                let other = try await db.execute(
+                    """
+                    SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 AND id <> $4
+                    AND status IN ('active', 'waiting', 'handoff')
+                    """, .text(tenant), .text(channel), .text(row.text("contact") ?? ""), .text(conversation))
+                if !other.isEmpty { throw EngineError(.conflict, "the contact has another open conversation") }
+            case .cancel:
+                guard status != .ended else { throw EngineError(.invalid, "the conversation has already ended") }
+            default:
+                break
+            }
             try await self.insertEvent(body, tenant: tenant, channel: channel, conversation: conversation, providerID: providerID, now: now, db)
             return true
         }
@@ -353,7 +369,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         try await driver.transaction { db in
             let due = try await db.execute(
                 """
-                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, created_at, updated_at
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
                 FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2\(self.skipLocked)
                 """, .int(now.milliseconds), .int(Int64(limit)))
             for row in due {
@@ -391,12 +407,14 @@ public final class SQLStore: Store, @unchecked Sendable {
     private func conversationRecord(_ r: SQLRow) throws -> ConversationRecord {
         var continuation: Continuation?
         if let bytes = r.blob("continuation") { continuation = try Continuation(decoding: bytes) }
-        return ConversationRecord(
+        var record = ConversationRecord(
             id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "",
             contact: r.text("contact") ?? "", flow: r.text("flow") ?? "", programHash: r.text("program_hash") ?? "",
             continuation: continuation, status: ConversationStatus(rawValue: r.text("status") ?? "") ?? .failed,
             failure: r.text("failure"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
             updatedAt: Timestamp(milliseconds: r.int("updated_at") ?? 0))
+        record.version = r.int("row_version") ?? 0
+        return record
     }
 
     private func write(_ o: TurnMachine.Outcome, previous: ConversationRecord, now: Timestamp, _ db: any SQLExecutor) async throws {
@@ -520,7 +538,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         try await driver.transaction { db in
             try await db.execute(
                 """
-                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, created_at, updated_at
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
                 FROM conversations WHERE id = $1 AND tenant_id = $2
                 """, .text(id), .text(tenant)
             ).first.map(self.conversationRecord)
@@ -531,7 +549,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         try await driver.transaction { db in
             try await db.execute(
                 """
-                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, created_at, updated_at
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
                 FROM conversations WHERE tenant_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR contact = $3)
                 ORDER BY created_at, id
                 """, .text(tenant), .text(status?.rawValue ?? ""), .text(contact ?? "")
@@ -593,6 +611,34 @@ public final class SQLStore: Store, @unchecked Sendable {
                                            .int(now.milliseconds)).first?.int("n") ?? 0
             let deliveries = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'").first?.int("n") ?? 0
             return (Int(events + due), Int(deliveries))
+        }
+    }
+
+    public func move(conversation: ConversationRecord, to programHash: String, continuation: Continuation, now: Timestamp) async throws -> Bool {
+        try await driver.transaction { db in
+            let wait = continuation.wait
+            var moved = conversation
+            moved.continuation = continuation
+            let rows = try await db.execute(
+                """
+                UPDATE conversations SET program_hash = $4, continuation = $5, wait_kind = $6, wait_key = $7, wake_at = $8,
+                  due_at = CASE WHEN due_at IS NULL THEN $8 ELSE due_at END, row_version = row_version + 1, updated_at = $9
+                WHERE id = $1 AND tenant_id = $2 AND row_version = $3 RETURNING id
+                """,
+                .text(conversation.id), .text(conversation.tenant), .int(conversation.version), .text(programHash),
+                .blob(continuation.encoded()), wait.map { SQLValue.text($0.kind) } ?? .null, moved.waitKey.map(SQLValue.text) ?? .null,
+                wait?.deadline.map { SQLValue.int($0.milliseconds) } ?? .null, .int(now.milliseconds))
+            if !rows.isEmpty {
+                try await db.execute(
+                    """
+                    INSERT INTO traces (tenant_id, conversation_id, event, visited, effects, wait, status, at)
+                    VALUES ($1, $2, $3, '[]', '[]', $4, $5, $6)
+                    """,
+                    .text(conversation.tenant), .text(conversation.id),
+                    .text(Value.map(["kind": "migrated", "from": .string(conversation.programHash), "to": .string(programHash)]).jsonText),
+                    .text(wait?.value.jsonText ?? "null"), .text(conversation.status.rawValue), .int(now.milliseconds))
+            }
+            return !rows.isEmpty
         }
     }
 

@@ -34,8 +34,16 @@ final class SQLiteDriver: SQLDriver, @unchecked Sendable {
         }
     }
 
+    private let closed = NIOLockedValueBox(false)
+
     func close() async {
+        guard closed.withLockedValue({ c in defer { c = true }; return !c }) else { return }
         try? await connection.close()
+    }
+
+    deinit {
+        // A store dropped without close() (a test that threw, say) must not leak its file handle.
+        if closed.withLockedValue({ !$0 }) { try? connection.close().wait() }
     }
 }
 

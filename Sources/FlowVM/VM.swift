@@ -93,6 +93,22 @@ public struct VM: Sendable {
         return run(c, now: now)
     }
 
+    /// Runs a failed conversation again from the start of the block it failed in (an operator's "retry").
+    public func retry(_ continuation: Continuation, now: Timestamp) throws -> StepResult {
+        guard continuation.programHash == programHash else {
+            throw FlowVMError(.programMismatch, "continuation was made by program \(continuation.programHash.prefix(12))")
+        }
+        guard case .failed(let error) = continuation.status, let id = error.block, let block = program.block(named: id) else {
+            throw FlowVMError(.invalidEvent, "only a conversation that failed in a known block can be retried")
+        }
+        var c = continuation
+        c.pc = Int(block.pc)
+        c.stack.removeAll()
+        c.callStack.removeAll()
+        c.status = .waiting(.input(timeoutAt: nil))
+        return run(c, now: now)
+    }
+
     private func ignored(_ c: Continuation) -> StepResult {
         StepResult(continuation: c, effects: [], visited: [], instructions: 0, ignored: true)
     }

@@ -342,4 +342,95 @@ import Testing
         #expect(try await rig.store.traces(conversation: id, tenant: "t1").isEmpty)
         await rig.store.close()
     }
+
+    @Test(arguments: Backend.available)
+    func failedConversationsCanBeRetriedOrCancelled(_ backend: Backend) async throws {
+        let stripe = ScriptedConnector(action: "stripe.checkout", plan: [
+            .failure(ConnectorError(code: "invalid", message: "bad key", retryable: false)),
+            .success(["id": "cs_9", "url": "https://pay/cs_9"]),
+        ])
+        let rig = try await Rig(backend, connectors: [stripe])
+        try await rig.publish("""
+            flow: pay
+            trigger: { channel: api }
+            start: checkout
+            blocks:
+              checkout:
+                use: stripe.checkout
+                with: { amount: 100, currency: brl, description: "x" }
+                save: session
+                next: link
+              link:
+                ask: "pay {{ session.url }}"
+            """)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("buy", from: "r", id: "r1")) else { return }
+        try await rig.engine.drain()
+        let failed = try #require(try await rig.store.conversation(id: id, tenant: "t1"))
+        #expect(failed.status == .failed)
+        #expect(failed.failure?.contains("bad key") == true)
+        await #expect(throws: EngineError.self) { try await rig.engine.retry(conversation: id, tenant: "t2") }
+        // The operator fixed the key: retry runs the failed block again.
+        try await rig.engine.retry(conversation: id, tenant: "t1")
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "r") == ["pay https://pay/cs_9"])
+        #expect(try await rig.store.conversation(id: id, tenant: "t1")?.status == .waiting)
+        await #expect(throws: EngineError.self) { try await rig.engine.retry(conversation: id, tenant: "t1") }
+        try await rig.engine.cancel(conversation: id, tenant: "t1")
+        try await rig.engine.drain()
+        #expect(try await rig.store.conversation(id: id, tenant: "t1")?.status == .ended)
+        await #expect(throws: EngineError.self) { try await rig.engine.cancel(conversation: id, tenant: "t1") }
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func waitingConversationsMigrateByBlockID(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        let v1 = """
+            flow: survey
+            trigger: { channel: api }
+            start: q1
+            blocks:
+              q1:
+                ask: "Score?"
+                save: score
+                validate: number
+                next: q2
+              q2:
+                ask: "Why?"
+                save: why
+                next: done
+              done:
+                end: "thanks {{ score }}"
+            """
+        try await rig.publish(v1)
+        guard case .accepted(let atQ2, _) = try await rig.engine.ingest(inbound("go", from: "a", id: "a1")) else { return }
+        _ = try await rig.engine.ingest(inbound("9", from: "a", id: "a2"))
+        guard case .accepted(let atQ1, _) = try await rig.engine.ingest(inbound("go", from: "b", id: "b1")) else { return }
+        try await rig.engine.drain()
+        // v2 rewords q2 and drops q1 altogether.
+        let v2 = """
+            flow: survey
+            trigger: { channel: api }
+            variables: { score: number }
+            start: q2
+            blocks:
+              q2:
+                ask: "What made you give that score?"
+                save: why
+                next: done
+              done:
+                end: "thank you, {{ score ?? 'friend' }}: {{ why }}"
+            """
+        try await rig.publish(v2)
+        let report = try await rig.engine.migrateConversations(tenant: "t1", flow: "survey")
+        #expect(report.version == 2)
+        #expect(report.moved == [atQ2])
+        #expect(report.stayed.map(\.id) == [atQ1])
+        #expect(report.stayed.first?.reason.contains("'q1' does not exist") == true)
+        _ = try await rig.engine.ingest(inbound("tasty", from: "a", id: "a3"))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "a").last == "thank you, 9: tasty", "variables carried over, new program used")
+        #expect(try await rig.store.traces(conversation: atQ2, tenant: "t1").contains { $0.event["kind"] == "migrated" })
+        await rig.store.close()
+    }
 }

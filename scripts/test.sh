@@ -113,5 +113,27 @@ if $flowline disasm "$tmp/truncated.flowbc" >/dev/null 2>"$tmp/trunc.err"; then
   fail "disasm of truncated bytecode must fail"
 elif grep -q corrupt_encoding "$tmp/trunc.err"; then pass; else fail "truncated bytecode error should say corrupt_encoding"; fi
 
+echo "== engine from the CLI: publish, send, work on SQLite"
+db="sqlite:$tmp/e2e.db"
+if $flowline publish --database "$db" flows/welcome-menu.json >/dev/null \
+   && $flowline send --database "$db" --contact 551 --id w1 "Hi" >/dev/null \
+   && $flowline work --database "$db" --channel-file "$tmp/sent.jsonl" --until-idle \
+   && [ "$($flowline send --database "$db" --contact 551 --id w1 "Hi")" = "duplicate message id: ignored" ] \
+   && $flowline send --database "$db" --contact 551 --id w2 "Português" >/dev/null \
+   && $flowline send --database "$db" --contact 551 --id w3 "2" >/dev/null \
+   && $flowline work --database "$db" --channel-file "$tmp/sent.jsonl" --until-idle \
+   && python3 - "$tmp/sent.jsonl" <<'PY'
+import json, sys
+texts = [json.loads(l)["text"] for l in open(sys.argv[1])]
+assert texts == ["Welcome! Bem-vindo! Choose your language / Escolha o idioma:", "Como posso ajudar?",
+                 "One moment, please. / Um momento, por favor."], texts
+PY
+then
+  if $flowline conversations --database "$db" --status handoff | grep -q welcome-menu; then pass; else fail "conversation should be in handoff"; fi
+else
+  fail "publish/send/work on SQLite"
+fi
+if $flowline migrate --database "$db" | grep -q "schema at version"; then pass; else fail "flowline migrate"; fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,6 +3,7 @@ import FlowEngine
 import FlowStore
 import Foundation
 import Logging
+import FlowVM
 
 /// `--database` as every engine command takes it.
 struct DatabaseOption: ParsableArguments {
@@ -54,6 +55,9 @@ struct Work: AsyncParsableCommand {
     @Option(help: "Conversations per turn transaction.")
     var batch = 32
 
+    @Flag(help: "Stop once there is no work left to do now, instead of waiting for more.")
+    var untilIdle = false
+
     func run() async throws {
         var logger = Logger(label: "flowline.work")
         logger.logLevel = .info
@@ -66,6 +70,11 @@ struct Work: AsyncParsableCommand {
         config.delivery.lease = lease
         config.pollInterval = .milliseconds(50)
         let engine = Engine(store: store, connectors: connectors, configuration: config, logger: logger)
+        if untilIdle {
+            try await engine.drain()
+            await store.close()
+            return
+        }
 
         let worker = Task { await engine.run() }
         let signals = AsyncStream<Int32> { continuation in
@@ -84,5 +93,123 @@ struct Work: AsyncParsableCommand {
         await worker.value
         await store.close()
         logger.info("worker stopped")
+    }
+}
+
+/// Opens the store for a one-shot command, runs `body` and closes it.
+func withEngine<T>(_ db: DatabaseOption, _ body: (Engine, SQLStore) async throws -> T) async throws -> T {
+    var logger = Logger(label: "flowline")
+    logger.logLevel = .warning
+    let store = try await SQLStore.open(db.url, logger: logger)
+    do {
+        try await store.migrate()
+        let result = try await body(Engine(store: store, connectors: ConnectorRegistry(), logger: logger), store)
+        await store.close()
+        return result
+    } catch {
+        await store.close()
+        throw error
+    }
+}
+
+struct Publish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a flow and publish it as the tenant's next version (running conversations keep theirs).")
+
+    @OptionGroup var db: DatabaseOption
+    @Option(help: "The tenant (created if missing).") var tenant = "demo"
+    @Argument(help: "The flow file.") var file: String
+
+    func run() async throws {
+        let program = try Shared.compileOrExit(file)
+        let source = try Shared.read(file)
+        let version = try await withEngine(db) { engine, store in
+            try await store.ensureTenant(id: tenant, name: tenant)
+            return try await engine.publish(tenant: tenant, program: program, source: source)
+        }
+        print("published \(program.name) version \(version) (\(program.hash.prefix(12)))")
+    }
+}
+
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store an inbound message on the api channel, as a contact would send it (it is handled by a worker).")
+
+    @OptionGroup var db: DatabaseOption
+    @Option var tenant = "demo"
+    @Option(help: "The channel's id.") var channel = "api"
+    @Option(help: "The contact's address.") var contact: String
+    @Option(help: "The provider's message id (default: a new one).") var id: String?
+    @Argument(help: "The message text.") var text: String
+
+    func run() async throws {
+        let result = try await withEngine(db) { engine, _ in
+            try await engine.ingest(Inbound(tenant: tenant, channel: channel, channelKind: "api", contact: contact,
+                                            providerID: id ?? UUID().uuidString, message: InboundMessage(text: text)))
+        }
+        switch result {
+        case .accepted(let conversation, let started): print("\(started ? "started" : "queued for") conversation \(conversation)")
+        case .unrouted: print("stored; no open conversation and no flow's trigger matched")
+        case .duplicate: print("duplicate message id: ignored")
+        }
+    }
+}
+
+struct Conversations: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List a tenant's conversations.")
+
+    @OptionGroup var db: DatabaseOption
+    @Option var tenant = "demo"
+    @Option(help: "active, waiting, handoff, failed or ended.") var status: String?
+
+    func run() async throws {
+        let statusFilter = try status.map { s in
+            guard let v = ConversationStatus(rawValue: s) else { throw ValidationError("unknown status \(s)") }
+            return v
+        }
+        let list = try await withEngine(db) { _, store in try await store.conversations(tenant: tenant, status: statusFilter, contact: nil) }
+        for c in list {
+            print([c.id, c.status.rawValue, c.flow, c.contact, c.continuation?.wait?.kind ?? "-", c.failure ?? ""].joined(separator: "\t"))
+        }
+    }
+}
+
+struct MigrateConversations: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate-conversations",
+        abstract: "Move a flow's waiting conversations to its latest version, by block id; reports what stayed and why.")
+
+    @OptionGroup var db: DatabaseOption
+    @Option var tenant = "demo"
+    @Option(help: "The flow's name.") var flow: String
+
+    func run() async throws {
+        let report = try await withEngine(db) { engine, _ in try await engine.migrateConversations(tenant: tenant, flow: flow) }
+        print("version \(report.version): \(report.moved.count) moved, \(report.stayed.count) stayed")
+        for (id, reason) in report.stayed { print("stayed \(id): \(reason)") }
+    }
+}
+
+struct Retry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a failed conversation's failed block again.")
+    @OptionGroup var db: DatabaseOption
+    @Option var tenant = "demo"
+    @Argument var conversation: String
+
+    func run() async throws {
+        try await withEngine(db) { engine, _ in try await engine.retry(conversation: conversation, tenant: tenant) }
+        print("retry requested for \(conversation)")
+    }
+}
+
+struct Cancel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "End a conversation.")
+    @OptionGroup var db: DatabaseOption
+    @Option var tenant = "demo"
+    @Argument var conversation: String
+
+    func run() async throws {
+        try await withEngine(db) { engine, _ in try await engine.cancel(conversation: conversation, tenant: tenant) }
+        print("cancel requested for \(conversation)")
     }
 }

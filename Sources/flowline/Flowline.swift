@@ -9,7 +9,10 @@ struct Flowline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowline",
         abstract: "Flowline: a durable runtime for conversational automation flows.",
-        subcommands: [Check.self, Compile.self, Disasm.self, Chat.self, Migrate.self, Work.self]
+        subcommands: [
+            Check.self, Compile.self, Disasm.self, Chat.self,
+            Migrate.self, Publish.self, Send.self, Work.self, Conversations.self, MigrateConversations.self, Retry.self, Cancel.self,
+        ]
     )
 }
 

@@ -50,6 +50,20 @@ struct PostgresExecutor: SQLExecutor {
     let logger: Logger
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        let rows: PostgresRowSequence = try await connection.query(
+            PostgresQuery(unsafeSQL: sql, binds: PostgresExecutor.bindings(binds)), logger: logger)
+        var out: [SQLRow] = []
+        for try await row in rows { out.append(try PostgresExecutor.decode(row)) }
+        return out
+    }
+
+    func run<S: HotStatement>(_ statement: S.Type, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        var out: [SQLRow] = []
+        for try await row in try await connection.execute(Prepared<S>(binds: binds), logger: logger) { out.append(row) }
+        return out
+    }
+
+    static func bindings(_ binds: [SQLValue]) -> PostgresBindings {
         var bindings = PostgresBindings(capacity: binds.count)
         for b in binds {
             switch b {
@@ -59,26 +73,36 @@ struct PostgresExecutor: SQLExecutor {
             case .blob(let bytes): bindings.append(ByteBuffer(bytes: bytes))
             }
         }
-        let rows: PostgresRowSequence = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
-        var out: [SQLRow] = []
-        for try await row in rows {
-            var columns: [String: SQLValue] = [:]
-            for cell in row {
-                guard var buffer = cell.bytes else {
-                    columns[cell.columnName] = .null
-                    continue
-                }
-                switch cell.dataType {
-                case .int8: columns[cell.columnName] = .int(try cell.decode(Int64.self))
-                case .int4: columns[cell.columnName] = .int(Int64(try cell.decode(Int32.self)))
-                case .int2: columns[cell.columnName] = .int(Int64(try cell.decode(Int16.self)))
-                case .bytea: columns[cell.columnName] = .blob(buffer.readBytes(length: buffer.readableBytes) ?? [])
-                case .bool: columns[cell.columnName] = .int(try cell.decode(Bool.self) ? 1 : 0)
-                default: columns[cell.columnName] = .text(try cell.decode(String.self))
-                }
-            }
-            out.append(SQLRow(columns: columns))
-        }
-        return out
+        return bindings
     }
+
+    static func decode(_ row: PostgresRow) throws -> SQLRow {
+        var columns: [String: SQLValue] = [:]
+        for cell in row {
+            guard var buffer = cell.bytes else {
+                columns[cell.columnName] = .null
+                continue
+            }
+            switch cell.dataType {
+            case .int8: columns[cell.columnName] = .int(try cell.decode(Int64.self))
+            case .int4: columns[cell.columnName] = .int(Int64(try cell.decode(Int32.self)))
+            case .int2: columns[cell.columnName] = .int(Int64(try cell.decode(Int16.self)))
+            case .bytea: columns[cell.columnName] = .blob(buffer.readBytes(length: buffer.readableBytes) ?? [])
+            case .bool: columns[cell.columnName] = .int(try cell.decode(Bool.self) ? 1 : 0)
+            default: columns[cell.columnName] = .text(try cell.decode(String.self))
+            }
+        }
+        return SQLRow(columns: columns)
+    }
+}
+
+/// A hot statement as PostgresNIO prepares it: once per connection, under the statement type's name.
+struct Prepared<S: HotStatement>: PostgresPreparedStatement {
+    typealias Row = SQLRow
+    static var sql: String { S.sql }
+    static var name: String { "flowline_" + String(describing: S.self) }
+    let binds: [SQLValue]
+
+    func makeBindings() throws -> PostgresBindings { PostgresExecutor.bindings(binds) }
+    func decodeRow(_ row: PostgresRow) throws -> SQLRow { try PostgresExecutor.decode(row) }
 }

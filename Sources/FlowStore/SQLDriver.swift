@@ -49,6 +49,8 @@ public enum SQLDialect: Sendable {
 protocol SQLExecutor: Sendable {
     /// Runs `sql` with `$1`, `$2`... bound to `binds`.
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+    /// Runs a hot-path statement: prepared once per connection where the database supports it.
+    func run<S: HotStatement>(_ statement: S.Type, _ binds: [SQLValue]) async throws -> [SQLRow]
 }
 
 /// A database connection pool (PostgreSQL) or connection (SQLite) that runs transactions.
@@ -60,6 +62,15 @@ protocol SQLDriver: Sendable {
 }
 
 extension SQLExecutor {
+    func run<S: HotStatement>(_ statement: S.Type, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        try await query(S.sql, binds)
+    }
+
+    @discardableResult
+    func run<S: HotStatement>(_ statement: S.Type, _ binds: SQLValue...) async throws -> [SQLRow] {
+        try await run(statement, binds)
+    }
+
     @discardableResult
     func execute(_ sql: String, _ binds: SQLValue...) async throws -> [SQLRow] { try await query(sql, binds) }
 }

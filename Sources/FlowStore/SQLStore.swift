@@ -204,12 +204,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     public func ingest(_ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws -> IngestResult {
         try await retryingConflicts {
             try await self.driver.transaction { db in
-                let inserted = try await db.execute(
-                    """
-                    INSERT INTO events (tenant_id, channel, channel_kind, contact, provider_id, kind, body, received_at)
-                    VALUES ($1, $2, $3, $4, $5, 'message', $6, $7)
-                    ON CONFLICT (tenant_id, channel, provider_id) WHERE provider_id IS NOT NULL DO NOTHING RETURNING seq
-                    """,
+                let inserted = try await db.run(Hot.InsertInboundEvent.self,
                     .text(inbound.tenant), .text(inbound.channel), .text(inbound.channelKind), .text(inbound.contact),
                     .text(inbound.providerID), .text(EventBody.message(inbound.message).value.jsonText), .int(now.milliseconds))
                 guard let seq = inserted.first?.int("seq") else { return .duplicate }
@@ -275,9 +270,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     private func markDue(_ conversation: String, now: Timestamp, _ db: any SQLExecutor) async throws {
-        try await db.execute(
-            "UPDATE conversations SET due_at = CASE WHEN due_at IS NULL OR due_at > $2 THEN $2 ELSE due_at END WHERE id = $1",
-            .text(conversation), .int(now.milliseconds))
+        try await db.run(Hot.MarkDue.self, .text(conversation), .int(now.milliseconds))
     }
 
     public func post(_ body: EventBody, conversation: String, tenant: String, providerID: String?, now: Timestamp) async throws -> Bool {
@@ -374,15 +367,11 @@ public final class SQLStore: Store, @unchecked Sendable {
                 """, .int(now.milliseconds), .int(Int64(limit)))
             for row in due {
                 let record = try self.conversationRecord(row)
-                let events = try await db.execute(
-                    "SELECT seq, body, received_at FROM events WHERE conversation_id = $1 AND processed_at IS NULL ORDER BY seq",
-                    .text(record.id)
-                ).compactMap { r -> PendingEvent? in
+                let events = try await db.run(Hot.PendingEvents.self, .text(record.id)).compactMap { r -> PendingEvent? in
                     guard let seq = r.int("seq"), let body = EventBody(value: Value(json: r.text("body") ?? "") ?? .null) else { return nil }
                     return PendingEvent(sequence: seq, body: body, receivedAt: Timestamp(milliseconds: r.int("received_at") ?? 0))
                 }
-                let contactRow = try await db.execute(
-                    "SELECT name FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3",
+                let contactRow = try await db.run(Hot.ContactName.self,
                     .text(record.tenant), .text(record.channel), .text(record.contact)).first
                 var contact: [String: Value] = ["id": .string(record.contact), "phone": .string(record.contact)]
                 if let name = contactRow?.text("name") { contact["name"] = .string(name) }
@@ -420,11 +409,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     private func write(_ o: TurnMachine.Outcome, previous: ConversationRecord, now: Timestamp, _ db: any SQLExecutor) async throws {
         let c = o.conversation
         let wait = c.continuation?.wait
-        try await db.execute(
-            """
-            UPDATE conversations SET continuation = $2, status = $3, wait_kind = $4, wait_key = $5, wake_at = $6, due_at = $7,
-              step = $8, row_version = row_version + 1, failure = $9, updated_at = $10 WHERE id = $1
-            """,
+        try await db.run(Hot.UpdateConversation.self,
             .text(c.id), c.continuation.map { SQLValue.blob($0.encoded()) } ?? .null, .text(c.status.rawValue),
             wait.map { SQLValue.text($0.kind) } ?? .null, c.waitKey.map(SQLValue.text) ?? .null,
             wait?.deadline.map { SQLValue.int($0.milliseconds) } ?? .null,
@@ -434,31 +419,20 @@ public final class SQLStore: Store, @unchecked Sendable {
             if disposition == .reroute {
                 try await db.execute("UPDATE events SET disposition = 'reroute', conversation_id = NULL WHERE seq = $1", .int(seq))
             } else {
-                try await db.execute("UPDATE events SET processed_at = $2, disposition = $3 WHERE seq = $1",
-                                     .int(seq), .int(now.milliseconds), .text(disposition.rawValue))
+                try await db.run(Hot.MarkProcessed.self, .int(seq), .int(now.milliseconds), .text(disposition.rawValue))
             }
         }
         for e in o.outbox {
-            try await db.execute(
-                """
-                INSERT INTO outbox (tenant_id, conversation_id, idempotency_key, effect_id, kind, action, payload, state,
-                  next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)
-                ON CONFLICT (idempotency_key) DO NOTHING
-                """,
+            try await db.run(Hot.InsertOutbox.self,
                 .text(c.tenant), .text(c.id), .text(e.idempotencyKey), .int(Int64(e.effectID)), .text(e.kind.rawValue),
                 .text(e.action), .text(e.payload.jsonText), .int(now.milliseconds))
         }
         for m in o.messages {
-            try await db.execute(
-                "INSERT INTO messages (tenant_id, conversation_id, direction, text, extra, at) VALUES ($1, $2, $3, $4, $5, $6)",
+            try await db.run(Hot.InsertMessage.self,
                 .text(c.tenant), .text(c.id), .text(m.direction.rawValue), .text(m.text), .text(m.extra.jsonText), .int(m.at.milliseconds))
         }
         for t in o.traces {
-            try await db.execute(
-                """
-                INSERT INTO traces (tenant_id, conversation_id, event, visited, effects, wait, status, at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                """,
+            try await db.run(Hot.InsertTrace.self,
                 .text(c.tenant), .text(c.id), .text(t.event.jsonText), .text(Value.list(t.visited.map(Value.string)).jsonText),
                 .text(t.effects.jsonText), .text(t.wait.jsonText), .text(t.status.rawValue), .int(t.at.milliseconds))
         }
@@ -492,11 +466,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         try await driver.transaction { db in
             switch action {
             case .complete(let result):
-                let updated = try await db.execute(
-                    """
-                    UPDATE outbox SET state = 'done', result = $2, completed_at = $3, lease_until = NULL
-                    WHERE id = $1 AND state = 'pending' RETURNING id
-                    """, .int(d.id), .text(result.jsonText), .int(now.milliseconds))
+                let updated = try await db.run(Hot.CompleteDelivery.self, .int(d.id), .text(result.jsonText), .int(now.milliseconds))
                 if !updated.isEmpty, d.entry.kind == .perform {
                     try await self.postResult(d, .success(result), now: now, db)
                 }

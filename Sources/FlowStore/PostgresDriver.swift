@@ -26,16 +26,7 @@ final class PostgresDriver: SQLDriver, @unchecked Sendable {
 
     func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
-            let executor = PostgresExecutor(connection: connection, logger: logger)
-            _ = try await executor.query("BEGIN", [])
-            do {
-                let result = try await body(executor)
-                _ = try await executor.query("COMMIT", [])
-                return result
-            } catch {
-                _ = try? await executor.query("ROLLBACK", [])
-                throw error
-            }
+            try await PostgresExecutor(connection: connection, logger: logger).transaction(begin: "BEGIN", body)
         }
     }
 

@@ -62,6 +62,19 @@ protocol SQLDriver: Sendable {
 }
 
 extension SQLExecutor {
+    /// Runs `body` between `begin` and `COMMIT`, rolling back when it throws: the one transaction shape of both drivers.
+    func transaction<T>(begin: String, _ body: (any SQLExecutor) async throws -> T) async throws -> T {
+        _ = try await query(begin, [])
+        do {
+            let result = try await body(self)
+            _ = try await query("COMMIT", [])
+            return result
+        } catch {
+            _ = try? await query("ROLLBACK", [])
+            throw error
+        }
+    }
+
     func run<S: HotStatement>(_ statement: S.Type, _ binds: [SQLValue]) async throws -> [SQLRow] {
         try await query(S.sql, binds)
     }

@@ -21,16 +21,7 @@ final class SQLiteDriver: SQLDriver, @unchecked Sendable {
 
     func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         try await gate.run {
-            let executor = SQLiteExecutor(connection: connection)
-            _ = try await executor.query("BEGIN IMMEDIATE", [])
-            do {
-                let result = try await body(executor)
-                _ = try await executor.query("COMMIT", [])
-                return result
-            } catch {
-                _ = try? await executor.query("ROLLBACK", [])
-                throw error
-            }
+            try await SQLiteExecutor(connection: connection).transaction(begin: "BEGIN IMMEDIATE", body)
         }
     }
 

@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .target(
@@ -46,11 +48,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        .target(name: "Server", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),
+        .target(
+            name: "Server",
+            dependencies: [
+                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "flowline",
             dependencies: [
-                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore",
+                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -66,6 +77,13 @@ let package = Package(
             dependencies: [
                 "FlowEngine", "FlowStore", "FlowVM", "FlowCompiler", "Connectors",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "Server", "FlowEngine", "FlowStore", "FlowVM",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "FlowCompiler", "FlowVM"]),

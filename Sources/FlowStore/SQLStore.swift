@@ -106,6 +106,24 @@ public final class SQLStore: Store, @unchecked Sendable {
             """,
             "CREATE INDEX traces_conversation ON traces (conversation_id, id)",
             "CREATE INDEX traces_at ON traces (at)",
+        ], [
+            """
+            CREATE TABLE api_keys (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, role TEXT NOT NULL, prefix TEXT NOT NULL UNIQUE,
+              hash TEXT NOT NULL, label TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)
+            """,
+            """
+            CREATE TABLE flow_drafts (tenant_id TEXT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, updated_at BIGINT NOT NULL,
+              PRIMARY KEY (tenant_id, name))
+            """,
+            """
+            CREATE TABLE channels (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+              callback_url TEXT, created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX channels_tenant ON channels (tenant_id)",
+            """
+            CREATE TABLE audit_log (id \(serial), tenant_id TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+              subject TEXT NOT NULL, at BIGINT NOT NULL)
+            """,
         ]]
     }
 
@@ -610,6 +628,172 @@ public final class SQLStore: Store, @unchecked Sendable {
             }
             return !rows.isEmpty
         }
+    }
+
+    // MARK: Server tables (schema 2): API keys, drafts, channels, audit
+
+    /// A stored API key: only its prefix and hash are kept.
+    public struct APIKeyRecord: Sendable, Hashable {
+        public var id: String
+        public var tenant: String
+        public var role: String
+        public var prefix: String
+        public var hash: String
+        public var label: String
+        public var createdAt: Timestamp
+        public var revoked: Bool
+
+        public init(id: String, tenant: String, role: String, prefix: String, hash: String, label: String, createdAt: Timestamp,
+                    revoked: Bool) {
+            self.id = id
+            self.tenant = tenant
+            self.role = role
+            self.prefix = prefix
+            self.hash = hash
+            self.label = label
+            self.createdAt = createdAt
+            self.revoked = revoked
+        }
+    }
+
+    public func insertAPIKey(_ k: APIKeyRecord) async throws {
+        try await driver.transaction { db in
+            try await db.execute(
+                "INSERT INTO api_keys (id, tenant_id, role, prefix, hash, label, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                .text(k.id), .text(k.tenant), .text(k.role), .text(k.prefix), .text(k.hash), .text(k.label), .int(k.createdAt.milliseconds))
+        }
+    }
+
+    private func apiKey(_ r: SQLRow) -> APIKeyRecord {
+        APIKeyRecord(id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", role: r.text("role") ?? "", prefix: r.text("prefix") ?? "",
+                     hash: r.text("hash") ?? "", label: r.text("label") ?? "", createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
+                     revoked: r.int("revoked_at") != nil)
+    }
+
+    /// The live key with this prefix, if any.
+    public func apiKey(prefix: String) async throws -> APIKeyRecord? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT * FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL", .text(prefix)).first.map(self.apiKey)
+        }
+    }
+
+    public func apiKeys(tenant: String) async throws -> [APIKeyRecord] {
+        try await driver.transaction { db in
+            try await db.execute("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id", .text(tenant)).map(self.apiKey)
+        }
+    }
+
+    /// Revokes a tenant's key; false when the tenant has no such key.
+    public func revokeAPIKey(id: String, tenant: String, at: Timestamp) async throws -> Bool {
+        try await driver.transaction { db in
+            !(try await db.execute("UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING id",
+                                   .text(id), .text(tenant), .int(at.milliseconds))).isEmpty
+        }
+    }
+
+    public func saveDraft(tenant: String, name: String, source: String, at: Timestamp) async throws -> Bool {
+        try await driver.transaction { db in
+            let existed = !(try await db.execute("SELECT name FROM flow_drafts WHERE tenant_id = $1 AND name = $2\(self.forUpdate)",
+                                                 .text(tenant), .text(name))).isEmpty
+            try await db.execute(
+                """
+                INSERT INTO flow_drafts (tenant_id, name, source, updated_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (tenant_id, name) DO UPDATE SET source = EXCLUDED.source, updated_at = EXCLUDED.updated_at
+                """, .text(tenant), .text(name), .text(source), .int(at.milliseconds))
+            return !existed
+        }
+    }
+
+    public func draft(tenant: String, name: String) async throws -> String? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT source FROM flow_drafts WHERE tenant_id = $1 AND name = $2", .text(tenant), .text(name)).first?.text("source")
+        }
+    }
+
+    public func draftNames(tenant: String) async throws -> [String] {
+        try await driver.transaction { db in
+            try await db.execute("SELECT name FROM flow_drafts WHERE tenant_id = $1 ORDER BY name", .text(tenant)).compactMap { $0.text("name") }
+        }
+    }
+
+    /// Every published version of a flow: number, program hash, time.
+    public func versions(tenant: String, flow: String) async throws -> [(version: Int, programHash: String, source: String, at: Timestamp)] {
+        try await driver.transaction { db in
+            try await db.execute(
+                "SELECT version, program_hash, source, published_at FROM flow_versions WHERE tenant_id = $1 AND flow = $2 ORDER BY version",
+                .text(tenant), .text(flow)
+            ).map { r in
+                (Int(r.int("version") ?? 0), r.text("program_hash") ?? "", r.text("source") ?? "", Timestamp(milliseconds: r.int("published_at") ?? 0))
+            }
+        }
+    }
+
+    /// A channel of a tenant.
+    public struct ChannelRecord: Sendable, Hashable {
+        public var id: String
+        public var tenant: String
+        public var kind: String
+        public var name: String
+        public var callbackURL: String?
+        public var createdAt: Timestamp
+
+        public init(id: String, tenant: String, kind: String, name: String, callbackURL: String?, createdAt: Timestamp) {
+            self.id = id
+            self.tenant = tenant
+            self.kind = kind
+            self.name = name
+            self.callbackURL = callbackURL
+            self.createdAt = createdAt
+        }
+    }
+
+    public func insertChannel(_ c: ChannelRecord) async throws {
+        try await driver.transaction { db in
+            try await db.execute(
+                "INSERT INTO channels (id, tenant_id, kind, name, callback_url, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                .text(c.id), .text(c.tenant), .text(c.kind), .text(c.name), c.callbackURL.map(SQLValue.text) ?? .null, .int(c.createdAt.milliseconds))
+        }
+    }
+
+    private func channel(_ r: SQLRow) -> ChannelRecord {
+        ChannelRecord(id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", kind: r.text("kind") ?? "", name: r.text("name") ?? "",
+                      callbackURL: r.text("callback_url"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0))
+    }
+
+    public func channel(id: String, tenant: String) async throws -> ChannelRecord? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT * FROM channels WHERE id = $1 AND tenant_id = $2", .text(id), .text(tenant)).first.map(self.channel)
+        }
+    }
+
+    public func channels(tenant: String) async throws -> [ChannelRecord] {
+        try await driver.transaction { db in
+            try await db.execute("SELECT * FROM channels WHERE tenant_id = $1 ORDER BY created_at, id", .text(tenant)).map(self.channel)
+        }
+    }
+
+    public func audit(tenant: String, actor: String, action: String, subject: String, at: Timestamp) async throws {
+        try await driver.transaction { db in
+            try await db.execute("INSERT INTO audit_log (tenant_id, actor, action, subject, at) VALUES ($1, $2, $3, $4, $5)",
+                                 .text(tenant), .text(actor), .text(action), .text(subject), .int(at.milliseconds))
+        }
+    }
+
+    public func auditLog(tenant: String) async throws -> [(actor: String, action: String, subject: String, at: Timestamp)] {
+        try await driver.transaction { db in
+            try await db.execute("SELECT actor, action, subject, at FROM audit_log WHERE tenant_id = $1 ORDER BY id", .text(tenant)).map { r in
+                (r.text("actor") ?? "", r.text("action") ?? "", r.text("subject") ?? "", Timestamp(milliseconds: r.int("at") ?? 0))
+            }
+        }
+    }
+
+    /// Whether the database answers: `GET /ready`.
+    public func ping() async throws {
+        try await driver.transaction { db in _ = try await db.execute("SELECT 1 AS ok") }
+    }
+
+    public func tenantExists(_ id: String) async throws -> Bool {
+        try await driver.transaction { db in !(try await db.execute("SELECT id FROM tenants WHERE id = $1", .text(id))).isEmpty }
     }
 
     /// Records a schema version as applied, to test how a newer database is refused.

@@ -10,7 +10,7 @@ struct Flowline: AsyncParsableCommand {
         commandName: "flowline",
         abstract: "Flowline: a durable runtime for conversational automation flows.",
         subcommands: [
-            Check.self, Compile.self, Disasm.self, Chat.self,
+            Serve.self, Check.self, Compile.self, Disasm.self, Chat.self,
             Migrate.self, Publish.self, Send.self, Work.self, Conversations.self, MigrateConversations.self, Retry.self, Cancel.self,
         ]
     )

@@ -1,0 +1,64 @@
+import Crypto
+import FlowStore
+import FlowVM
+import Foundation
+import Hummingbird
+
+/// API keys: `fl_<prefix>_<secret>`. Only the prefix (to find the key) and the SHA-256 of the whole key are
+/// stored; keys are 190-bit random strings, so a fast hash is the right one (no guessable password to stretch).
+enum APIKeys {
+    static let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+    static func random(_ n: Int) -> String {
+        var g = SystemRandomNumberGenerator()
+        return String((0..<n).map { _ in alphabet.randomElement(using: &g)! })
+    }
+
+    static func hash(_ key: String) -> String {
+        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Creates and stores a key; returns the key itself, which is shown once and never again.
+    static func create(store: SQLStore, tenant: String, role: Caller.Role, label: String, fixed: String? = nil) async throws
+        -> (key: String, record: SQLStore.APIKeyRecord)
+    {
+        let key = fixed ?? "fl_\(random(10))_\(random(32))"
+        let parts = key.split(separator: "_")
+        guard parts.count == 3, parts[0] == "fl" else { throw Problem(.badRequest, "an API key looks like fl_<prefix>_<secret>") }
+        let record = SQLStore.APIKeyRecord(id: UUID().uuidString.lowercased(), tenant: tenant, role: role.rawValue, prefix: String(parts[1]),
+                                           hash: hash(key), label: label, createdAt: Timestamp(Date()), revoked: false)
+        try await store.insertAPIKey(record)
+        return (key, record)
+    }
+
+    /// Constant-time comparison of two hex digests of equal length.
+    static func equal(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<x.count { diff |= x[i] ^ y[i] }
+        return diff == 0
+    }
+}
+
+/// Authenticates `Authorization: Bearer <key>` and puts the caller in the context; 401 otherwise.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = FlowlineRequestContext
+    let store: SQLStore
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw Problem(.unauthorized, "send Authorization: Bearer <API key>")
+        }
+        let key = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        let parts = key.split(separator: "_")
+        guard parts.count == 3, parts[0] == "fl", let record = try await store.apiKey(prefix: String(parts[1])),
+              APIKeys.equal(record.hash, APIKeys.hash(key)), let role = Caller.Role(rawValue: record.role)
+        else {
+            throw Problem(.unauthorized, "missing or invalid API key")
+        }
+        var context = context
+        context.caller = Caller(tenant: record.tenant, role: role, keyID: record.id)
+        return try await next(request, context)
+    }
+}

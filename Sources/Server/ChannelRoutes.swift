@@ -1,0 +1,88 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import Foundation
+import Hummingbird
+
+/// `/v1/channels`: a tenant's channels, and the `api` channel's inbound endpoint.
+struct ChannelRoutes {
+    let store: SQLStore
+    let engine: Engine
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.post("channels", use: create)
+        group.get("channels", use: list)
+        group.post("channels/{id}/inbound", use: inbound)
+    }
+
+    static func channel(_ c: SQLStore.ChannelRecord) -> Value {
+        ["id": .string(c.id), "kind": .string(c.kind), "name": .string(c.name), "callback_url": c.callbackURL.map(Value.string) ?? .null,
+         "created_at": .string(c.createdAt.iso8601)]
+    }
+
+    @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        guard caller.allows(.admin) else { throw Problem(.forbidden, "configuring channels needs an admin key") }
+        let body = try await request.jsonObject(context: context)
+        guard body["kind"] == "api" else { throw Problem(.badRequest, "kind must be \"api\" (other channels come with their connectors)") }
+        guard case .string(let name)? = body["name"], !name.isEmpty, name.count <= 100 else {
+            throw Problem(.badRequest, "name is required (at most 100 characters)")
+        }
+        var callback: String?
+        if case .string(let url)? = body["callback_url"] {
+            guard let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
+                throw Problem(.badRequest, "callback_url must be an http or https URL")
+            }
+            callback = url
+        }
+        let record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: "api", name: name,
+                                            callbackURL: callback, createdAt: engine.now)
+        try await store.insertChannel(record)
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "channel.create", subject: record.id, at: engine.now)
+        return json(Self.channel(record), status: .created)
+    }
+
+    @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        return json(["channels": .list(try await store.channels(tenant: caller.tenant).map(Self.channel))])
+    }
+
+    /// `{"from", "text", "id", "payload"?}`: 202 once the message is durably stored.
+    @Sendable func inbound(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let id = try context.parameters.require("id")
+        guard let channel = try await store.channel(id: id, tenant: caller.tenant) else { throw Problem(.notFound, "no channel \(id)") }
+        let body = try await request.jsonObject(context: context)
+        guard case .string(let from)? = body["from"], !from.isEmpty, from.count <= 128 else { throw Problem(.badRequest, "from is required") }
+        guard case .string(let messageID)? = body["id"], !messageID.isEmpty, messageID.count <= 256 else {
+            throw Problem(.badRequest, "id is required: the sender's message id, used to ignore repeats")
+        }
+        var text = ""
+        if case .string(let t)? = body["text"] { text = t }
+        var payload: String?
+        if case .string(let p)? = body["payload"] { payload = p }
+        guard !text.isEmpty || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
+        var name: String?
+        if case .string(let n)? = body["name"] { name = n }
+        let result = try await engine.ingest(Inbound(
+            tenant: caller.tenant, channel: channel.id, channelKind: channel.kind, contact: from, contactName: name, providerID: messageID,
+            message: InboundMessage(text: text, payload: payload, kind: payload == nil ? "text" : "button")))
+        switch result {
+        case .accepted(let conversation, let started):
+            return json(["status": started ? "started" : "accepted", "conversation": .string(conversation)], status: .accepted)
+        case .duplicate:
+            return json(["status": "duplicate"], status: .accepted)
+        case .unrouted:
+            return json(["status": "unrouted", "detail": "no open conversation and no published flow's trigger matched"], status: .accepted)
+        }
+    }
+}
+
+/// Delivers `channel.send` for `api` channels. Every message is already in the conversation's history
+/// (`GET /v1/conversations/{id}/messages`); pushing it to a callback URL is still to come.
+struct APIChannelConnector: Connector {
+    let actions = ["channel.send"]
+    func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
+        ["stored": true]
+    }
+}

@@ -1,0 +1,116 @@
+import Connectors
+import FlowCompiler
+import FlowEngine
+import FlowStore
+import FlowVM
+import Foundation
+import Hummingbird
+
+/// `/v1/flows`: drafts, validation, publishing and versions.
+struct FlowRoutes {
+    let store: SQLStore
+    let engine: Engine
+    let compiler: FlowCompiler
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.get("flows", use: list)
+        group.put("flows/{name}", use: put)
+        group.get("flows/{name}", use: get)
+        group.post("flows/{name}/validate", use: validate)
+        group.post("flows/{name}/publish", use: publish)
+        group.get("flows/{name}/versions", use: versions)
+        group.post("flows/{name}/migrate", use: migrate)
+    }
+
+    static func diagnostics(_ d: [Diagnostic]) -> Value {
+        .list(d.map { x in
+            ["severity": .string(x.severity.rawValue), "code": .string(x.code), "message": .string(x.message), "line": .number(Double(x.line)),
+             "column": .number(Double(x.column)), "block": x.block.map(Value.string) ?? .null, "hint": x.hint.map(Value.string) ?? .null]
+        })
+    }
+
+    private func name(_ context: FlowlineRequestContext) throws -> String {
+        let name = try context.parameters.require("name")
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_".contains($0) }) else {
+            throw Problem(.badRequest, "a flow name has only letters, digits, '-' and '_'")
+        }
+        return name
+    }
+
+    @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let published = try await store.publishedFlows(tenant: caller.tenant)
+        var names = Set(try await store.draftNames(tenant: caller.tenant))
+        for p in published { names.insert(p.name) }
+        return json(["flows": .list(names.sorted().map { n in
+            ["name": .string(n), "latest_version": published.first { $0.name == n }.map { .number(Double($0.version)) } ?? .null]
+        })])
+    }
+
+    @Sendable func put(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "editing flows needs a supervisor or admin key") }
+        let name = try name(context)
+        let source = try await request.text(context: context)
+        let result = compiler.compile(source: source, file: "\(name).yaml")
+        if let declared = try? DataDocument.value(from: source, file: name)["flow"], declared != .null, declared.text != name {
+            throw Problem(.badRequest, "the document's flow: is '\(declared.text)' but the URL names '\(name)'")
+        }
+        let created = try await store.saveDraft(tenant: caller.tenant, name: name, source: source, at: engine.now)
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.save", subject: name, at: engine.now)
+        return json(["name": .string(name), "valid": .bool(!result.hasErrors), "diagnostics": Self.diagnostics(result.diagnostics)],
+                    status: created ? .created : .ok)
+    }
+
+    @Sendable func get(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let name = try name(context)
+        guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
+        if request.headers[.accept]?.contains("yaml") == true {
+            return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: source)))
+        }
+        let result = compiler.compile(source: source, file: "\(name).yaml")
+        return json(["name": .string(name), "source": .string(source), "valid": .bool(!result.hasErrors),
+                     "diagnostics": Self.diagnostics(result.diagnostics)])
+    }
+
+    @Sendable func validate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        _ = try context.requireCaller()
+        let name = try name(context)
+        let result = compiler.compile(source: try await request.text(context: context), file: "\(name).yaml")
+        return json(["valid": .bool(!result.hasErrors), "diagnostics": Self.diagnostics(result.diagnostics)])
+    }
+
+    @Sendable func publish(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "publishing needs a supervisor or admin key") }
+        let name = try name(context)
+        guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
+        let result = compiler.compile(source: source, file: "\(name).yaml")
+        guard let program = result.program else {
+            throw Problem(.invalidFlow, "the flow has errors; fix them before publishing",
+                          extra: ["diagnostics": Self.diagnostics(result.diagnostics)])
+        }
+        let version = try await engine.publish(tenant: caller.tenant, program: program, source: source)
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.publish", subject: "\(name)@\(version)", at: engine.now)
+        return json(["name": .string(name), "version": .number(Double(version)), "program": .string(program.hash)], status: .created)
+    }
+
+    @Sendable func versions(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let name = try name(context)
+        let versions = try await store.versions(tenant: caller.tenant, flow: name)
+        guard !versions.isEmpty else { throw Problem(.notFound, "flow \(name) has no published version") }
+        return json(["versions": .list(versions.map {
+            ["version": .number(Double($0.version)), "program": .string($0.programHash), "published_at": .string($0.at.iso8601)]
+        })])
+    }
+
+    @Sendable func migrate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "migrating conversations needs a supervisor or admin key") }
+        let report = try await engine.migrateConversations(tenant: caller.tenant, flow: try name(context))
+        return json(["version": .number(Double(report.version)), "moved": .list(report.moved.map(Value.string)),
+                     "stayed": .list(report.stayed.map { ["id": .string($0.id), "reason": .string($0.reason)] })])
+    }
+}

@@ -1,0 +1,43 @@
+import Hummingbird
+import Logging
+
+/// What the server knows about a request: who is calling (after `AuthMiddleware`) and the usual core context.
+public struct FlowlineRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The caller's tenant and role, once authenticated.
+    public var caller: Caller?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+    }
+
+    /// Request bodies (flows, messages) are small; anything larger is refused with 413.
+    public var maxUploadSize: Int { 512 * 1024 }
+
+    /// The authenticated caller; routes behind `AuthMiddleware` can rely on it.
+    func requireCaller() throws -> Caller {
+        guard let caller else { throw Problem(.unauthorized, "missing or invalid API key") }
+        return caller
+    }
+}
+
+/// An authenticated API key's owner.
+public struct Caller: Sendable, Hashable {
+    public enum Role: String, Sendable, CaseIterable {
+        /// Everything in its tenant, including keys and channels.
+        case admin
+        /// Flows, conversations and the handoff inbox.
+        case supervisor
+        /// Conversations and the handoff inbox.
+        case agent
+    }
+    public var tenant: String
+    public var role: Role
+    public var keyID: String
+
+    /// Whether this caller may do what `minimum` may.
+    func allows(_ minimum: Role) -> Bool {
+        let rank: [Role: Int] = [.agent: 0, .supervisor: 1, .admin: 2]
+        return rank[role]! >= rank[minimum]!
+    }
+}

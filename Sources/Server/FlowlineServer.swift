@@ -1,0 +1,130 @@
+import Connectors
+import FlowCompiler
+import FlowEngine
+import FlowStore
+import FlowVM
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// How `flowline serve` is set up.
+public struct ServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var database = "sqlite:./flowline.db"
+    /// Fixes the bootstrap admin key instead of generating one (`FLOWLINE_ADMIN_KEY`).
+    public var adminKey: String?
+    /// Flows published to the demo tenant at start-up.
+    public var flowsDirectory: String? = "flows"
+    public var demoTenant = "demo"
+
+    public init() {}
+}
+
+/// The HTTP API: builds the router and the application, and bootstraps a fresh database.
+public enum FlowlineServer {
+    /// The router with every route collection; used by `serve` and by router tests.
+    public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog) -> Router<FlowlineRequestContext> {
+        let router = Router(context: FlowlineRequestContext.self)
+        router.add(middleware: ProblemMiddleware())
+        router.get("health") { _, _ in json(["status": "ok"]) }
+        router.get("ready") { _, _ in
+            do {
+                try await store.ping()
+                return json(["status": "ready"])
+            } catch {
+                throw Problem(.unavailable, "the database is not reachable")
+            }
+        }
+        let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store))
+        let compiler = FlowCompiler(catalog: catalog)
+        FlowRoutes(store: store, engine: engine, compiler: compiler).addRoutes(to: v1)
+        ConversationRoutes(store: store, engine: engine).addRoutes(to: v1)
+        ChannelRoutes(store: store, engine: engine).addRoutes(to: v1)
+        KeyRoutes(store: store, engine: engine).addRoutes(to: v1)
+        CatalogRoutes(catalog: catalog).addRoutes(to: v1)
+        return router
+    }
+
+    /// The engine's connectors when serving (simulated actions until the real connectors land).
+    public static func connectors() -> ConnectorRegistry {
+        ConnectorRegistry([APIChannelConnector()])
+    }
+
+    /// Creates the demo tenant, its first admin key and publishes `flowsDirectory` on a fresh database.
+    /// Returns the admin key when one was created (it is shown once).
+    public static func bootstrap(store: SQLStore, engine: Engine, configuration: ServerConfiguration, logger: Logger) async throws -> String? {
+        try await store.migrate()
+        let tenant = configuration.demoTenant
+        var createdKey: String?
+        if try await !store.tenantExists(tenant) {
+            try await store.ensureTenant(id: tenant, name: "Demo")
+            createdKey = try await APIKeys.create(store: store, tenant: tenant, role: .admin, label: "bootstrap",
+                                                  fixed: configuration.adminKey).key
+        } else if let fixed = configuration.adminKey, let prefix = fixed.split(separator: "_").dropFirst().first,
+                  try await store.apiKey(prefix: String(prefix)) == nil {
+            _ = try await APIKeys.create(store: store, tenant: tenant, role: .admin, label: "FLOWLINE_ADMIN_KEY", fixed: fixed)
+        }
+        if let dir = configuration.flowsDirectory, FileManager.default.fileExists(atPath: dir) {
+            let compiler = FlowCompiler(catalog: BuiltinActions.catalog)
+            let published = try await store.publishedFlows(tenant: tenant)
+            let files = (try FileManager.default.contentsOfDirectory(atPath: dir)).filter {
+                ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json")) && !$0.contains(".mock.")
+            }.sorted()
+            for file in files {
+                let path = (dir as NSString).appendingPathComponent(file)
+                guard let source = try? String(contentsOfFile: path, encoding: .utf8),
+                      let program = compiler.compile(source: source, file: path).program else {
+                    logger.warning("example flow has errors; not published", metadata: ["file": "\(path)"])
+                    continue
+                }
+                if published.first(where: { $0.name == program.name })?.programHash == program.hash { continue }
+                _ = try await store.saveDraft(tenant: tenant, name: program.name, source: source, at: engine.now)
+                let version = try await engine.publish(tenant: tenant, program: program, source: source)
+                logger.info("published example flow", metadata: ["flow": "\(program.name)", "version": "\(version)"])
+            }
+        }
+        return createdKey
+    }
+
+    /// Runs the server and the engine until SIGTERM or SIGINT; in-flight turns finish before it exits.
+    public static func run(_ configuration: ServerConfiguration, logger: Logger) async throws {
+        let store = try await SQLStore.open(configuration.database, logger: logger)
+        let engine = Engine(store: store, connectors: connectors(), logger: logger)
+        if let key = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
+            say("""
+                Admin API key for tenant '\(configuration.demoTenant)' (shown once, store it now):
+                  \(key)
+                """)
+        }
+        let app = Application(
+            router: router(store: store, engine: engine, catalog: BuiltinActions.catalog),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
+            services: [EngineService(engine: engine)],
+            logger: logger)
+        say("Flowline listening on http://\(configuration.host):\(configuration.port) (database \(redacted(configuration.database)))")
+        try await app.runService()
+        await store.close()
+    }
+
+    /// Prints to stdout unbuffered, so a supervisor or a pipe sees it at once.
+    static func say(_ s: String) {
+        FileHandle.standardOutput.write(Data((s + "\n").utf8))
+    }
+
+    /// A database URL without its password, for logs.
+    static func redacted(_ url: String) -> String {
+        guard var c = URLComponents(string: url), c.password != nil else { return url }
+        c.password = "***"
+        return c.string ?? "postgres://***"
+    }
+}
+
+/// The engine's work loop as a service: on graceful shutdown the current pass completes, then it stops.
+struct EngineService: Service {
+    let engine: Engine
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await engine.run() }
+    }
+}

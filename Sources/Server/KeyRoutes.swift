@@ -1,0 +1,85 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import Hummingbird
+
+/// `/v1/keys`: an admin creates, lists (prefix only) and revokes its tenant's API keys.
+struct KeyRoutes {
+    let store: SQLStore
+    let engine: Engine
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.post("keys", use: create)
+        group.get("keys", use: list)
+        group.delete("keys/{id}", use: revoke)
+    }
+
+    private func admin(_ context: FlowlineRequestContext) throws -> Caller {
+        let caller = try context.requireCaller()
+        guard caller.allows(.admin) else { throw Problem(.forbidden, "managing keys needs an admin key") }
+        return caller
+    }
+
+    @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let body = try await request.jsonObject(context: context)
+        guard case .string(let r)? = body["role"], let role = Caller.Role(rawValue: r) else {
+            throw Problem(.badRequest, "role must be admin, supervisor or agent")
+        }
+        let label = body["label"]?.text ?? ""
+        let (key, record) = try await APIKeys.create(store: store, tenant: caller.tenant, role: role, label: label)
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.create", subject: record.id, at: engine.now)
+        return json(["id": .string(record.id), "key": .string(key), "prefix": .string(record.prefix), "role": .string(role.rawValue),
+                     "label": .string(label)], status: .created)
+    }
+
+    @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        return json(["keys": .list(try await store.apiKeys(tenant: caller.tenant).map { k in
+            ["id": .string(k.id), "prefix": .string(k.prefix), "role": .string(k.role), "label": .string(k.label),
+             "created_at": .string(k.createdAt.iso8601), "revoked": .bool(k.revoked)]
+        })])
+    }
+
+    @Sendable func revoke(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let id = try context.parameters.require("id")
+        guard try await store.revokeAPIKey(id: id, tenant: caller.tenant, at: engine.now) else { throw Problem(.notFound, "no key \(id)") }
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.revoke", subject: id, at: engine.now)
+        return Response(status: .noContent)
+    }
+}
+
+/// `GET /v1/blocks`: the palette a builder draws: block types with their keys, and connector actions with schemas.
+struct CatalogRoutes {
+    let catalog: ActionCatalog
+
+    static let blocks: [(String, String, [String])] = [
+        ("text", "Send a message", ["text", "next", "on_error"]),
+        ("ask", "Ask a question and wait for a valid reply",
+         ["ask", "save", "validate", "invalid", "retries", "on_invalid", "buttons", "list", "timeout", "next", "on_error"]),
+        ("condition", "Branch on expressions", ["next", "on_error"]),
+        ("wait", "Wait for a duration or until a time", ["wait", "next", "on_error"]),
+        ("wait_for", "Wait for an external event", ["wait_for", "save", "next", "on_error"]),
+        ("handoff", "Hand the chat to a human queue", ["handoff", "next", "on_error"]),
+        ("ai", "Ask an AI model", ["ai", "save", "next", "on_error"]),
+        ("webhook", "Call an HTTP endpoint", ["webhook", "save", "next", "on_error"]),
+        ("use", "Run a connector action", ["use", "with", "save", "next", "on_error"]),
+        ("set", "Assign variables", ["set", "next", "on_error"]),
+        ("goto", "Jump to a block", ["goto"]),
+        ("call", "Run a chain of blocks and come back", ["call", "next", "on_error"]),
+        ("end", "End the conversation", ["end"]),
+    ]
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.get("blocks") { _, context in
+            _ = try context.requireCaller()
+            return json([
+                "blocks": .list(Self.blocks.map { ["type": .string($0.0), "summary": .string($0.1), "keys": .list($0.2.map(Value.string))] }),
+                "actions": .list(catalog.actions.values.sorted { $0.name < $1.name }.map {
+                    ["name": .string($0.name), "summary": .string($0.summary), "parameters": $0.parameters, "result": $0.result]
+                }),
+            ])
+        }
+    }
+}

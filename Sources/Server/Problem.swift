@@ -1,0 +1,111 @@
+import FlowEngine
+import FlowVM
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The Server module's one public error: an HTTP problem (RFC 9457) with a stable `type` code and a message for
+/// people. Never carries SQL, stack traces or secrets.
+public struct Problem: Error, Sendable, HTTPResponseError {
+    public enum Kind: String, Sendable {
+        case badRequest = "bad_request"
+        case unauthorized
+        case forbidden
+        case notFound = "not_found"
+        case conflict
+        case invalidFlow = "invalid_flow"
+        case tooLarge = "too_large"
+        case unavailable
+        case internalError = "internal_error"
+
+        var status: HTTPResponse.Status {
+            switch self {
+            case .badRequest: .badRequest
+            case .unauthorized: .unauthorized
+            case .forbidden: .forbidden
+            case .notFound: .notFound
+            case .conflict: .conflict
+            case .invalidFlow: .unprocessableContent
+            case .tooLarge: .contentTooLarge
+            case .unavailable: .serviceUnavailable
+            case .internalError: .internalServerError
+            }
+        }
+    }
+
+    public var kind: Kind
+    public var detail: String
+    /// Extra members, e.g. `diagnostics`.
+    public var extra: [String: Value]
+
+    public init(_ kind: Kind, _ detail: String, extra: [String: Value] = [:]) {
+        self.kind = kind
+        self.detail = detail
+        self.extra = extra
+    }
+
+    public var status: HTTPResponse.Status { kind.status }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var body = extra
+        body["type"] = .string(kind.rawValue)
+        body["title"] = .string(kind.status.reasonPhrase)
+        body["status"] = .number(Double(kind.status.code))
+        body["detail"] = .string(detail)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/problem+json"],
+            body: .init(byteBuffer: ByteBuffer(string: Value.map(body).jsonText)))
+    }
+}
+
+/// Turns every error into a problem response: known ones keep their code, anything else is an opaque 500 whose
+/// details go to the log only.
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = FlowlineRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let p as Problem {
+            throw p
+        } catch let e as HTTPError {
+            switch e.status {
+            case .notFound: throw Problem(.notFound, "no such route")
+            case .contentTooLarge: throw Problem(.tooLarge, "the request body is larger than \(context.maxUploadSize) bytes")
+            case .methodNotAllowed: throw Problem(.notFound, "no such route for this method")
+            default: throw Problem(.badRequest, e.body ?? "bad request")
+            }
+        } catch let e as EngineError {
+            switch e.code {
+            case .notFound: throw Problem(.notFound, e.message)
+            case .conflict: throw Problem(.conflict, e.message)
+            case .invalid: throw Problem(.badRequest, e.message)
+            }
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+            throw Problem(.internalError, "the server could not complete the request")
+        }
+    }
+}
+
+/// JSON responses from `Value`, with keys sorted so responses are stable.
+func json(_ v: Value, status: HTTPResponse.Status = .ok) -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: v.jsonText)))
+}
+
+extension Request {
+    /// The body as text, up to the context's limit.
+    func text(context: some RequestContext) async throws -> String {
+        let buffer = try await body.collect(upTo: context.maxUploadSize)
+        return String(buffer: buffer)
+    }
+
+    /// The body as a JSON object, or a 400 problem.
+    func jsonObject(context: some RequestContext) async throws -> [String: Value] {
+        guard case .map(let m)? = Value(json: try await text(context: context)) else {
+            throw Problem(.badRequest, "the body must be a JSON object")
+        }
+        return m
+    }
+}

@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Server
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the API server and the engine (SQLite ./flowline.db and the flows in flows/ by default).")
+
+    @Option(help: "Address to listen on (or $FLOWLINE_HOST).") var host: String?
+    @Option(help: "Port to listen on (or $FLOWLINE_PORT).") var port: Int?
+    @OptionGroup var db: DatabaseOption
+    @Option(help: "Folder of flows to publish to the demo tenant at start-up.") var flows = "flows"
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        var config = ServerConfiguration()
+        config.host = host ?? env["FLOWLINE_HOST"] ?? config.host
+        config.port = port ?? env["FLOWLINE_PORT"].flatMap(Int.init) ?? config.port
+        config.database = db.url
+        config.adminKey = env["FLOWLINE_ADMIN_KEY"]
+        config.flowsDirectory = flows
+        var logger = Logger(label: "flowline")
+        logger.logLevel = env["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        try await FlowlineServer.run(config, logger: logger)
+    }
+}

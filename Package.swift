@@ -54,6 +54,7 @@ let package = Package(
                 "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -111,6 +111,12 @@ public enum Value: Sendable, Hashable {
         self = v
     }
 
+    /// The list item at `index`, or null.
+    public subscript(index: Int) -> Value {
+        if case .list(let l) = self, index >= 0, index < l.count { return l[index] }
+        return .null
+    }
+
     /// Member access as `value.name` evaluates it: maps only, missing keys are null.
     public subscript(key: String) -> Value {
         if case .map(let m) = self { return m[key] ?? .null }

@@ -3,6 +3,7 @@ import FlowVM
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 
 /// The Server module's one public error: an HTTP problem (RFC 9457) with a stable `type` code and a message for
 /// people. Never carries SQL, stack traces or secrets.
@@ -69,6 +70,8 @@ struct ProblemMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let p as Problem {
             throw p
+        } catch is NIOTooManyBytesError {
+            throw Problem(.tooLarge, "the request body is larger than \(context.maxUploadSize) bytes")
         } catch let e as HTTPError {
             switch e.status {
             case .notFound: throw Problem(.notFound, "no such route")

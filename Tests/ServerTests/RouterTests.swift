@@ -1,0 +1,292 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+@testable import Server
+import Testing
+import Connectors
+
+/// Every route through the router: happy paths, auth failures, roles and cross-tenant attempts (all 404).
+@Suite struct RouterTests {
+    struct Rig {
+        let store: SQLStore
+        let engine: Engine
+        let app: Application<RouterResponder<FlowlineRequestContext>>
+        let adminA: String, agentA: String, adminB: String
+
+        init() async throws {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
+            store = try await SQLStore.open("sqlite:\(path)")
+            try await store.migrate()
+            engine = Engine(store: store, connectors: FlowlineServer.connectors())
+            for t in ["a", "b"] { try await store.ensureTenant(id: t, name: t) }
+            adminA = try await APIKeys.create(store: store, tenant: "a", role: .admin, label: "a").key
+            agentA = try await APIKeys.create(store: store, tenant: "a", role: .agent, label: "agent").key
+            adminB = try await APIKeys.create(store: store, tenant: "b", role: .admin, label: "b").key
+            app = Application(router: FlowlineServer.router(store: store, engine: engine, catalog: BuiltinActions.catalog))
+        }
+    }
+
+    static let flow = """
+        flow: hello
+        trigger: { channel: api }
+        start: ask
+        blocks:
+          ask:
+            ask: "Name?"
+            save: name
+            next: human
+          human:
+            handoff: { queue: sales, message: "An agent will answer" }
+            next: bye
+          bye:
+            end: "Bye {{ name }}"
+        """
+
+    static func body(_ s: String) -> ByteBuffer { ByteBuffer(string: s) }
+
+    static func json(_ r: TestResponse) -> Value { Value(json: String(buffer: r.body)) ?? .null }
+
+    static func auth(_ key: String) -> HTTPFields { [.authorization: "Bearer \(key)"] }
+
+    @Test func healthAndReadinessNeedNoKey() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/ready", method: .get) { #expect(Self.json($0)["status"] == "ready") }
+        }
+        await rig.store.close()
+    }
+
+    @Test func everyV1RouteNeedsAValidKey() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            for (uri, method) in [("/v1/flows", HTTPRequest.Method.get), ("/v1/conversations", .get), ("/v1/keys", .get),
+                                  ("/v1/blocks", .get), ("/v1/channels", .post), ("/v1/flows/x", .put)] {
+                try await client.execute(uri: uri, method: method) { r in
+                    #expect(r.status == .unauthorized, "\(method) \(uri)")
+                    #expect(r.headers[.contentType] == "application/problem+json")
+                    #expect(Self.json(r)["type"] == "unauthorized")
+                }
+                for bad in ["Bearer nope", "Bearer fl_abc_def", "Basic Zm9vOmJhcg==", "Bearer " + rig.adminA + "x"] {
+                    try await client.execute(uri: uri, method: method, headers: [.authorization: bad]) { r in
+                        #expect(r.status == .unauthorized, "\(bad) on \(uri)")
+                    }
+                }
+            }
+        }
+        await rig.store.close()
+    }
+
+    @Test func flowsDraftValidatePublishAndVersions() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow)) { r in
+                #expect(r.status == .created)
+                #expect(Self.json(r)["valid"] == true)
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/flows/hello", method: .get, headers: a) { r in
+                #expect(Self.json(r)["source"] == .string(Self.flow))
+            }
+            var yaml = a
+            yaml[.accept] = "application/yaml"
+            try await client.execute(uri: "/v1/flows/hello", method: .get, headers: yaml) { r in
+                #expect(r.headers[.contentType] == "application/yaml")
+                #expect(String(buffer: r.body) == Self.flow)
+            }
+            let broken = Self.flow.replacingOccurrences(of: "next: human", with: "next: humn")
+            try await client.execute(uri: "/v1/flows/hello/validate", method: .post, headers: a, body: Self.body(broken)) { r in
+                let d = Self.json(r)["diagnostics"][0]
+                #expect(d["code"] == "unknown-block")
+                #expect(d["block"] == "ask")
+                #expect(d["line"] == 8)
+            }
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a) { r in
+                #expect(r.status == .created)
+                #expect(Self.json(r)["version"] == 1)
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(broken)) { r in
+                #expect(Self.json(r)["valid"] == false)
+            }
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a) { r in
+                #expect(r.status == .unprocessableContent, "publishing a flow with errors is refused")
+                #expect(Self.json(r)["type"] == "invalid_flow")
+                #expect(Self.json(r)["diagnostics"][0]["code"] == "unknown-block")
+            }
+            try await client.execute(uri: "/v1/flows/hello/versions", method: .get, headers: a) { r in
+                #expect(Self.json(r)["versions"][0]["version"] == 1)
+            }
+            try await client.execute(uri: "/v1/flows/other", method: .put, headers: a, body: Self.body(Self.flow)) { r in
+                #expect(r.status == .badRequest, "the URL and the document must name the same flow")
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: Self.auth(rig.agentA), body: Self.body(Self.flow)) { r in
+                #expect(r.status == .forbidden)
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a,
+                                     body: Self.body(String(repeating: "x", count: 600 * 1024))) { r in
+                #expect(r.status == .contentTooLarge)
+                #expect(Self.json(r)["type"] == "too_large")
+            }
+        }
+        await rig.store.close()
+    }
+
+    @Test func aConversationOverTheAPIChannelWithAHandoff() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a)
+            let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a,
+                                                   body: Self.body(#"{"kind": "api", "name": "web"}"#)) { r in
+                #expect(r.status == .created)
+                return Self.json(r)["id"].text
+            }
+            let conversation = try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                                        body: Self.body(#"{"from": "5511", "text": "hi", "id": "m1"}"#)) { r in
+                #expect(r.status == .accepted)
+                #expect(Self.json(r)["status"] == "started")
+                return Self.json(r)["conversation"].text
+            }
+            try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                     body: Self.body(#"{"from": "5511", "text": "hi", "id": "m1"}"#)) { r in
+                #expect(Self.json(r)["status"] == "duplicate")
+            }
+            try await rig.engine.drain()
+            try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                     body: Self.body(#"{"from": "5511", "text": "Bia", "id": "m2"}"#))
+            try await rig.engine.drain()
+            try await client.execute(uri: "/v1/conversations?status=handoff", method: .get, headers: Self.auth(rig.agentA)) { r in
+                #expect(Self.json(r)["conversations"][0]["id"] == .string(conversation))
+            }
+            try await client.execute(uri: "/v1/conversations/\(conversation)/handback", method: .post, headers: Self.auth(rig.agentA)) { r in
+                #expect(r.status == .accepted)
+            }
+            try await rig.engine.drain()
+            try await client.execute(uri: "/v1/conversations/\(conversation)/messages", method: .get, headers: a) { r in
+                let messages = Self.json(r)["messages"]
+                guard case .list(let list) = messages else {
+                    Issue.record("no messages")
+                    return
+                }
+                #expect(list.map { $0["direction"].text } == ["in", "out", "in", "out", "out"])
+                #expect(list.map { $0["text"].text } == ["hi", "Name?", "Bia", "An agent will answer", "Bye Bia"])
+            }
+            try await client.execute(uri: "/v1/conversations/\(conversation)", method: .get, headers: a) { r in
+                let c = Self.json(r)
+                #expect(c["status"] == "ended")
+                guard case .list(let trace) = c["trace"] else {
+                    Issue.record("no trace")
+                    return
+                }
+                #expect(trace.map { $0["visited"] } == [["ask"], ["human"], ["bye"]])
+            }
+            try await client.execute(uri: "/v1/conversations/\(conversation)/handback", method: .post, headers: a) { r in
+                #expect(r.status == .conflict)
+            }
+        }
+        await rig.store.close()
+    }
+
+    @Test func anotherTenantsObjectsAreNotFound() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA), b = Self.auth(rig.adminB)
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a)
+            let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a,
+                                                   body: Self.body(#"{"kind": "api", "name": "web"}"#)) { Self.json($0)["id"].text }
+            let conversation = try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                                        body: Self.body(#"{"from": "1", "text": "hi", "id": "x"}"#)) { Self.json($0)["conversation"].text }
+            let keyA = try await client.execute(uri: "/v1/keys", method: .get, headers: a) { Self.json($0)["keys"][0]["id"].text }
+            for (uri, method) in [
+                ("/v1/flows/hello", HTTPRequest.Method.get), ("/v1/flows/hello/publish", .post), ("/v1/flows/hello/versions", .get),
+                ("/v1/channels/\(channel)/inbound", .post), ("/v1/conversations/\(conversation)", .get),
+                ("/v1/conversations/\(conversation)/messages", .get), ("/v1/conversations/\(conversation)/cancel", .post),
+                ("/v1/conversations/\(conversation)/retry", .post), ("/v1/keys/\(keyA)", .delete),
+            ] {
+                try await client.execute(uri: uri, method: method, headers: b,
+                                         body: Self.body(#"{"from": "1", "text": "hi", "id": "y"}"#)) { r in
+                    #expect(r.status == .notFound, "B's key on \(method) \(uri)")
+                }
+            }
+            try await client.execute(uri: "/v1/conversations", method: .get, headers: b) { r in
+                #expect(Self.json(r)["total"] == 0)
+            }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: b) { r in #expect(Self.json(r)["flows"] == .list([])) }
+            try await client.execute(uri: "/v1/channels", method: .get, headers: b) { r in #expect(Self.json(r)["channels"] == .list([])) }
+        }
+        await rig.store.close()
+    }
+
+    @Test func keysAreShownOnceListedByPrefixAndRevocable() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            let created = try await client.execute(uri: "/v1/keys", method: .post, headers: a,
+                                                   body: Self.body(#"{"role": "supervisor", "label": "builder"}"#)) { r in
+                #expect(r.status == .created)
+                return Self.json(r)
+            }
+            let key = created["key"].text
+            #expect(key.hasPrefix("fl_\(created["prefix"].text)_"))
+            try await client.execute(uri: "/v1/keys", method: .get, headers: a) { r in
+                let text = String(buffer: r.body)
+                #expect(!text.contains(key), "the full key is never listed")
+                #expect(text.contains(created["prefix"].text))
+            }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: Self.auth(key)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/keys", method: .get, headers: Self.auth(key)) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/keys/\(created["id"].text)", method: .delete, headers: a) { #expect($0.status == .noContent) }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: Self.auth(key)) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/keys", method: .post, headers: a, body: Self.body(#"{"role": "root"}"#)) {
+                #expect($0.status == .badRequest)
+            }
+        }
+        let stored = try await rig.store.apiKeys(tenant: "a")
+        #expect(stored.allSatisfy { $0.hash.count == 64 }, "keys are stored as SHA-256 digests")
+        #expect(try await rig.store.auditLog(tenant: "a").map(\.action) == ["key.create", "key.revoke"])
+        await rig.store.close()
+    }
+
+    @Test func catalogListsBlocksAndActionSchemas() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            try await client.execute(uri: "/v1/blocks", method: .get, headers: Self.auth(rig.agentA)) { r in
+                let v = Self.json(r)
+                guard case .list(let blocks) = v["blocks"], case .list(let actions) = v["actions"] else {
+                    Issue.record("catalog shape")
+                    return
+                }
+                #expect(blocks.count == 13)
+                #expect(actions.contains { $0["name"] == "stripe.checkout" && $0["parameters"]["required"] == ["amount", "currency", "description"] })
+            }
+        }
+        await rig.store.close()
+    }
+
+    @Test func badBodiesAreClearProblems() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            for body in ["not json", "[1]", #"{"kind": "whatsapp", "name": "x"}"#, #"{"kind": "api"}"#,
+                         #"{"kind": "api", "name": "x", "callback_url": "ftp://x"}"#] {
+                try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: Self.body(body)) { r in
+                    #expect(r.status == .badRequest, "\(body)")
+                    #expect(Self.json(r)["detail"] != .null)
+                }
+            }
+            try await client.execute(uri: "/v1/nothing", method: .get, headers: a) { r in
+                #expect(r.status == .notFound)
+                #expect(r.headers[.contentType] == "application/problem+json")
+            }
+            try await client.execute(uri: "/v1/conversations?status=sleeping", method: .get, headers: a) { #expect($0.status == .badRequest) }
+        }
+        await rig.store.close()
+    }
+}

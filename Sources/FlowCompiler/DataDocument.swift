@@ -1,4 +1,5 @@
 import FlowVM
+import Foundation
 
 /// Reads a YAML or JSON data file (mocks, fixtures) into a `Value`, typing plain scalars as the flow language does:
 /// numbers, `true`/`false` and `null` keep their type; all other text, and anything quoted, is text.
@@ -10,6 +11,12 @@ public enum DataDocument {
         case .success(nil): return .null
         case .success(let node?): return convert(node)
         }
+    }
+
+    /// Reads an ISO 8601 instant (`2026-01-05T12:00:00Z`).
+    public static func timestamp(_ text: String) -> Timestamp? {
+        let f = ISO8601DateFormatter()
+        return f.date(from: text).map(Timestamp.init)
     }
 
     private static func convert(_ node: SourceNode) -> Value {

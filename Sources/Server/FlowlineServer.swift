@@ -44,6 +44,7 @@ public enum FlowlineServer {
         ChannelRoutes(store: store, engine: engine).addRoutes(to: v1)
         KeyRoutes(store: store, engine: engine).addRoutes(to: v1)
         CatalogRoutes(catalog: catalog).addRoutes(to: v1)
+        SimulateRoutes(store: store, compiler: compiler).addRoutes(to: v1)
         return router
     }
 

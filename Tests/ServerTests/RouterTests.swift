@@ -289,4 +289,22 @@ import Connectors
         }
         await rig.store.close()
     }
+
+    @Test func simulateRunsTheDraftWithoutSendingAnything() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
+            try await client.execute(uri: "/v1/flows/hello/simulate", method: .post, headers: a,
+                                     body: Self.body(#"{"inputs": ["hi", "Bia", "/handback"]}"#)) { r in
+                #expect(r.status == .ok)
+                let expected = ["bot: Name?", "you: hi", "bot: An agent will answer", "handoff: queue sales", "you: Bia",
+                                "note: the flow is not waiting for that", "you: /handback", "bot: Bye hi", "end: the flow finished"]
+                #expect(Self.json(r)["transcript"] == .list(expected.map(Value.string)))
+                #expect(Self.json(r)["finished"] == true)
+            }
+        }
+        #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: nil).isEmpty)
+        await rig.store.close()
+    }
 }

@@ -1,0 +1,45 @@
+import Connectors
+import FlowCompiler
+import FlowStore
+import FlowVM
+import Hummingbird
+
+/// `POST /v1/flows/{name}/simulate`: runs the draft against scripted inputs with simulated connectors and a
+/// simulated clock, and returns the transcript — the builder's preview. Nothing is stored or sent.
+struct SimulateRoutes {
+    let store: SQLStore
+    let compiler: FlowCompiler
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.post("flows/{name}/simulate", use: simulate)
+    }
+
+    /// Body: `{"inputs": ["hi", "/wait", ...], "mocks": {"stripe.checkout": {...}}, "now": "2026-01-05T12:00:00Z"}`;
+    /// inputs use `flowline chat`'s commands.
+    @Sendable func simulate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let name = try context.parameters.require("name")
+        guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
+        let body = try await request.jsonObject(context: context)
+        guard let program = compiler.compile(source: source, file: "\(name).yaml").program else {
+            throw Problem(.invalidFlow, "the draft has errors",
+                          extra: ["diagnostics": FlowRoutes.diagnostics(compiler.compile(source: source, file: "\(name).yaml").diagnostics)])
+        }
+        var inputs: [String] = []
+        if case .list(let l)? = body["inputs"] { inputs = l.map(\.text) }
+        guard inputs.count <= 200 else { throw Problem(.badRequest, "at most 200 inputs") }
+        var start = Timestamp(milliseconds: 1_767_614_400_000)
+        if case .string(let now)? = body["now"] {
+            guard let t = DataDocument.timestamp(now) else { throw Problem(.badRequest, "now must be an ISO 8601 time") }
+            start = t
+        }
+        var session = ChatSession(program: program, simulator: Simulator(mocks: body["mocks"] ?? .null), now: start)
+        var transcript = session.start()
+        for input in inputs where !session.isFinished {
+            transcript.append("you: \(input)")
+            transcript += session.input(input)
+        }
+        if let waiting = session.waitingLine { transcript.append(waiting) }
+        return json(["transcript": .list(transcript.map(Value.string)), "finished": .bool(session.isFinished)])
+    }
+}

@@ -120,6 +120,7 @@ public final class SQLStore: Store, @unchecked Sendable {
               callback_url TEXT, created_at BIGINT NOT NULL)
             """,
             "CREATE INDEX channels_tenant ON channels (tenant_id)",
+            "ALTER TABLE conversations ADD COLUMN agent TEXT",
             """
             CREATE TABLE audit_log (id \(serial), tenant_id TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
               subject TEXT NOT NULL, at BIGINT NOT NULL)
@@ -784,6 +785,58 @@ public final class SQLStore: Store, @unchecked Sendable {
             try await db.execute("SELECT actor, action, subject, at FROM audit_log WHERE tenant_id = $1 ORDER BY id", .text(tenant)).map { r in
                 (r.text("actor") ?? "", r.text("action") ?? "", r.text("subject") ?? "", Timestamp(milliseconds: r.int("at") ?? 0))
             }
+        }
+    }
+
+    /// A conversation in the handoff inbox.
+    public struct InboxEntry: Sendable, Hashable {
+        public var conversation: ConversationRecord
+        public var queue: String
+        /// The key id of the agent who claimed it.
+        public var agent: String?
+    }
+
+    /// Conversations waiting for a human, oldest first, optionally of one queue.
+    public func inbox(tenant: String, queue: String?) async throws -> [InboxEntry] {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at,
+                  updated_at, agent FROM conversations WHERE tenant_id = $1 AND status = 'handoff' ORDER BY updated_at, id
+                """, .text(tenant)
+            ).compactMap { r in
+                let c = try self.conversationRecord(r)
+                guard case .handoff(let q)? = c.continuation?.wait, queue == nil || q == queue else { return nil }
+                return InboxEntry(conversation: c, queue: q, agent: r.text("agent"))
+            }
+        }
+    }
+
+    /// Claims a handed-off conversation for an agent; false when it is not in the inbox or another agent has it.
+    public func claim(conversation: String, tenant: String, agent: String) async throws -> Bool {
+        try await driver.transaction { db in
+            !(try await db.execute(
+                """
+                UPDATE conversations SET agent = $3 WHERE id = $1 AND tenant_id = $2 AND status = 'handoff'
+                AND (agent IS NULL OR agent = $3) RETURNING id
+                """, .text(conversation), .text(tenant), .text(agent))).isEmpty
+        }
+    }
+
+    /// An agent's message: kept in the history and sent through the outbox like the flow's own.
+    public func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> Bool {
+        try await driver.transaction { db in
+            guard let row = try await db.execute(
+                "SELECT channel, contact FROM conversations WHERE id = $1 AND tenant_id = $2 AND status = 'handoff'\(self.forUpdate)",
+                .text(conversation), .text(tenant)).first else { return false }
+            let message: Value = ["text": .string(text)]
+            try await db.run(Hot.InsertMessage.self, .text(tenant), .text(conversation), .text("out"), .text(text),
+                             .text(Value.map(["text": .string(text), "agent": .string(agent)]).jsonText), .int(now.milliseconds))
+            try await db.run(Hot.InsertOutbox.self, .text(tenant), .text(conversation), .text("\(conversation):agent:\(UUID().uuidString.lowercased())"),
+                             .int(0), .text("send"), .text("channel.send"),
+                             .text(Value.map(["channel": .string(row.text("channel") ?? ""), "contact": .string(row.text("contact") ?? ""),
+                                              "message": message]).jsonText), .int(now.milliseconds))
+            return true
         }
     }
 

@@ -45,6 +45,7 @@ public enum FlowlineServer {
         KeyRoutes(store: store, engine: engine).addRoutes(to: v1)
         CatalogRoutes(catalog: catalog).addRoutes(to: v1)
         SimulateRoutes(store: store, compiler: compiler).addRoutes(to: v1)
+        InboxRoutes(store: store, engine: engine).addRoutes(to: v1)
         return router
     }
 

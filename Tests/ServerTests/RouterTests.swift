@@ -164,6 +164,27 @@ import Connectors
             try await client.execute(uri: "/v1/conversations?status=handoff", method: .get, headers: Self.auth(rig.agentA)) { r in
                 #expect(Self.json(r)["conversations"][0]["id"] == .string(conversation))
             }
+            try await client.execute(uri: "/v1/inbox?queue=sales", method: .get, headers: Self.auth(rig.agentA)) { r in
+                #expect(Self.json(r)["conversations"][0]["id"] == .string(conversation))
+                #expect(Self.json(r)["conversations"][0]["agent"] == .null)
+            }
+            try await client.execute(uri: "/v1/inbox?queue=support", method: .get, headers: Self.auth(rig.agentA)) { r in
+                #expect(Self.json(r)["conversations"] == .list([]))
+            }
+            try await client.execute(uri: "/v1/inbox/\(conversation)/claim", method: .post, headers: Self.auth(rig.agentA)) { r in
+                #expect(r.status == .ok)
+            }
+            try await client.execute(uri: "/v1/inbox/\(conversation)/claim", method: .post, headers: a) { r in
+                #expect(r.status == .conflict, "another agent has it")
+            }
+            try await client.execute(uri: "/v1/inbox/\(conversation)/messages", method: .post, headers: Self.auth(rig.agentA),
+                                     body: Self.body(#"{"text": "Hi Bia, Carla here."}"#)) { r in
+                #expect(r.status == .accepted)
+            }
+            try await client.execute(uri: "/v1/inbox/\(conversation)/messages", method: .post, headers: Self.auth(rig.adminB),
+                                     body: Self.body(#"{"text": "hijack"}"#)) { r in
+                #expect(r.status == .notFound)
+            }
             try await client.execute(uri: "/v1/conversations/\(conversation)/handback", method: .post, headers: Self.auth(rig.agentA)) { r in
                 #expect(r.status == .accepted)
             }
@@ -174,8 +195,8 @@ import Connectors
                     Issue.record("no messages")
                     return
                 }
-                #expect(list.map { $0["direction"].text } == ["in", "out", "in", "out", "out"])
-                #expect(list.map { $0["text"].text } == ["hi", "Name?", "Bia", "An agent will answer", "Bye Bia"])
+                #expect(list.map { $0["direction"].text } == ["in", "out", "in", "out", "out", "out"])
+                #expect(list.map { $0["text"].text } == ["hi", "Name?", "Bia", "An agent will answer", "Hi Bia, Carla here.", "Bye Bia"])
             }
             try await client.execute(uri: "/v1/conversations/\(conversation)", method: .get, headers: a) { r in
                 let c = Self.json(r)

@@ -1,0 +1,56 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import Hummingbird
+
+/// `/v1/inbox`: conversations handed to humans. Agents list them by queue, claim one, write to the contact,
+/// then hand it back to the flow (`POST /v1/conversations/{id}/handback`) or close it (`.../cancel`).
+struct InboxRoutes {
+    let store: SQLStore
+    let engine: Engine
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.get("inbox", use: list)
+        group.post("inbox/{id}/claim", use: claim)
+        group.post("inbox/{id}/messages", use: message)
+    }
+
+    @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let queue = request.uri.queryParameters["queue"].map(String.init)
+        let entries = try await store.inbox(tenant: caller.tenant, queue: queue)
+        return json(["conversations": .list(entries.map { e in
+            var v = ConversationRoutes.summary(e.conversation)
+            if case .map(var m) = v {
+                m["queue"] = .string(e.queue)
+                m["agent"] = e.agent.map(Value.string) ?? .null
+                v = .map(m)
+            }
+            return v
+        })])
+    }
+
+    @Sendable func claim(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let id = try context.parameters.require("id")
+        guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
+        guard try await store.claim(conversation: id, tenant: caller.tenant, agent: caller.keyID) else {
+            throw Problem(.conflict, "the conversation is not in the inbox or another agent has it")
+        }
+        return json(["id": .string(id), "agent": .string(caller.keyID)])
+    }
+
+    @Sendable func message(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let id = try context.parameters.require("id")
+        guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
+        let body = try await request.jsonObject(context: context)
+        guard case .string(let text)? = body["text"], !text.isEmpty, text.count <= 4096 else {
+            throw Problem(.badRequest, "text is required (at most 4096 characters)")
+        }
+        guard try await store.agentMessage(conversation: id, tenant: caller.tenant, text: text, agent: caller.keyID, now: engine.now) else {
+            throw Problem(.conflict, "the conversation is not with an agent")
+        }
+        return json(["id": .string(id), "queued": true], status: .accepted)
+    }
+}

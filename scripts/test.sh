@@ -135,5 +135,53 @@ else
 fi
 if $flowline migrate --database "$db" | grep -q "schema at version"; then pass; else fail "flowline migrate"; fi
 
+echo "== flowline serve: a live server on SQLite, driven over HTTP, stopped with SIGTERM"
+srv="$tmp/serve"
+mkdir -p "$srv" && cp -r flows "$srv/flows"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+flowline_abs=$(cd "$(dirname "$flowline")" && pwd)/flowline
+(cd "$srv" && exec "$flowline_abs" serve --port "$port" >"$srv/out.log" 2>&1) &
+server=$!
+up=0
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null; then up=1; break; fi
+  sleep 0.1
+done
+key=$(grep -o 'fl_[A-Za-z0-9]*_[A-Za-z0-9]*' "$srv/out.log" | head -1)
+if [ "$up" = 1 ] && [ -n "$key" ] && python3 - "$port" "$key" <<'PY'
+import json, sys, time, urllib.request
+port, key = sys.argv[1], sys.argv[2]
+def call(method, path, body=None, auth=True):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    if auth: req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req) as r: return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e: return e.code, json.loads(e.read() or b"null")
+assert call("GET", "/v1/flows", auth=False)[0] == 401
+status, flows = call("GET", "/v1/flows")
+assert status == 200 and any(f["name"] == "welcome-menu" for f in flows["flows"]), flows
+status, ch = call("POST", "/v1/channels", {"kind": "api", "name": "web"})
+assert status == 201, ch
+status, r = call("POST", f"/v1/channels/{ch['id']}/inbound", {"from": "55", "text": "hi", "id": "m1"})
+assert status == 202 and r["status"] == "started", r
+conv = r["conversation"]
+assert call("POST", f"/v1/channels/{ch['id']}/inbound", {"from": "55", "text": "hi", "id": "m1"})[1]["status"] == "duplicate"
+deadline = time.time() + 10
+while time.time() < deadline:
+    msgs = call("GET", f"/v1/conversations/{conv}/messages")[1]["messages"]
+    if len(msgs) >= 2: break
+    time.sleep(0.1)
+assert [m["direction"] for m in msgs] == ["in", "out"] and msgs[1]["buttons"] == ["English", "Português"], msgs
+PY
+then pass; else fail "live server session"; cat "$srv/out.log"; fi
+kill -TERM "$server" 2>/dev/null
+stopped=0
+for _ in $(seq 1 100); do
+  if ! kill -0 "$server" 2>/dev/null; then stopped=1; break; fi
+  sleep 0.1
+done
+if [ "$stopped" = 1 ] && wait "$server"; then pass; else fail "serve should exit cleanly on SIGTERM"; kill -9 "$server" 2>/dev/null; fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -37,6 +37,9 @@ public enum FlowlineServer {
                 throw Problem(.unavailable, "the database is not reachable")
             }
         }
+        router.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: openAPIDocument)))
+        }
         let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store))
         let compiler = FlowCompiler(catalog: catalog)
         FlowRoutes(store: store, engine: engine, compiler: compiler).addRoutes(to: v1)
@@ -122,6 +125,12 @@ public enum FlowlineServer {
         return c.string ?? "postgres://***"
     }
 }
+
+/// The hand-maintained OpenAPI 3.1 document (Sources/Server/openapi.json); a test keeps it true to the router.
+public let openAPIDocument: [UInt8] = {
+    guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"), let data = try? Data(contentsOf: url) else { return [] }
+    return [UInt8](data)
+}()
 
 /// The engine's work loop as a service: on graceful shutdown the current pass completes, then it stops.
 struct EngineService: Service {

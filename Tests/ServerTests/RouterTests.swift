@@ -328,4 +328,30 @@ import Connectors
         #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: nil).isEmpty)
         await rig.store.close()
     }
+
+    @Test func theOpenAPIDocumentListsExactlyTheRoutes() async throws {
+        let rig = try await Rig()
+        let router = FlowlineServer.router(store: rig.store, engine: rig.engine, catalog: BuiltinActions.catalog)
+        let served = Set(router.routes.map { r in
+            "\(r.method.rawValue.lowercased()) " + r.path.description.split(separator: "/").map { part in
+                part.hasPrefix(":") ? "{\(part.dropFirst())}" : String(part)
+            }.joined(separator: "/")
+        }.map { $0.replacingOccurrences(of: " ", with: " /") })
+        guard case .map(let paths) = Value(json: String(decoding: openAPIDocument, as: UTF8.self))?["paths"] ?? .null else {
+            Issue.record("the document has no paths")
+            return
+        }
+        var documented = Set<String>()
+        for (path, item) in paths {
+            if case .map(let ops) = item { for method in ops.keys { documented.insert("\(method) \(path)") } }
+        }
+        #expect(served == documented, "served but undocumented: \(served.subtracting(documented)); documented but not served: \(documented.subtracting(served))")
+        try await rig.app.test(.router) { client in
+            try await client.execute(uri: "/openapi.json", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(Self.json(r)["openapi"] == "3.1.0")
+            }
+        }
+        await rig.store.close()
+    }
 }

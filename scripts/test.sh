@@ -175,6 +175,19 @@ while time.time() < deadline:
 assert [m["direction"] for m in msgs] == ["in", "out"] and msgs[1]["buttons"] == ["English", "Português"], msgs
 PY
 then pass; else fail "live server session"; cat "$srv/out.log"; fi
+echo "== schemathesis against /openapi.json of the live server"
+venv=.build-venv
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q "schemathesis==4.32.5" >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; }
+fi
+if [ -x "$venv/bin/schemathesis" ] && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+     -H "Authorization: Bearer $key" --checks all -n 50 --seed 1 >"$tmp/schemathesis.log" 2>&1; then
+  pass
+else
+  fail "schemathesis found server errors or responses that contradict /openapi.json"
+  tail -60 "$tmp/schemathesis.log"
+fi
+
 kill -TERM "$server" 2>/dev/null
 stopped=0
 for _ in $(seq 1 100); do

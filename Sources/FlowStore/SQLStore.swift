@@ -301,7 +301,7 @@ public final class SQLStore: Store, @unchecked Sendable {
             let status = ConversationStatus(rawValue: row.text("status") ?? "") ?? .failed
             switch body {
             case .retry:
-                guard status == .failed else { throw EngineError(.invalid, "only a failed conversation can be retried") }
+                guard status == .failed else { throw EngineError(.conflict, "only a failed conversation can be retried") }
                 let other = try await db.execute(
                     """
                     SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 AND id <> $4
@@ -309,7 +309,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                     """, .text(tenant), .text(channel), .text(row.text("contact") ?? ""), .text(conversation))
                 if !other.isEmpty { throw EngineError(.conflict, "the contact has another open conversation") }
             case .cancel:
-                guard status != .ended else { throw EngineError(.invalid, "the conversation has already ended") }
+                guard status != .ended else { throw EngineError(.conflict, "the conversation has already ended") }
             default:
                 break
             }

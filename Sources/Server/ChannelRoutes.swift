@@ -29,8 +29,10 @@ struct ChannelRoutes {
             throw Problem(.badRequest, "name is required (at most 100 characters)")
         }
         var callback: String?
-        if case .string(let url)? = body["callback_url"] {
-            guard let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
+        if let value = body["callback_url"], value != .null {
+            guard case .string(let url) = value else { throw Problem(.badRequest, "callback_url must be an http or https URL") }
+            guard url.allSatisfy(\.isASCII), let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), let host = u.host, !host.isEmpty,
+                  host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]".contains($0)) }) else {
                 throw Problem(.badRequest, "callback_url must be an http or https URL")
             }
             callback = url
@@ -58,12 +60,21 @@ struct ChannelRoutes {
             throw Problem(.badRequest, "id is required: the sender's message id, used to ignore repeats")
         }
         var text = ""
-        if case .string(let t)? = body["text"] { text = t }
+        if let t = body["text"] {
+            guard case .string(let s) = t else { throw Problem(.badRequest, "text must be text") }
+            text = s
+        }
         var payload: String?
-        if case .string(let p)? = body["payload"] { payload = p }
-        guard !text.isEmpty || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
+        if let p = body["payload"] {
+            guard case .string(let s) = p, !s.isEmpty else { throw Problem(.badRequest, "payload must be text") }
+            payload = s
+        }
+        guard body["text"] != nil || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
         var name: String?
-        if case .string(let n)? = body["name"] { name = n }
+        if let n = body["name"] {
+            guard case .string(let s) = n else { throw Problem(.badRequest, "name must be text") }
+            name = s
+        }
         let result = try await engine.ingest(Inbound(
             tenant: caller.tenant, channel: channel.id, channelKind: channel.kind, contact: from, contactName: name, providerID: messageID,
             message: InboundMessage(text: text, payload: payload, kind: payload == nil ? "text" : "button")))

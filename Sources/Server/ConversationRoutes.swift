@@ -25,17 +25,26 @@ struct ConversationRoutes {
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
+        // An empty query value means no filter.
         let q = request.uri.queryParameters
+        func param(_ name: Substring) -> String? { q[name].map(String.init).flatMap { $0.isEmpty ? nil : $0 } }
         var status: ConversationStatus?
-        if let s = q["status"] {
+        if let s = q["status"].map(String.init) {
             guard let v = ConversationStatus(rawValue: String(s)) else { throw Problem(.badRequest, "unknown status \(s)") }
             status = v
         }
-        let limit = min(max(Int(q["limit"].map(String.init) ?? "") ?? 100, 1), 500)
-        let offset = max(Int(q["offset"].map(String.init) ?? "") ?? 0, 0)
-        var all = try await store.conversations(tenant: caller.tenant, status: status, contact: q["contact"].map(String.init))
-        if let flow = q["flow"] { all = all.filter { $0.flow == flow } }
-        if let channel = q["channel"] { all = all.filter { $0.channel == channel } }
+        func number(_ name: Substring, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+            guard let text = q[name].map(String.init) else { return value }
+            guard let n = Int(text), range.contains(n) else {
+                throw Problem(.badRequest, "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return n
+        }
+        let limit = try number("limit", default: 100, in: 1...500)
+        let offset = try number("offset", default: 0, in: 0...1_000_000)
+        var all = try await store.conversations(tenant: caller.tenant, status: status, contact: param("contact"))
+        if let flow = param("flow") { all = all.filter { $0.flow == flow } }
+        if let channel = param("channel") { all = all.filter { $0.channel == channel } }
         let page = all.dropFirst(offset).prefix(limit)
         return json(["conversations": .list(page.map(Self.summary)), "total": .number(Double(all.count)),
                      "limit": .number(Double(limit)), "offset": .number(Double(offset))])

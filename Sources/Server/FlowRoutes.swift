@@ -31,7 +31,7 @@ struct FlowRoutes {
 
     private func name(_ context: FlowlineRequestContext) throws -> String {
         let name = try context.parameters.require("name")
-        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_".contains($0) }) else {
+        guard !name.isEmpty, name.count <= 200, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_".contains($0)) }) else {
             throw Problem(.badRequest, "a flow name has only letters, digits, '-' and '_'")
         }
         return name
@@ -52,6 +52,12 @@ struct FlowRoutes {
         guard caller.allows(.supervisor) else { throw Problem(.forbidden, "editing flows needs a supervisor or admin key") }
         let name = try name(context)
         let source = try await request.text(context: context)
+        guard !source.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw Problem(.badRequest, "the body must be the flow, in YAML or JSON")
+        }
+        if request.headers[.contentType]?.hasPrefix("application/json") == true, Value(json: source) == nil {
+            throw Problem(.badRequest, "the body is not valid JSON")
+        }
         let result = compiler.compile(source: source, file: "\(name).yaml")
         if let declared = try? DataDocument.value(from: source, file: name)["flow"], declared != .null, declared.text != name {
             throw Problem(.badRequest, "the document's flow: is '\(declared.text)' but the URL names '\(name)'")
@@ -77,7 +83,11 @@ struct FlowRoutes {
     @Sendable func validate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         _ = try context.requireCaller()
         let name = try name(context)
-        let result = compiler.compile(source: try await request.text(context: context), file: "\(name).yaml")
+        let source = try await request.text(context: context)
+        guard !source.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw Problem(.badRequest, "the body must be the flow, in YAML or JSON")
+        }
+        let result = compiler.compile(source: source, file: "\(name).yaml")
         return json(["valid": .bool(!result.hasErrors), "diagnostics": Self.diagnostics(result.diagnostics)])
     }
 

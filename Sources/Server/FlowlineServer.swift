@@ -27,7 +27,8 @@ public enum FlowlineServer {
     /// The router with every route collection; used by `serve` and by router tests.
     public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog) -> Router<FlowlineRequestContext> {
         let router = Router(context: FlowlineRequestContext.self)
-        router.add(middleware: ProblemMiddleware())
+        let table = RouteTable()
+        router.add(middleware: ProblemMiddleware(routes: table))
         router.get("health") { _, _ in json(["status": "ok"]) }
         router.get("ready") { _, _ in
             do {
@@ -49,6 +50,7 @@ public enum FlowlineServer {
         CatalogRoutes(catalog: catalog).addRoutes(to: v1)
         SimulateRoutes(store: store, compiler: compiler).addRoutes(to: v1)
         InboxRoutes(store: store, engine: engine).addRoutes(to: v1)
+        table.load(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }
 

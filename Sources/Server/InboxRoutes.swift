@@ -17,7 +17,7 @@ struct InboxRoutes {
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
-        let queue = request.uri.queryParameters["queue"].map(String.init)
+        let queue = request.uri.queryParameters["queue"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
         let entries = try await store.inbox(tenant: caller.tenant, queue: queue)
         return json(["conversations": .list(entries.map { e in
             var v = ConversationRoutes.summary(e.conversation)

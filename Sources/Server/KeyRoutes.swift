@@ -26,7 +26,11 @@ struct KeyRoutes {
         guard case .string(let r)? = body["role"], let role = Caller.Role(rawValue: r) else {
             throw Problem(.badRequest, "role must be admin, supervisor or agent")
         }
-        let label = body["label"]?.text ?? ""
+        var label = ""
+        if let l = body["label"] {
+            guard case .string(let text) = l, text.count <= 100 else { throw Problem(.badRequest, "label must be text (at most 100 characters)") }
+            label = text
+        }
         let (key, record) = try await APIKeys.create(store: store, tenant: caller.tenant, role: role, label: label)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.create", subject: record.id, at: engine.now)
         return json(["id": .string(record.id), "key": .string(key), "prefix": .string(record.prefix), "role": .string(role.rawValue),

@@ -15,6 +15,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         case notFound = "not_found"
         case conflict
         case invalidFlow = "invalid_flow"
+        case methodNotAllowed = "method_not_allowed"
         case tooLarge = "too_large"
         case unavailable
         case internalError = "internal_error"
@@ -26,7 +27,8 @@ public struct Problem: Error, Sendable, HTTPResponseError {
             case .forbidden: .forbidden
             case .notFound: .notFound
             case .conflict: .conflict
-            case .invalidFlow: .unprocessableContent
+            case .invalidFlow: .conflict
+            case .methodNotAllowed: .methodNotAllowed
             case .tooLarge: .contentTooLarge
             case .unavailable: .serviceUnavailable
             case .internalError: .internalServerError
@@ -38,11 +40,14 @@ public struct Problem: Error, Sendable, HTTPResponseError {
     public var detail: String
     /// Extra members, e.g. `diagnostics`.
     public var extra: [String: Value]
+    /// The `Allow` header of a 405.
+    public var allow: String?
 
-    public init(_ kind: Kind, _ detail: String, extra: [String: Value] = [:]) {
+    public init(_ kind: Kind, _ detail: String, extra: [String: Value] = [:], allow: String? = nil) {
         self.kind = kind
         self.detail = detail
         self.extra = extra
+        self.allow = allow
     }
 
     public var status: HTTPResponse.Status { kind.status }
@@ -53,9 +58,11 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         body["title"] = .string(kind.status.reasonPhrase)
         body["status"] = .number(Double(kind.status.code))
         body["detail"] = .string(detail)
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let allow { headers[.allow] = allow }
         return Response(
             status: status,
-            headers: [.contentType: "application/problem+json"],
+            headers: headers,
             body: .init(byteBuffer: ByteBuffer(string: Value.map(body).jsonText)))
     }
 }
@@ -64,6 +71,8 @@ public struct Problem: Error, Sendable, HTTPResponseError {
 /// details go to the log only.
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = FlowlineRequestContext
+    /// The routes, to tell "no such path" (404) from "not with this method" (405).
+    let routes: RouteTable
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -74,7 +83,13 @@ struct ProblemMiddleware: RouterMiddleware {
             throw Problem(.tooLarge, "the request body is larger than \(context.maxUploadSize) bytes")
         } catch let e as HTTPError {
             switch e.status {
-            case .notFound: throw Problem(.notFound, "no such route")
+            case .notFound:
+                let allowed = routes.methods(for: request.uri.path)
+                if !allowed.isEmpty {
+                    throw Problem(.methodNotAllowed, "\(request.method.rawValue) is not allowed here; use \(allowed.joined(separator: ", "))",
+                                  allow: allowed.joined(separator: ", "))
+                }
+                throw Problem(.notFound, "no such route")
             case .contentTooLarge: throw Problem(.tooLarge, "the request body is larger than \(context.maxUploadSize) bytes")
             case .methodNotAllowed: throw Problem(.notFound, "no such route for this method")
             default: throw Problem(.badRequest, e.body ?? "bad request")
@@ -110,5 +125,22 @@ extension Request {
             throw Problem(.badRequest, "the body must be a JSON object")
         }
         return m
+    }
+}
+
+/// The server's routes as path patterns, filled once the router is built.
+final class RouteTable: @unchecked Sendable {
+    private var patterns: [([Substring], String)] = []
+
+    func load(_ routes: [(path: String, method: String)]) {
+        patterns = routes.map { ($0.path.split(separator: "/"), $0.method) }
+    }
+
+    /// The methods some route accepts on this path.
+    func methods(for path: String) -> [String] {
+        let parts = path.split(separator: "/")
+        return Array(Set(patterns.filter { pattern, _ in
+            pattern.count == parts.count && zip(pattern, parts).allSatisfy { p, x in p.hasPrefix(":") || p.hasPrefix("{") || p == x }
+        }.map(\.1))).sorted()
     }
 }

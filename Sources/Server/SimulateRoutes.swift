@@ -26,11 +26,24 @@ struct SimulateRoutes {
                           extra: ["diagnostics": FlowRoutes.diagnostics(compiler.compile(source: source, file: "\(name).yaml").diagnostics)])
         }
         var inputs: [String] = []
-        if case .list(let l)? = body["inputs"] { inputs = l.map(\.text) }
+        switch body["inputs"] {
+        case nil: break
+        case .list(let l)?:
+            for item in l {
+                guard case .string(let s) = item else { throw Problem(.badRequest, "inputs must be a list of texts") }
+                inputs.append(s)
+            }
+        default: throw Problem(.badRequest, "inputs must be a list of texts")
+        }
+        if let mocks = body["mocks"], case .map = mocks {} else if body["mocks"] != nil {
+            throw Problem(.badRequest, "mocks must map action names to results")
+        }
         guard inputs.count <= 200 else { throw Problem(.badRequest, "at most 200 inputs") }
         var start = Timestamp(milliseconds: 1_767_614_400_000)
-        if case .string(let now)? = body["now"] {
-            guard let t = DataDocument.timestamp(now) else { throw Problem(.badRequest, "now must be an ISO 8601 time") }
+        if let now = body["now"] {
+            guard case .string(let text) = now, let t = DataDocument.timestamp(text) else {
+                throw Problem(.badRequest, "now must be an ISO 8601 time")
+            }
             start = t
         }
         var session = ChatSession(program: program, simulator: Simulator(mocks: body["mocks"] ?? .null), now: start)

@@ -114,7 +114,7 @@ import Connectors
                 #expect(Self.json(r)["valid"] == false)
             }
             try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a) { r in
-                #expect(r.status == .unprocessableContent, "publishing a flow with errors is refused")
+                #expect(r.status == .conflict, "publishing a flow with errors is refused")
                 #expect(Self.json(r)["type"] == "invalid_flow")
                 #expect(Self.json(r)["diagnostics"][0]["code"] == "unknown-block")
             }

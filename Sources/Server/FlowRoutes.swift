@@ -20,6 +20,8 @@ struct FlowRoutes {
         group.post("flows/{name}/publish", use: publish)
         group.get("flows/{name}/versions", use: versions)
         group.post("flows/{name}/migrate", use: migrate)
+        group.get("flows/{name}/diff", use: diff)
+        group.post("flows/{name}/rollback", use: rollback)
     }
 
     static func diagnostics(_ d: [Diagnostic]) -> Value {
@@ -122,5 +124,44 @@ struct FlowRoutes {
         let report = try await engine.migrateConversations(tenant: caller.tenant, flow: try name(context))
         return json(["version": .number(Double(report.version)), "moved": .list(report.moved.map(Value.string)),
                      "stayed": .list(report.stayed.map { ["id": .string($0.id), "reason": .string($0.reason)] })])
+    }
+
+    private func version(_ name: String, _ n: Int, _ tenant: String) async throws -> (version: Int, programHash: String, source: String, at: Timestamp) {
+        guard let v = try await store.versions(tenant: tenant, flow: name).first(where: { $0.version == n }) else {
+            throw Problem(.notFound, "flow \(name) has no version \(n)")
+        }
+        return v
+    }
+
+    /// `?from=1&to=2`: a line diff of two published versions' sources.
+    @Sendable func diff(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let name = try name(context)
+        let q = request.uri.queryParameters
+        guard let from = q["from"].flatMap({ Int(String($0)) }), let to = q["to"].flatMap({ Int(String($0)) }) else {
+            throw Problem(.badRequest, "from and to must be version numbers")
+        }
+        let a = try await version(name, from, caller.tenant), b = try await version(name, to, caller.tenant)
+        return json(["from": .number(Double(from)), "to": .number(Double(to)), "same_program": .bool(a.programHash == b.programHash),
+                     "lines": .list(LineDiff.diff(a.source, b.source).map(Value.string))])
+    }
+
+    /// `{"version": N}`: publishes version N's source again as the newest version (history stays immutable).
+    @Sendable func rollback(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "rolling back needs a supervisor or admin key") }
+        let name = try name(context)
+        let body = try await request.jsonObject(context: context)
+        guard case .number(let n)? = body["version"], n == n.rounded(), n >= 1, n <= 1_000_000 else {
+            throw Problem(.badRequest, "version must be a version number")
+        }
+        let old = try await version(name, Int(n), caller.tenant)
+        guard let program = try await store.program(hash: old.programHash) else { throw Problem(.notFound, "version \(Int(n))'s program is missing") }
+        let version = try await engine.publish(tenant: caller.tenant, program: program, source: old.source)
+        _ = try await store.saveDraft(tenant: caller.tenant, name: name, source: old.source, at: engine.now)
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.rollback", subject: "\(name)@\(Int(n))->\(version)",
+                              at: engine.now)
+        return json(["name": .string(name), "version": .number(Double(version)), "program": .string(program.hash),
+                     "restored": .number(n)], status: .created)
     }
 }

@@ -121,6 +121,25 @@ import Connectors
             try await client.execute(uri: "/v1/flows/hello/versions", method: .get, headers: a) { r in
                 #expect(Self.json(r)["versions"][0]["version"] == 1)
             }
+            let v2 = Self.flow.replacingOccurrences(of: "Name?", with: "Your name?")
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(v2))
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a) { #expect(Self.json($0)["version"] == 2) }
+            try await client.execute(uri: "/v1/flows/hello/diff?from=1&to=2", method: .get, headers: a) { r in
+                guard case .list(let lines) = Self.json(r)["lines"] else {
+                    Issue.record("no diff")
+                    return
+                }
+                #expect(lines.filter { $0.text.hasPrefix("-") || $0.text.hasPrefix("+") }
+                        == [.string(#"-     ask: "Name?""#), .string(#"+     ask: "Your name?""#)])
+            }
+            try await client.execute(uri: "/v1/flows/hello/rollback", method: .post, headers: a, body: Self.body(#"{"version": 1}"#)) { r in
+                #expect(r.status == .created)
+                #expect(Self.json(r)["version"] == 3)
+            }
+            try await client.execute(uri: "/v1/flows/hello/diff?from=1&to=3", method: .get, headers: a) { r in
+                #expect(Self.json(r)["same_program"] == true)
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
             try await client.execute(uri: "/v1/flows/other", method: .put, headers: a, body: Self.body(Self.flow)) { r in
                 #expect(r.status == .badRequest, "the URL and the document must name the same flow")
             }

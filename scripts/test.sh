@@ -181,7 +181,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv" && "$venv/bin/pip" install -q "schemathesis==4.32.5" >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; }
 fi
 if [ -x "$venv/bin/schemathesis" ] && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
-     -H "Authorization: Bearer $key" --checks all -n 50 --seed 1 >"$tmp/schemathesis.log" 2>&1; then
+     -H "Authorization: Bearer $key" --checks all -n 50 --seed 1 --exclude-path /v1/events >"$tmp/schemathesis.log" 2>&1; then
   pass
 else
   fail "schemathesis found server errors or responses that contradict /openapi.json"

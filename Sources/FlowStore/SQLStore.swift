@@ -840,6 +840,40 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
+    /// Changes in a tenant's conversations after two cursors: new messages (by message id) and turns (by trace id),
+    /// for the live event stream. Works across processes: it reads the database, not memory.
+    public func changes(tenant: String, afterMessage: Int64, afterTrace: Int64, limit: Int)
+        async throws -> (messages: [(id: Int64, conversation: String, message: MessageRecord)], turns: [(id: Int64, conversation: String, status: String, wait: Value)])
+    {
+        try await driver.transaction { db in
+            let messages = try await db.execute(
+                """
+                SELECT id, conversation_id, direction, text, extra, at FROM messages WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3
+                """, .text(tenant), .int(afterMessage), .int(Int64(limit))
+            ).map { r in
+                (r.int("id") ?? 0, r.text("conversation_id") ?? "",
+                 MessageRecord(direction: MessageRecord.Direction(rawValue: r.text("direction") ?? "") ?? .inbound, text: r.text("text") ?? "",
+                               extra: Value(json: r.text("extra") ?? "null") ?? .null, at: Timestamp(milliseconds: r.int("at") ?? 0)))
+            }
+            let turns = try await db.execute(
+                "SELECT id, conversation_id, status, wait FROM traces WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                .text(tenant), .int(afterTrace), .int(Int64(limit))
+            ).map { r in
+                (r.int("id") ?? 0, r.text("conversation_id") ?? "", r.text("status") ?? "", Value(json: r.text("wait") ?? "null") ?? .null)
+            }
+            return (messages, turns)
+        }
+    }
+
+    /// The newest message and trace ids of a tenant: where a new event stream starts.
+    public func latestCursors(tenant: String) async throws -> (message: Int64, trace: Int64) {
+        try await driver.transaction { db in
+            let m = try await db.execute("SELECT MAX(id) AS id FROM messages WHERE tenant_id = $1", .text(tenant)).first?.int("id") ?? 0
+            let t = try await db.execute("SELECT MAX(id) AS id FROM traces WHERE tenant_id = $1", .text(tenant)).first?.int("id") ?? 0
+            return (m, t)
+        }
+    }
+
     /// Whether the database answers: `GET /ready`.
     public func ping() async throws {
         try await driver.transaction { db in _ = try await db.execute("SELECT 1 AS ok") }

@@ -50,6 +50,7 @@ public enum FlowlineServer {
         CatalogRoutes(catalog: catalog).addRoutes(to: v1)
         SimulateRoutes(store: store, compiler: compiler).addRoutes(to: v1)
         InboxRoutes(store: store, engine: engine).addRoutes(to: v1)
+        EventRoutes(store: store).addRoutes(to: v1)
         table.load(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }

@@ -229,6 +229,17 @@ import Connectors
             try await client.execute(uri: "/v1/conversations/\(conversation)/handback", method: .post, headers: a) { r in
                 #expect(r.status == .conflict)
             }
+            // The live stream replays from a cursor: every message and turn of this tenant, in order.
+            try await client.execute(uri: "/v1/events?after=0-0&limit=8&timeout=5", method: .get, headers: Self.auth(rig.agentA)) { r in
+                #expect(r.headers[.contentType] == "text/event-stream")
+                let text = String(buffer: r.body)
+                #expect(text.components(separatedBy: "event: message").count - 1 == 6)
+                #expect(text.components(separatedBy: "event: turn").count - 1 == 2)
+                #expect(text.contains(#""status":"handoff""#))
+            }
+            try await client.execute(uri: "/v1/events?after=0-0&limit=50&timeout=1", method: .get, headers: Self.auth(rig.adminB)) { r in
+                #expect(!String(buffer: r.body).contains("event:"), "another tenant's stream is empty")
+            }
         }
         await rig.store.close()
     }

@@ -196,5 +196,21 @@ for _ in $(seq 1 100); do
 done
 if [ "$stopped" = 1 ] && wait "$server"; then pass; else fail "serve should exit cleanly on SIGTERM"; kill -9 "$server" 2>/dev/null; fi
 
+echo "== end to end through a live server on PostgreSQL: publish, converse, hand off and back, read the trace"
+pgport=${FLOWLINE_TEST_POSTGRES_URL##*:}
+pgport=${pgport%%/*}
+"$FLOWLINE_PG_BIN/createdb" -h 127.0.0.1 -p "$pgport" -U flowline flowline_e2e 2>/dev/null || true
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$srv" && FLOWLINE_ADMIN_KEY=fl_e2eadmin_0123456789abcdefghijklmnopqrstuv exec "$flowline_abs" serve --port "$port" \
+   --database "postgres://flowline@127.0.0.1:$pgport/flowline_e2e" >"$srv/pg.log" 2>&1) &
+server=$!
+for _ in $(seq 1 150); do
+  python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/ready', timeout=1)" 2>/dev/null && break
+  sleep 0.1
+done
+if python3 scripts/e2e.py "$port" fl_e2eadmin_0123456789abcdefghijklmnopqrstuv; then pass; else fail "end to end on PostgreSQL"; tail -30 "$srv/pg.log"; fi
+kill -TERM "$server" 2>/dev/null
+wait "$server" || fail "serve on PostgreSQL should exit cleanly on SIGTERM"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

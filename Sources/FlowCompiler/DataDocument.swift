@@ -16,7 +16,11 @@ public enum DataDocument {
     /// Reads an ISO 8601 instant (`2026-01-05T12:00:00Z`).
     public static func timestamp(_ text: String) -> Timestamp? {
         let f = ISO8601DateFormatter()
-        return f.date(from: text).map(Timestamp.init)
+        if let d = f.date(from: text) { return Timestamp(d) }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        // Keep milliseconds: some formatters refuse more fractional digits than three.
+        let trimmed = text.replacingOccurrences(of: #"(\.\d{3})\d+"#, with: "$1", options: .regularExpression)
+        return f.date(from: trimmed).map(Timestamp.init)
     }
 
     private static func convert(_ node: SourceNode) -> Value {

@@ -355,6 +355,12 @@ import Connectors
                 #expect(Self.json(r)["finished"] == true)
             }
         }
+        try await rig.app.test(.router) { client in
+            try await client.execute(uri: "/v1/flows/hello/simulate", method: .post, headers: Self.auth(rig.adminA),
+                                     body: Self.body(#"{"now": "5173-11-15T11:35:40.576439-15:11"}"#)) { r in
+                #expect(r.status == .ok, "RFC 3339 times with microseconds and odd offsets are times")
+            }
+        }
         #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: nil).isEmpty)
         await rig.store.close()
     }

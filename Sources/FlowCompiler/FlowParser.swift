@@ -2,7 +2,8 @@ import FlowVM
 
 /// Turns the located YAML/JSON tree into a `FlowAST`, reporting every shape mistake it finds and going on.
 struct FlowParser {
-    static let topLevelKeys = ["flow", "description", "trigger", "variables", "start", "blocks", "debounce"]
+    /// `layout` holds the builder's node positions; the compiler ignores it.
+    static let topLevelKeys = ["flow", "description", "trigger", "variables", "start", "blocks", "debounce", "layout"]
     /// The keys that say what a block does; exactly one (or none, with `next:`, for a condition).
     static let actionKeys = ["text", "ask", "wait", "wait_for", "handoff", "ai", "webhook", "use", "set", "goto", "call", "end"]
     static let blockKeys: [String: [String]] = [

@@ -24,6 +24,9 @@ struct FlowRoutes {
         group.post("flows/{name}/rollback", use: rollback)
     }
 
+    /// The media type of the builder's graph form of a flow.
+    static let graphType = "application/vnd.flowline.graph+json"
+
     static func diagnostics(_ d: [Diagnostic]) -> Value {
         .list(d.map { x in
             ["severity": .string(x.severity.rawValue), "code": .string(x.code), "message": .string(x.message), "line": .number(Double(x.line)),
@@ -53,16 +56,25 @@ struct FlowRoutes {
         let caller = try context.requireCaller()
         guard caller.allows(.supervisor) else { throw Problem(.forbidden, "editing flows needs a supervisor or admin key") }
         let name = try name(context)
-        let source = try await request.text(context: context)
+        var source = try await request.text(context: context)
         guard !source.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw Problem(.badRequest, "the body must be the flow, in YAML or JSON")
         }
-        if request.headers[.contentType]?.hasPrefix("application/json") == true, Value(json: source) == nil {
-            throw Problem(.badRequest, "the body is not valid JSON")
+        let contentType = request.headers[.contentType] ?? ""
+        if contentType.hasPrefix("application/json") || contentType.hasPrefix(Self.graphType) {
+            guard let value = Value(json: source) else { throw Problem(.badRequest, "the body is not valid JSON") }
+            // The builder's graph form (nodes and edges) is stored as the flow document it stands for.
+            if contentType.hasPrefix(Self.graphType) || value["nodes"] != .null {
+                do {
+                    source = try FlowGraph.source(fromGraph: value)
+                } catch {
+                    throw Problem(.badRequest, "a graph needs a nodes list (and edges)")
+                }
+            }
         }
         let result = compiler.compile(source: source, file: "\(name).yaml")
         if let declared = try? DataDocument.value(from: source, file: name)["flow"], declared != .null, declared.text != name {
-            throw Problem(.badRequest, "the document's flow: is '\(declared.text)' but the URL names '\(name)'")
+            throw Problem(.conflict, "the document's flow: is '\(declared.text)' but the URL names '\(name)'")
         }
         let created = try await store.saveDraft(tenant: caller.tenant, name: name, source: source, at: engine.now)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.save", subject: name, at: engine.now)
@@ -74,6 +86,13 @@ struct FlowRoutes {
         let caller = try context.requireCaller()
         let name = try name(context)
         guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
+        if request.headers[.accept]?.contains(Self.graphType) == true {
+            guard let graph = try? FlowGraph.graph(fromSource: source, file: name) else {
+                throw Problem(.conflict, "the draft cannot be read as a graph until its syntax errors are fixed")
+            }
+            return Response(status: .ok, headers: [.contentType: Self.graphType],
+                            body: .init(byteBuffer: ByteBuffer(string: graph.jsonText)))
+        }
         if request.headers[.accept]?.contains("yaml") == true {
             return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: source)))
         }

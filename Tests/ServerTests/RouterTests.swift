@@ -99,6 +99,31 @@ import Connectors
                 #expect(r.headers[.contentType] == "application/yaml")
                 #expect(String(buffer: r.body) == Self.flow)
             }
+            // The builder's graph form: read it, move a node, write it back, read the same graph.
+            var graphAccept = a
+            graphAccept[.accept] = "application/vnd.flowline.graph+json"
+            let graph = try await client.execute(uri: "/v1/flows/hello", method: .get, headers: graphAccept) { r in
+                #expect(r.headers[.contentType] == "application/vnd.flowline.graph+json")
+                return Self.json(r)
+            }
+            #expect(graph["edges"] == [["from": "ask", "port": "next", "to": "human"], ["from": "human", "port": "next", "to": "bye"]])
+            guard case .map(var g) = graph, case .list(var nodes) = g["nodes"], case .map(var first) = nodes[0] else {
+                Issue.record("graph shape")
+                return
+            }
+            first["position"] = ["x": 40, "y": 80]
+            nodes[0] = .map(first)
+            g["nodes"] = .list(nodes)
+            var graphPut = a
+            graphPut[.contentType] = "application/vnd.flowline.graph+json"
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: graphPut, body: Self.body(Value.map(g).jsonText)) { r in
+                #expect(r.status == .ok)
+                #expect(Self.json(r)["valid"] == true)
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .get, headers: graphAccept) { r in
+                #expect(Self.json(r) == .map(g), "positions included, nothing lost")
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
             let broken = Self.flow.replacingOccurrences(of: "next: human", with: "next: humn")
             try await client.execute(uri: "/v1/flows/hello/validate", method: .post, headers: a, body: Self.body(broken)) { r in
                 let d = Self.json(r)["diagnostics"][0]
@@ -141,7 +166,7 @@ import Connectors
             }
             try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
             try await client.execute(uri: "/v1/flows/other", method: .put, headers: a, body: Self.body(Self.flow)) { r in
-                #expect(r.status == .badRequest, "the URL and the document must name the same flow")
+                #expect(r.status == .conflict, "the URL and the document must name the same flow")
             }
             try await client.execute(uri: "/v1/flows/hello", method: .put, headers: Self.auth(rig.agentA), body: Self.body(Self.flow)) { r in
                 #expect(r.status == .forbidden)

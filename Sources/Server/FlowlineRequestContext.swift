@@ -30,6 +30,8 @@ public struct Caller: Sendable, Hashable {
         case supervisor
         /// Conversations and the handoff inbox.
         case agent
+        /// Creates tenants; sees no tenant's data (its own tenant, `_platform`, has none).
+        case platform
     }
     public var tenant: String
     public var role: Role
@@ -37,6 +39,7 @@ public struct Caller: Sendable, Hashable {
 
     /// Whether this caller may do what `minimum` may.
     func allows(_ minimum: Role) -> Bool {
+        if role == .platform || minimum == .platform { return role == minimum }
         let rank: [Role: Int] = [.agent: 0, .supervisor: 1, .admin: 2]
         return rank[role]! >= rank[minimum]!
     }

@@ -18,6 +18,8 @@ public struct ServerConfiguration: Sendable {
     /// Flows published to the demo tenant at start-up.
     public var flowsDirectory: String? = "flows"
     public var demoTenant = "demo"
+    /// Fixes the platform key (creates tenants) instead of generating one (`FLOWLINE_PLATFORM_KEY`).
+    public var platformKey: String?
 
     public init() {}
 }
@@ -51,6 +53,7 @@ public enum FlowlineServer {
         SimulateRoutes(store: store, compiler: compiler).addRoutes(to: v1)
         InboxRoutes(store: store, engine: engine).addRoutes(to: v1)
         EventRoutes(store: store).addRoutes(to: v1)
+        TenantRoutes(store: store, engine: engine).addRoutes(to: v1)
         table.load(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }
@@ -62,14 +65,20 @@ public enum FlowlineServer {
 
     /// Creates the demo tenant, its first admin key and publishes `flowsDirectory` on a fresh database.
     /// Returns the admin key when one was created (it is shown once).
-    public static func bootstrap(store: SQLStore, engine: Engine, configuration: ServerConfiguration, logger: Logger) async throws -> String? {
+    public static func bootstrap(store: SQLStore, engine: Engine, configuration: ServerConfiguration, logger: Logger)
+        async throws -> (admin: String, platform: String)?
+    {
         try await store.migrate()
         let tenant = configuration.demoTenant
-        var createdKey: String?
+        var createdKey: (String, String)?
         if try await !store.tenantExists(tenant) {
             try await store.ensureTenant(id: tenant, name: "Demo")
-            createdKey = try await APIKeys.create(store: store, tenant: tenant, role: .admin, label: "bootstrap",
-                                                  fixed: configuration.adminKey).key
+            try await store.ensureTenant(id: "_platform", name: "Platform")
+            let admin = try await APIKeys.create(store: store, tenant: tenant, role: .admin, label: "bootstrap",
+                                                 fixed: configuration.adminKey).key
+            let platform = try await APIKeys.create(store: store, tenant: "_platform", role: .platform, label: "bootstrap",
+                                                    fixed: configuration.platformKey).key
+            createdKey = (admin, platform)
         } else if let fixed = configuration.adminKey, let prefix = fixed.split(separator: "_").dropFirst().first,
                   try await store.apiKey(prefix: String(prefix)) == nil {
             _ = try await APIKeys.create(store: store, tenant: tenant, role: .admin, label: "FLOWLINE_ADMIN_KEY", fixed: fixed)
@@ -100,10 +109,12 @@ public enum FlowlineServer {
     public static func run(_ configuration: ServerConfiguration, logger: Logger) async throws {
         let store = try await SQLStore.open(configuration.database, logger: logger)
         let engine = Engine(store: store, connectors: connectors(), logger: logger)
-        if let key = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
+        if let keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
             say("""
                 Admin API key for tenant '\(configuration.demoTenant)' (shown once, store it now):
-                  \(key)
+                  \(keys.admin)
+                Platform API key, which creates tenants (shown once):
+                  \(keys.platform)
                 """)
         }
         let app = Application(

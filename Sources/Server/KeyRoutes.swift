@@ -23,7 +23,7 @@ struct KeyRoutes {
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try admin(context)
         let body = try await request.jsonObject(context: context)
-        guard case .string(let r)? = body["role"], let role = Caller.Role(rawValue: r) else {
+        guard case .string(let r)? = body["role"], let role = Caller.Role(rawValue: r), role != .platform else {
             throw Problem(.badRequest, "role must be admin, supervisor or agent")
         }
         var label = ""
@@ -85,5 +85,35 @@ struct CatalogRoutes {
                 }),
             ])
         }
+    }
+}
+
+/// `POST /v1/tenants`: a platform key creates a tenant and gets its first admin key (shown once).
+struct TenantRoutes {
+    let store: SQLStore
+    let engine: Engine
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.post("tenants", use: create)
+    }
+
+    @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        guard caller.allows(.platform) else { throw Problem(.forbidden, "creating tenants needs the platform key") }
+        let body = try await request.jsonObject(context: context)
+        guard case .string(let id)? = body["id"], (2...64).contains(id.count),
+              id.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }) else {
+            throw Problem(.badRequest, "id must be 2 to 64 lowercase letters, digits or '-'")
+        }
+        var name = id
+        if let n = body["name"] {
+            guard case .string(let text) = n, !text.isEmpty, text.count <= 200 else { throw Problem(.badRequest, "name must be text") }
+            name = text
+        }
+        guard try await !store.tenantExists(id) else { throw Problem(.conflict, "tenant \(id) exists") }
+        try await store.ensureTenant(id: id, name: name)
+        let (key, record) = try await APIKeys.create(store: store, tenant: id, role: .admin, label: "created by the platform")
+        try await store.audit(tenant: id, actor: caller.keyID, action: "tenant.create", subject: id, at: engine.now)
+        return json(["id": .string(id), "name": .string(name), "admin_key": .string(key), "admin_key_id": .string(record.id)], status: .created)
     }
 }

@@ -19,6 +19,7 @@ struct Serve: AsyncParsableCommand {
         config.port = port ?? env["FLOWLINE_PORT"].flatMap(Int.init) ?? config.port
         config.database = db.url
         config.adminKey = env["FLOWLINE_ADMIN_KEY"]
+        config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
         config.flowsDirectory = flows
         var logger = Logger(label: "flowline")
         logger.logLevel = env["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info

@@ -415,4 +415,32 @@ import Connectors
         }
         await rig.store.close()
     }
+
+    @Test func thePlatformKeyCreatesTenantsAndSeesNoTenantData() async throws {
+        let rig = try await Rig()
+        try await rig.store.ensureTenant(id: "_platform", name: "Platform")
+        let platform = try await APIKeys.create(store: rig.store, tenant: "_platform", role: .platform, label: "p").key
+        try await rig.app.test(.router) { client in
+            let created = try await client.execute(uri: "/v1/tenants", method: .post, headers: Self.auth(platform),
+                                                   body: Self.body(#"{"id": "clinic-1", "name": "Clínica 1"}"#)) { r in
+                #expect(r.status == .created)
+                return Self.json(r)
+            }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: Self.auth(created["admin_key"].text)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/tenants", method: .post, headers: Self.auth(platform), body: Self.body(#"{"id": "clinic-1"}"#)) {
+                #expect($0.status == .conflict)
+            }
+            try await client.execute(uri: "/v1/tenants", method: .post, headers: Self.auth(rig.adminA), body: Self.body(#"{"id": "x2"}"#)) {
+                #expect($0.status == .forbidden, "an admin of one tenant cannot create tenants")
+            }
+            try await client.execute(uri: "/v1/keys", method: .get, headers: Self.auth(platform)) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/conversations", method: .get, headers: Self.auth(platform)) { r in
+                #expect(Self.json(r)["total"] == 0, "the platform key sees no tenant's conversations")
+            }
+            try await client.execute(uri: "/v1/keys", method: .post, headers: Self.auth(rig.adminA), body: Self.body(#"{"role": "platform"}"#)) {
+                #expect($0.status == .badRequest, "platform keys are not handed out by tenants")
+            }
+        }
+        await rig.store.close()
+    }
 }

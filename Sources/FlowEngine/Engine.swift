@@ -1,6 +1,7 @@
 import FlowVM
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 
 /// Drives conversations durably: stores inbound events, runs turns, dispatches the outbox and fires timers.
@@ -157,7 +158,8 @@ public final class Engine: Sendable {
     /// Runs one batch of due turns; returns how many ran.
     @discardableResult
     public func runTurns() async throws -> Int {
-        try await store.runTurns(limit: configuration.turnBatch, now: now) { work, load in
+        let started = ContinuousClock.now
+        let count = try await store.runTurns(limit: configuration.turnBatch, now: now) { work, load in
             let vm = try await self.vm(work.conversation.programHash, load)
             var debounce: Int64?
             if case .number(let d) = vm.program.metadata["debounce"] { debounce = Int64(d) }
@@ -166,6 +168,12 @@ public final class Engine: Sendable {
                                   contact: work.contact),
                 vm: vm)
         }
+        if count > 0 {
+            EngineMetrics.turns.increment(by: count)
+            let elapsed = ContinuousClock.now - started
+            EngineMetrics.turnBatchDuration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        }
+        return count
     }
 
     /// Claims and performs one batch of outbox deliveries, concurrently; returns how many were attempted.
@@ -198,8 +206,14 @@ public final class Engine: Sendable {
         }
         let action = DeliveryMachine.next(attempt: d.attempt, outcome: outcome, now: now, policy: configuration.delivery,
                                           random: Double.random(in: 0..<1))
-        if case .deadLetter(let error) = action {
-            logger.warning("delivery dead-lettered", metadata: ["key": "\(d.entry.idempotencyKey)", "error": "\(error)"])
+        switch action {
+        case .complete: EngineMetrics.deliveries(outcome: "done").increment()
+        case .retry: EngineMetrics.deliveries(outcome: "retry").increment()
+        case .deadLetter(let error):
+            EngineMetrics.deliveries(outcome: "dead").increment()
+            logger.warning("delivery dead-lettered", metadata: [
+                "key": "\(d.entry.idempotencyKey)", "conversation": "\(d.conversation)", "error": "\(error)",
+            ])
         }
         try await store.finishDelivery(d, action, now: now)
     }
@@ -247,4 +261,17 @@ public final class Engine: Sendable {
             }
         }
     }
+}
+
+/// The engine's metrics, reported through swift-metrics (Prometheus at `/metrics` when serving).
+public enum EngineMetrics {
+    static let turns = Counter(label: "flowline_turns_total")
+    static let turnBatchDuration = Metrics.Timer(label: "flowline_turn_batch_duration", preferredDisplayUnit: .milliseconds)
+    static func deliveries(outcome: String) -> Counter {
+        Counter(label: "flowline_deliveries_total", dimensions: [("outcome", outcome)])
+    }
+    /// Unprocessed events and due conversations, as last sampled.
+    public static let backlog = Gauge(label: "flowline_backlog")
+    /// Outbox rows waiting to be delivered, as last sampled.
+    public static let outboxPending = Gauge(label: "flowline_outbox_pending")
 }

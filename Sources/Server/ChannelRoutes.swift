@@ -31,7 +31,7 @@ struct ChannelRoutes {
         var callback: String?
         if let value = body["callback_url"], value != .null {
             guard case .string(let url) = value else { throw Problem(.badRequest, "callback_url must be an http or https URL") }
-            guard url.allSatisfy(\.isASCII), let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), let host = u.host, !host.isEmpty,
+            guard url.count <= 2000, url.allSatisfy(\.isASCII), let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), let host = u.host, !host.isEmpty,
                   host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]".contains($0)) }) else {
                 throw Problem(.badRequest, "callback_url must be an http or https URL")
             }

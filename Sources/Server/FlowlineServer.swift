@@ -7,6 +7,8 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Metrics
+import Prometheus
 
 /// How `flowline serve` is set up.
 public struct ServerConfiguration: Sendable {
@@ -27,10 +29,18 @@ public struct ServerConfiguration: Sendable {
 /// The HTTP API: builds the router and the application, and bootstraps a fresh database.
 public enum FlowlineServer {
     /// The router with every route collection; used by `serve` and by router tests.
-    public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog) -> Router<FlowlineRequestContext> {
+    public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog,
+                              metrics: PrometheusCollectorRegistry? = nil) -> Router<FlowlineRequestContext> {
         let router = Router(context: FlowlineRequestContext.self)
         let table = RouteTable()
         router.add(middleware: ProblemMiddleware(routes: table))
+        router.add(middleware: MetricsMiddleware())
+        if let metrics {
+            router.get("metrics") { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                         body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+            }
+        }
         router.get("health") { _, _ in json(["status": "ok"]) }
         router.get("ready") { _, _ in
             do {
@@ -107,6 +117,8 @@ public enum FlowlineServer {
 
     /// Runs the server and the engine until SIGTERM or SIGINT; in-flight turns finish before it exits.
     public static func run(_ configuration: ServerConfiguration, logger: Logger) async throws {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let store = try await SQLStore.open(configuration.database, logger: logger)
         let engine = Engine(store: store, connectors: connectors(), logger: logger)
         if let keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
@@ -118,9 +130,9 @@ public enum FlowlineServer {
                 """)
         }
         let app = Application(
-            router: router(store: store, engine: engine, catalog: BuiltinActions.catalog),
+            router: router(store: store, engine: engine, catalog: BuiltinActions.catalog, metrics: registry),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
-            services: [EngineService(engine: engine)],
+            services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],
             logger: logger)
         say("Flowline listening on http://\(configuration.host):\(configuration.port) (database \(redacted(configuration.database)))")
         try await app.runService()
@@ -145,6 +157,23 @@ public let openAPIDocument: [UInt8] = {
     guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"), let data = try? Data(contentsOf: url) else { return [] }
     return [UInt8](data)
 }()
+
+/// Samples the backlog gauges every few seconds (they read the database, so they count every process's work).
+struct BacklogSampler: Service {
+    let store: SQLStore
+    let engine: Engine
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if let (events, deliveries) = try? await store.backlog(now: engine.now) {
+                    EngineMetrics.backlog.record(events)
+                    EngineMetrics.outboxPending.record(deliveries)
+                }
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
+    }
+}
 
 /// The engine's work loop as a service: on graceful shutdown the current pass completes, then it stops.
 struct EngineService: Service {

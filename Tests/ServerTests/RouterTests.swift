@@ -8,6 +8,8 @@ import HummingbirdTesting
 @testable import Server
 import Testing
 import Connectors
+import Metrics
+import Prometheus
 
 /// Every route through the router: happy paths, auth failures, roles and cross-tenant attempts (all 404).
 @Suite struct RouterTests {
@@ -26,7 +28,8 @@ import Connectors
             adminA = try await APIKeys.create(store: store, tenant: "a", role: .admin, label: "a").key
             agentA = try await APIKeys.create(store: store, tenant: "a", role: .agent, label: "agent").key
             adminB = try await APIKeys.create(store: store, tenant: "b", role: .admin, label: "b").key
-            app = Application(router: FlowlineServer.router(store: store, engine: engine, catalog: BuiltinActions.catalog))
+            app = Application(router: FlowlineServer.router(store: store, engine: engine, catalog: BuiltinActions.catalog,
+                                                            metrics: RouterTests.metrics))
         }
     }
 
@@ -45,6 +48,13 @@ import Connectors
           bye:
             end: "Bye {{ name }}"
         """
+
+    /// One Prometheus registry for the test process: swift-metrics can be bootstrapped once.
+    static let metrics: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }()
 
     static func body(_ s: String) -> ByteBuffer { ByteBuffer(string: s) }
 
@@ -392,7 +402,7 @@ import Connectors
 
     @Test func theOpenAPIDocumentListsExactlyTheRoutes() async throws {
         let rig = try await Rig()
-        let router = FlowlineServer.router(store: rig.store, engine: rig.engine, catalog: BuiltinActions.catalog)
+        let router = FlowlineServer.router(store: rig.store, engine: rig.engine, catalog: BuiltinActions.catalog, metrics: Self.metrics)
         let served = Set(router.routes.map { r in
             "\(r.method.rawValue.lowercased()) " + r.path.description.split(separator: "/").map { part in
                 part.hasPrefix(":") ? "{\(part.dropFirst())}" : String(part)
@@ -439,6 +449,28 @@ import Connectors
             }
             try await client.execute(uri: "/v1/keys", method: .post, headers: Self.auth(rig.adminA), body: Self.body(#"{"role": "platform"}"#)) {
                 #expect($0.status == .badRequest, "platform keys are not handed out by tenants")
+            }
+        }
+        await rig.store.close()
+    }
+
+    @Test func metricsCountTurnsDeliveriesAndRequests() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a)
+            let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a,
+                                                   body: Self.body(#"{"kind": "api", "name": "m"}"#)) { Self.json($0)["id"].text }
+            try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                     body: Self.body(#"{"from": "9", "text": "hi", "id": "metrics-1"}"#))
+            try await rig.engine.drain()
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                #expect(r.status == .ok)
+                let text = String(buffer: r.body)
+                #expect(text.contains("flowline_turns_total"))
+                #expect(text.contains(#"flowline_deliveries_total{outcome="done"}"#))
+                #expect(text.contains("hb_requests"))
             }
         }
         await rig.store.close()

@@ -238,8 +238,6 @@ struct ExpressionParser {
             _ = advance()
             let right = try expression(prec)
             switch op {
-            case .binary(.contains):
-                left = .binary(.contains, left, right, loc)
             case .binary(let b): left = .binary(b, left, right, loc)
             case .and: left = .and(left, right, loc)
             case .or: left = .or(left, right, loc)

@@ -26,7 +26,9 @@ public final class Engine: Sendable {
     private let clock: @Sendable () -> Timestamp
     private let logger: Logger
     private let vms = Mutex<[String: VM]>([:])
-    private let flows = Mutex<[String: [PublishedFlow]]>([:])
+    /// Published flows per tenant, for trigger matching. Other processes may publish, so entries expire.
+    private let flows = Mutex<[String: (flows: [PublishedFlow], loaded: ContinuousClock.Instant)]>([:])
+    private static let flowCacheLifetime: Duration = .seconds(5)
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -54,9 +56,11 @@ public final class Engine: Sendable {
     }
 
     private func publishedFlows(_ tenant: String) async throws -> [PublishedFlow] {
-        if let cached = flows.withLock({ $0[tenant] }) { return cached }
+        if let cached = flows.withLock({ $0[tenant] }), cached.loaded.duration(to: .now) < Engine.flowCacheLifetime {
+            return cached.flows
+        }
         let loaded = try await store.publishedFlows(tenant: tenant)
-        flows.withLock { $0[tenant] = loaded }
+        flows.withLock { $0[tenant] = (loaded, .now) }
         return loaded
     }
 

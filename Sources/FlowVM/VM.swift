@@ -79,13 +79,8 @@ public struct VM: Sendable {
                 c.stack.append(v)
                 c.pc += 1
             case .failure(let code, let message):
-                c.status = .waiting(wait)
-                var effects: [Effect] = []
-                var visited: [String] = []
-                var fuel = budget
                 let error = FlowVMError(.effectFailed, "\(code): \(message)", block: blockID(c.block))
                 guard route(error, &c) else { return StepResult(continuation: c, effects: [], visited: [], instructions: 0, ignored: false) }
-                return finish(&c, &effects, &visited, &fuel, now: now)
             }
         default:
             return ignored(c)

@@ -171,9 +171,8 @@ struct Chat: ParsableCommand {
         if let mock {
             simulator = Simulator(mocks: try DataDocument.value(from: try Shared.read(mock), file: mock))
         }
-        let formatter = ISO8601DateFormatter()
-        guard let start = formatter.date(from: now) else { throw ValidationError("--now must be ISO 8601, like 2026-01-05T12:00:00Z") }
-        var session = ChatSession(program: program, simulator: simulator, now: Timestamp(start),
+        guard let start = DataDocument.timestamp(now) else { throw ValidationError("--now must be ISO 8601, like 2026-01-05T12:00:00Z") }
+        var session = ChatSession(program: program, simulator: simulator, now: start,
                                   contact: ["id": "chat-contact", "name": .string(name), "phone": "+5511999990000"])
         func emit(_ lines: [String]) {
             for l in lines { print(l) }

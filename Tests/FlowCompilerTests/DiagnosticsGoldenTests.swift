@@ -17,7 +17,7 @@ import Testing
         let file = "broken/" + url.lastPathComponent
         let result = compiler.compile(source: Golden.read(url), file: file)
         #expect(!result.diagnostics.isEmpty, "a broken flow must produce a diagnostic")
-        #expect(result.program == nil || !result.hasErrors)
+        #expect(result.hasErrors == (result.program == nil), "a program exactly when there is no error")
         let text = result.diagnostics.map(\.formatted).joined(separator: "\n") + "\n"
         Golden.check(text, against: url.deletingPathExtension().appendingPathExtension("expected"))
     }

@@ -1,7 +1,12 @@
 """End to end through a live `flowline serve`: publish a flow through the API, drive a conversation over the
-api channel, including a handoff to an agent and back, and read the trace. Usage: e2e.py PORT ADMIN_KEY"""
+api channel, including a handoff to an agent and back, and read the trace. Replies also arrive at a callback
+receiver here, whose signatures are checked with Python's own hmac. Usage: e2e.py PORT ADMIN_KEY"""
+import hashlib
+import hmac
+import http.server
 import json
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -54,8 +59,27 @@ status, r = call("POST", "/v1/flows/e2e-support/publish")
 assert status == 201, r
 status, agent = call("POST", "/v1/keys", {"role": "agent", "label": "e2e agent"})
 assert status == 201, agent
-status, channel = call("POST", "/v1/channels", {"kind": "api", "name": "e2e"})
-assert status == 201, channel
+
+
+class Callbacks(http.server.BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Callbacks.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Callbacks)
+threading.Thread(target=receiver.serve_forever, daemon=True).start()
+callback = f"http://127.0.0.1:{receiver.server_address[1]}/replies"
+status, channel = call("POST", "/v1/channels", {"kind": "api", "name": "e2e", "callback_url": callback})
+assert status == 201 and channel["signed"] and channel["signing_secret"].startswith("whsec_"), channel
+assert "signing_secret" not in call("GET", "/v1/channels")[1]["channels"][0], "the secret is shown once"
 inbound = f"/v1/channels/{channel['id']}/inbound"
 
 status, r = call("POST", inbound, {"from": "e2e-contact", "text": "help please", "id": "e1"})
@@ -85,4 +109,19 @@ assert texts == [
 ], texts
 trace = call("GET", f"/v1/conversations/{conv}")[1]["trace"]
 assert [t["visited"] for t in trace if t["visited"]] == [["ask"], ["agent"], ["bye"]], trace
+
+# Every reply reached the callback once, signed over "t.body" with the secret shown at creation.
+outbound = [t for d, t in texts if d == "out"]
+wait_for(lambda: len(Callbacks.received) >= len(outbound), "the callbacks")
+secret = channel["signing_secret"].encode()
+keys = set()
+for headers, body in Callbacks.received:
+    fields = dict(part.split("=", 1) for part in headers["Flowline-Signature"].split(","))
+    expected = hmac.new(secret, fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(fields["v1"], expected), headers
+    assert abs(int(fields["t"]) - time.time()) < 300
+    keys.add(headers["Idempotency-Key"])
+    assert json.loads(body)["conversation"] == conv
+assert len(keys) == len(Callbacks.received) == len(outbound), (keys, outbound)
+assert sorted(json.loads(b)["text"] for _, b in Callbacks.received) == sorted(outbound)
 print("e2e: conversation", conv, "ended with", len(texts), "messages and", len(trace), "traced turns")

@@ -201,7 +201,9 @@ pgport=${FLOWLINE_TEST_POSTGRES_URL##*:}
 pgport=${pgport%%/*}
 "$FLOWLINE_PG_BIN/createdb" -h 127.0.0.1 -p "$pgport" -U flowline flowline_e2e 2>/dev/null || true
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-(cd "$srv" && FLOWLINE_ADMIN_KEY=fl_e2eadmin_0123456789abcdefghijklmnopqrstuv exec "$flowline_abs" serve --port "$port" \
+secret_key=$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+(cd "$srv" && FLOWLINE_ADMIN_KEY=fl_e2eadmin_0123456789abcdefghijklmnopqrstuv FLOWLINE_SECRET_KEY=$secret_key \
+   exec "$flowline_abs" serve --port "$port" \
    --database "postgres://flowline@127.0.0.1:$pgport/flowline_e2e" >"$srv/pg.log" 2>&1) &
 server=$!
 for _ in $(seq 1 150); do

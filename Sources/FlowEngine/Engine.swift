@@ -167,10 +167,12 @@ public final class Engine: Sendable {
             let vm = try await self.vm(work.conversation.programHash, load)
             var debounce: Int64?
             if case .number(let d) = vm.program.metadata["debounce"] { debounce = Int64(d) }
-            return TurnMachine.run(
+            let outcome = TurnMachine.run(
                 TurnMachine.Input(conversation: work.conversation, events: work.events, now: self.now, debounce: debounce,
                                   contact: work.contact),
                 vm: vm)
+            self.log(outcome, from: work.conversation)
+            return outcome
         }
         if count > 0 {
             EngineMetrics.turns.increment(by: count)
@@ -178,6 +180,22 @@ public final class Engine: Sendable {
             EngineMetrics.turnBatchDuration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         }
         return count
+    }
+
+    /// One line per turn (debug) and per failure (warning), keyed by conversation so a request's log line
+    /// (which names the conversation it started or fed) leads to its turns. Texts and variables stay out of logs.
+    private func log(_ outcome: TurnMachine.Outcome, from before: ConversationRecord) {
+        let c = outcome.conversation
+        guard !outcome.traces.isEmpty else { return }
+        let metadata: Logger.Metadata = [
+            "conversation": "\(c.id)", "tenant": "\(c.tenant)", "flow": "\(c.flow)", "status": "\(c.status.rawValue)",
+            "events": "\(outcome.processed.count)", "effects": "\(outcome.outbox.count)",
+        ]
+        if c.status == .failed, before.status != .failed {
+            logger.warning("conversation failed", metadata: metadata.merging(["error": "\(c.failure ?? "")"]) { a, _ in a })
+        } else {
+            logger.debug("turn", metadata: metadata)
+        }
     }
 
     /// Claims and performs one batch of outbox deliveries, concurrently; returns how many were attempted.
@@ -210,14 +228,19 @@ public final class Engine: Sendable {
         }
         let action = DeliveryMachine.next(attempt: d.attempt, outcome: outcome, now: now, policy: configuration.delivery,
                                           random: Double.random(in: 0..<1))
+        let metadata: Logger.Metadata = [
+            "key": "\(d.entry.idempotencyKey)", "conversation": "\(d.conversation)", "tenant": "\(d.tenant)",
+            "action": "\(d.entry.action)", "attempt": "\(d.attempt)",
+        ]
         switch action {
-        case .complete: EngineMetrics.deliveries(outcome: "done").increment()
-        case .retry: EngineMetrics.deliveries(outcome: "retry").increment()
+        case .complete:
+            EngineMetrics.deliveries(outcome: "done").increment()
+        case .retry(let at, let error):
+            EngineMetrics.deliveries(outcome: "retry").increment()
+            logger.debug("delivery will be retried", metadata: metadata.merging(["at": "\(at.iso8601)", "error": "\(error)"]) { a, _ in a })
         case .deadLetter(let error):
             EngineMetrics.deliveries(outcome: "dead").increment()
-            logger.warning("delivery dead-lettered", metadata: [
-                "key": "\(d.entry.idempotencyKey)", "conversation": "\(d.conversation)", "error": "\(error)",
-            ])
+            logger.warning("delivery dead-lettered", metadata: metadata.merging(["error": "\(error)"]) { a, _ in a })
         }
         try await store.finishDelivery(d, action, now: now)
     }

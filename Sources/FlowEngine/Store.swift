@@ -178,6 +178,8 @@ public struct EngineError: Error, Sendable, Hashable, CustomStringConvertible {
         case notFound = "not_found"
         case conflict = "conflict"
         case invalid = "invalid"
+        /// A stored secret cannot be decrypted (wrong or missing key); the message never holds the secret.
+        case secret = "secret"
     }
     public var code: Code
     public var message: String

@@ -125,6 +125,9 @@ public final class SQLStore: Store, @unchecked Sendable {
             CREATE TABLE audit_log (id \(serial), tenant_id TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
               subject TEXT NOT NULL, at BIGINT NOT NULL)
             """,
+        ], [
+            // A channel's secret (the api channel's callback signing secret, a connector's credentials), sealed by SecretBox.
+            "ALTER TABLE channels ADD COLUMN secret TEXT",
         ]]
     }
 
@@ -546,6 +549,43 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
+    /// What `GET /v1/conversations` filters on; nil matches everything.
+    public struct ConversationFilter: Sendable, Hashable {
+        public var status: ConversationStatus?
+        public var contact: String?
+        public var flow: String?
+        public var channel: String?
+
+        public init(status: ConversationStatus? = nil, contact: String? = nil, flow: String? = nil, channel: String? = nil) {
+            self.status = status
+            self.contact = contact
+            self.flow = flow
+            self.channel = channel
+        }
+    }
+
+    /// One page of a tenant's conversations, oldest first, and how many match in all.
+    public func conversations(tenant: String, filter: ConversationFilter, limit: Int, offset: Int) async throws
+        -> (items: [ConversationRecord], total: Int)
+    {
+        let condition = """
+            tenant_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR contact = $3) AND ($4 = '' OR flow = $4)
+            AND ($5 = '' OR channel = $5)
+            """
+        let binds: [SQLValue] = [.text(tenant), .text(filter.status?.rawValue ?? ""), .text(filter.contact ?? ""), .text(filter.flow ?? ""),
+                                 .text(filter.channel ?? "")]
+        return try await driver.transaction { db in
+            let total = try await db.query("SELECT COUNT(*) AS n FROM conversations WHERE \(condition)", binds).first?.int("n") ?? 0
+            let items = try await db.query(
+                """
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
+                FROM conversations WHERE \(condition) ORDER BY created_at, id LIMIT $6 OFFSET $7
+                """, binds + [.int(Int64(limit)), .int(Int64(offset))]
+            ).map(self.conversationRecord)
+            return (items, Int(total))
+        }
+    }
+
     public func messages(conversation: String, tenant: String) async throws -> [MessageRecord] {
         try await driver.transaction { db in
             try await db.execute(
@@ -678,9 +718,12 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
-    public func apiKeys(tenant: String) async throws -> [APIKeyRecord] {
+    public func apiKeys(tenant: String, limit: Int = Int(Int32.max), offset: Int = 0) async throws -> (items: [APIKeyRecord], total: Int) {
         try await driver.transaction { db in
-            try await db.execute("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id", .text(tenant)).map(self.apiKey)
+            let total = try await db.execute("SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1", .text(tenant)).first?.int("n") ?? 0
+            let items = try await db.execute("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+                                             .text(tenant), .int(Int64(limit)), .int(Int64(offset))).map(self.apiKey)
+            return (items, Int(total))
         }
     }
 
@@ -711,9 +754,14 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
-    public func draftNames(tenant: String) async throws -> [String] {
-        try await driver.transaction { db in
-            try await db.execute("SELECT name FROM flow_drafts WHERE tenant_id = $1 ORDER BY name", .text(tenant)).compactMap { $0.text("name") }
+    /// One page of a tenant's flow names (drafted or published), in name order, and how many there are.
+    public func flowNames(tenant: String, limit: Int, offset: Int) async throws -> (items: [String], total: Int) {
+        let names = "SELECT name FROM flow_drafts WHERE tenant_id = $1 UNION SELECT flow AS name FROM flow_versions WHERE tenant_id = $1"
+        return try await driver.transaction { db in
+            let total = try await db.execute("SELECT COUNT(*) AS n FROM (\(names)) AS all_names", .text(tenant)).first?.int("n") ?? 0
+            let items = try await db.execute("SELECT name FROM (\(names)) AS all_names ORDER BY name LIMIT $2 OFFSET $3",
+                                             .text(tenant), .int(Int64(limit)), .int(Int64(offset))).compactMap { $0.text("name") }
+            return (items, Int(total))
         }
     }
 
@@ -737,28 +785,37 @@ public final class SQLStore: Store, @unchecked Sendable {
         public var name: String
         public var callbackURL: String?
         public var createdAt: Timestamp
+        /// The channel's secret as sealed by `SecretBox` (never the plain secret).
+        public var sealedSecret: String?
 
-        public init(id: String, tenant: String, kind: String, name: String, callbackURL: String?, createdAt: Timestamp) {
+        public init(id: String, tenant: String, kind: String, name: String, callbackURL: String?, createdAt: Timestamp,
+                    sealedSecret: String? = nil) {
             self.id = id
             self.tenant = tenant
             self.kind = kind
             self.name = name
             self.callbackURL = callbackURL
             self.createdAt = createdAt
+            self.sealedSecret = sealedSecret
         }
+
+        /// What a sealed channel secret is bound to: a ciphertext moved to another channel or tenant does not open.
+        public var secretContext: String { "channel:\(tenant):\(id)" }
     }
 
     public func insertChannel(_ c: ChannelRecord) async throws {
         try await driver.transaction { db in
             try await db.execute(
-                "INSERT INTO channels (id, tenant_id, kind, name, callback_url, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                .text(c.id), .text(c.tenant), .text(c.kind), .text(c.name), c.callbackURL.map(SQLValue.text) ?? .null, .int(c.createdAt.milliseconds))
+                "INSERT INTO channels (id, tenant_id, kind, name, callback_url, created_at, secret) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                .text(c.id), .text(c.tenant), .text(c.kind), .text(c.name), c.callbackURL.map(SQLValue.text) ?? .null, .int(c.createdAt.milliseconds),
+                c.sealedSecret.map(SQLValue.text) ?? .null)
         }
     }
 
     private func channel(_ r: SQLRow) -> ChannelRecord {
         ChannelRecord(id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", kind: r.text("kind") ?? "", name: r.text("name") ?? "",
-                      callbackURL: r.text("callback_url"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0))
+                      callbackURL: r.text("callback_url"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
+                      sealedSecret: r.text("secret"))
     }
 
     public func channel(id: String, tenant: String) async throws -> ChannelRecord? {
@@ -767,9 +824,12 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
-    public func channels(tenant: String) async throws -> [ChannelRecord] {
+    public func channels(tenant: String, limit: Int = Int(Int32.max), offset: Int = 0) async throws -> (items: [ChannelRecord], total: Int) {
         try await driver.transaction { db in
-            try await db.execute("SELECT * FROM channels WHERE tenant_id = $1 ORDER BY created_at, id", .text(tenant)).map(self.channel)
+            let total = try await db.execute("SELECT COUNT(*) AS n FROM channels WHERE tenant_id = $1", .text(tenant)).first?.int("n") ?? 0
+            let items = try await db.execute("SELECT * FROM channels WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+                                             .text(tenant), .int(Int64(limit)), .int(Int64(offset))).map(self.channel)
+            return (items, Int(total))
         }
     }
 

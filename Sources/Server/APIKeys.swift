@@ -59,6 +59,8 @@ struct AuthMiddleware: RouterMiddleware {
         }
         var context = context
         context.caller = Caller(tenant: record.tenant, role: role, keyID: record.id)
+        context.logger[metadataKey: "tenant"] = "\(record.tenant)"
+        context.logger[metadataKey: "key"] = "\(record.id)"
         return try await next(request, context)
     }
 }

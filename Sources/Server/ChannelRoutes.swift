@@ -8,6 +8,7 @@ import Hummingbird
 struct ChannelRoutes {
     let store: SQLStore
     let engine: Engine
+    let secrets: SecretBox?
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.post("channels", use: create)
@@ -17,7 +18,7 @@ struct ChannelRoutes {
 
     static func channel(_ c: SQLStore.ChannelRecord) -> Value {
         ["id": .string(c.id), "kind": .string(c.kind), "name": .string(c.name), "callback_url": c.callbackURL.map(Value.string) ?? .null,
-         "created_at": .string(c.createdAt.iso8601)]
+         "created_at": .string(c.createdAt.iso8601), "signed": .bool(c.sealedSecret != nil)]
     }
 
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
@@ -37,16 +38,41 @@ struct ChannelRoutes {
             }
             callback = url
         }
-        let record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: "api", name: name,
+        // The secret that signs callbacks is write-only: given by the caller, or generated and shown once.
+        var secret: String?
+        var generated = false
+        if let value = body["secret"], value != .null {
+            guard case .string(let s) = value, (16...256).contains(s.unicodeScalars.count) else {
+                throw Problem(.badRequest, "secret must be text of 16 to 256 characters")
+            }
+            secret = s
+        } else if callback != nil {
+            secret = "whsec_" + APIKeys.random(32)
+            generated = true
+        }
+        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: "api", name: name,
                                             callbackURL: callback, createdAt: engine.now)
+        if let secret {
+            guard let secrets else {
+                throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets")
+            }
+            record.sealedSecret = try secrets.seal(secret, context: record.secretContext)
+        }
         try await store.insertChannel(record)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "channel.create", subject: record.id, at: engine.now)
-        return json(Self.channel(record), status: .created)
+        var answer = Self.channel(record)
+        if generated, let secret, case .map(var m) = answer {
+            m["signing_secret"] = .string(secret)
+            answer = .map(m)
+        }
+        return json(answer, status: .created)
     }
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
-        return json(["channels": .list(try await store.channels(tenant: caller.tenant).map(Self.channel))])
+        let page = try Page(request)
+        let (items, total) = try await store.channels(tenant: caller.tenant, limit: page.limit, offset: page.offset)
+        return page.response("channels", items.map(Self.channel), total: total)
     }
 
     /// `{"from", "text", "id", "payload"?}`: 202 once the message is durably stored.
@@ -80,20 +106,12 @@ struct ChannelRoutes {
             message: InboundMessage(text: text, payload: payload, kind: payload == nil ? "text" : "button")))
         switch result {
         case .accepted(let conversation, let started):
+            context.logger.info("inbound message stored", metadata: ["conversation": "\(conversation)", "started": "\(started)"])
             return json(["status": started ? "started" : "accepted", "conversation": .string(conversation)], status: .accepted)
         case .duplicate:
             return json(["status": "duplicate"], status: .accepted)
         case .unrouted:
             return json(["status": "unrouted", "detail": "no open conversation and no published flow's trigger matched"], status: .accepted)
         }
-    }
-}
-
-/// Delivers `channel.send` for `api` channels. Every message is already in the conversation's history
-/// (`GET /v1/conversations/{id}/messages`); pushing it to a callback URL is still to come.
-struct APIChannelConnector: Connector {
-    let actions = ["channel.send"]
-    func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
-        ["stored": true]
     }
 }

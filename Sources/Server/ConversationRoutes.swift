@@ -33,21 +33,10 @@ struct ConversationRoutes {
             guard let v = ConversationStatus(rawValue: String(s)) else { throw Problem(.badRequest, "unknown status \(s)") }
             status = v
         }
-        func number(_ name: Substring, default value: Int, in range: ClosedRange<Int>) throws -> Int {
-            guard let text = q[name].map(String.init) else { return value }
-            guard let n = Int(text), range.contains(n) else {
-                throw Problem(.badRequest, "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
-            }
-            return n
-        }
-        let limit = try number("limit", default: 100, in: 1...500)
-        let offset = try number("offset", default: 0, in: 0...1_000_000)
-        var all = try await store.conversations(tenant: caller.tenant, status: status, contact: param("contact"))
-        if let flow = param("flow") { all = all.filter { $0.flow == flow } }
-        if let channel = param("channel") { all = all.filter { $0.channel == channel } }
-        let page = all.dropFirst(offset).prefix(limit)
-        return json(["conversations": .list(page.map(Self.summary)), "total": .number(Double(all.count)),
-                     "limit": .number(Double(limit)), "offset": .number(Double(offset))])
+        let page = try Page(request)
+        let filter = SQLStore.ConversationFilter(status: status, contact: param("contact"), flow: param("flow"), channel: param("channel"))
+        let (items, total) = try await store.conversations(tenant: caller.tenant, filter: filter, limit: page.limit, offset: page.offset)
+        return page.response("conversations", items.map(Self.summary), total: total)
     }
 
     private func find(_ context: FlowlineRequestContext) async throws -> (Caller, ConversationRecord) {

@@ -44,12 +44,12 @@ struct FlowRoutes {
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
+        let page = try Page(request)
+        let (names, total) = try await store.flowNames(tenant: caller.tenant, limit: page.limit, offset: page.offset)
         let published = try await store.publishedFlows(tenant: caller.tenant)
-        var names = Set(try await store.draftNames(tenant: caller.tenant))
-        for p in published { names.insert(p.name) }
-        return json(["flows": .list(names.sorted().map { n in
+        return page.response("flows", names.map { n in
             ["name": .string(n), "latest_version": published.first { $0.name == n }.map { .number(Double($0.version)) } ?? .null]
-        })])
+        }, total: total)
     }
 
     @Sendable func put(_ request: Request, context: FlowlineRequestContext) async throws -> Response {

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Connectors
 import FlowCompiler
 import FlowEngine
@@ -22,6 +23,8 @@ public struct ServerConfiguration: Sendable {
     public var demoTenant = "demo"
     /// Fixes the platform key (creates tenants) instead of generating one (`FLOWLINE_PLATFORM_KEY`).
     public var platformKey: String?
+    /// Seals channel secrets at rest (`FLOWLINE_SECRET_KEY`, 32 bytes in base64).
+    public var secretKey: String?
 
     public init() {}
 }
@@ -29,10 +32,13 @@ public struct ServerConfiguration: Sendable {
 /// The HTTP API: builds the router and the application, and bootstraps a fresh database.
 public enum FlowlineServer {
     /// The router with every route collection; used by `serve` and by router tests.
-    public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog,
+    public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?,
                               metrics: PrometheusCollectorRegistry? = nil) -> Router<FlowlineRequestContext> {
         let router = Router(context: FlowlineRequestContext.self)
         let table = RouteTable()
+        // Every request gets one log line with its id (hb.request.id), method, path and status; the auth middleware
+        // adds the tenant and key id, and routes that feed a conversation log its id.
+        router.add(middleware: LogRequestsMiddleware(.info))
         router.add(middleware: ProblemMiddleware(routes: table))
         router.add(middleware: MetricsMiddleware())
         if let metrics {
@@ -57,7 +63,7 @@ public enum FlowlineServer {
         let compiler = FlowCompiler(catalog: catalog)
         FlowRoutes(store: store, engine: engine, compiler: compiler).addRoutes(to: v1)
         ConversationRoutes(store: store, engine: engine).addRoutes(to: v1)
-        ChannelRoutes(store: store, engine: engine).addRoutes(to: v1)
+        ChannelRoutes(store: store, engine: engine, secrets: secrets).addRoutes(to: v1)
         KeyRoutes(store: store, engine: engine).addRoutes(to: v1)
         CatalogRoutes(catalog: catalog).addRoutes(to: v1)
         SimulateRoutes(store: store, compiler: compiler).addRoutes(to: v1)
@@ -68,9 +74,37 @@ public enum FlowlineServer {
         return router
     }
 
-    /// The engine's connectors when serving (simulated actions until the real connectors land).
-    public static func connectors() -> ConnectorRegistry {
-        ConnectorRegistry([APIChannelConnector()])
+    /// The engine's connectors when serving.
+    public static func connectors(store: SQLStore, secrets: SecretBox?, http: HTTPClient) -> ConnectorRegistry {
+        ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, http: http)])
+    }
+
+    /// The HTTP client connectors share: no redirects (a webhook that moved is a configuration error to surface).
+    public static func makeHTTPClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(30)))
+        configuration.httpVersion = .http1Only
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// The key that seals channel secrets: `FLOWLINE_SECRET_KEY`, or for an SQLite database a key file beside it
+    /// (`flowline.db.key`, created on first start, mode 0600). PostgreSQL deployments run several processes that
+    /// must share one key, so they get it from the environment or store no secrets.
+    public static func secretBox(_ configuration: ServerConfiguration, logger: Logger) throws -> SecretBox? {
+        if let key = configuration.secretKey { return try SecretBox(base64: key) }
+        guard configuration.database.hasPrefix("sqlite:") else {
+            logger.notice("FLOWLINE_SECRET_KEY is not set: channels cannot be given secrets")
+            return nil
+        }
+        let path = String(configuration.database.dropFirst("sqlite:".count)) + ".key"
+        if let existing = FileManager.default.contents(atPath: path) {
+            return try SecretBox(base64: String(decoding: existing, as: UTF8.self))
+        }
+        let key = SecretBox.generateKey()
+        guard FileManager.default.createFile(atPath: path, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw EngineError(.secret, "cannot write the secret key file \(path)")
+        }
+        logger.notice("created a key for channel secrets", metadata: ["file": "\(path)"])
+        return try SecretBox(base64: key)
     }
 
     /// Creates the demo tenant, its first admin key and publishes `flowsDirectory` on a fresh database.
@@ -119,8 +153,10 @@ public enum FlowlineServer {
     public static func run(_ configuration: ServerConfiguration, logger: Logger) async throws {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let secrets = try secretBox(configuration, logger: logger)
         let store = try await SQLStore.open(configuration.database, logger: logger)
-        let engine = Engine(store: store, connectors: connectors(), logger: logger)
+        let http = makeHTTPClient()
+        let engine = Engine(store: store, connectors: connectors(store: store, secrets: secrets, http: http), logger: logger)
         if let keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
             say("""
                 Admin API key for tenant '\(configuration.demoTenant)' (shown once, store it now):
@@ -130,12 +166,13 @@ public enum FlowlineServer {
                 """)
         }
         let app = Application(
-            router: router(store: store, engine: engine, catalog: BuiltinActions.catalog, metrics: registry),
+            router: router(store: store, engine: engine, catalog: BuiltinActions.catalog, secrets: secrets, metrics: registry),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
             services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],
             logger: logger)
         say("Flowline listening on http://\(configuration.host):\(configuration.port) (database \(redacted(configuration.database)))")
         try await app.runService()
+        try? await http.shutdown()
         await store.close()
     }
 

@@ -18,8 +18,10 @@ struct InboxRoutes {
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
         let queue = request.uri.queryParameters["queue"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
+        let page = try Page(request)
+        // The queue lives in the continuation, so the inbox is filtered here; it holds what humans work through.
         let entries = try await store.inbox(tenant: caller.tenant, queue: queue)
-        return json(["conversations": .list(entries.map { e in
+        return page.response("conversations", page.slice(entries).map { e in
             var v = ConversationRoutes.summary(e.conversation)
             if case .map(var m) = v {
                 m["queue"] = .string(e.queue)
@@ -27,7 +29,7 @@ struct InboxRoutes {
                 v = .map(m)
             }
             return v
-        })])
+        }, total: entries.count)
     }
 
     @Sendable func claim(_ request: Request, context: FlowlineRequestContext) async throws -> Response {

@@ -39,10 +39,12 @@ struct KeyRoutes {
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try admin(context)
-        return json(["keys": .list(try await store.apiKeys(tenant: caller.tenant).map { k in
+        let page = try Page(request)
+        let (items, total) = try await store.apiKeys(tenant: caller.tenant, limit: page.limit, offset: page.offset)
+        return page.response("keys", items.map { k in
             ["id": .string(k.id), "prefix": .string(k.prefix), "role": .string(k.role), "label": .string(k.label),
              "created_at": .string(k.createdAt.iso8601), "revoked": .bool(k.revoked)]
-        })])
+        }, total: total)
     }
 
     @Sendable func revoke(_ request: Request, context: FlowlineRequestContext) async throws -> Response {

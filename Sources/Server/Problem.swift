@@ -99,6 +99,7 @@ struct ProblemMiddleware: RouterMiddleware {
             case .notFound: throw Problem(.notFound, e.message)
             case .conflict: throw Problem(.conflict, e.message)
             case .invalid: throw Problem(.badRequest, e.message)
+            case .secret: throw Problem(.unavailable, e.message)
             }
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])

@@ -20,6 +20,7 @@ struct Serve: AsyncParsableCommand {
         config.database = db.url
         config.adminKey = env["FLOWLINE_ADMIN_KEY"]
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
+        config.secretKey = env["FLOWLINE_SECRET_KEY"]
         config.flowsDirectory = flows
         var logger = Logger(label: "flowline")
         logger.logLevel = env["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info

@@ -8,6 +8,8 @@ import HummingbirdTesting
 @testable import Server
 import Testing
 import Connectors
+import Crypto
+import Logging
 import Metrics
 import Prometheus
 
@@ -19,17 +21,19 @@ import Prometheus
         let app: Application<RouterResponder<FlowlineRequestContext>>
         let adminA: String, agentA: String, adminB: String
 
-        init() async throws {
+        init(clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets) async throws {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
-            engine = Engine(store: store, connectors: FlowlineServer.connectors())
+            let connectors = FlowlineServer.connectors(store: store, secrets: secrets, http: .shared)
+            engine = if let clock { Engine(store: store, connectors: connectors, clock: clock) } else { Engine(store: store, connectors: connectors) }
             for t in ["a", "b"] { try await store.ensureTenant(id: t, name: t) }
             adminA = try await APIKeys.create(store: store, tenant: "a", role: .admin, label: "a").key
             agentA = try await APIKeys.create(store: store, tenant: "a", role: .agent, label: "agent").key
             adminB = try await APIKeys.create(store: store, tenant: "b", role: .admin, label: "b").key
             app = Application(router: FlowlineServer.router(store: store, engine: engine, catalog: BuiltinActions.catalog,
-                                                            metrics: RouterTests.metrics))
+                                                            secrets: secrets, metrics: RouterTests.metrics),
+                              logger: RouterTests.quietLogger)
         }
     }
 
@@ -48,6 +52,15 @@ import Prometheus
           bye:
             end: "Bye {{ name }}"
         """
+
+    static let secrets = SecretBox(key: .init(size: .bits256))
+
+    /// Request logs are for operators; tests keep warnings and errors.
+    static let quietLogger: Logger = {
+        var logger = Logger(label: "flowline.test")
+        logger.logLevel = .warning
+        return logger
+    }()
 
     /// One Prometheus registry for the test process: swift-metrics can be bootstrapped once.
     static let metrics: PrometheusCollectorRegistry = {
@@ -310,6 +323,50 @@ import Prometheus
         await rig.store.close()
     }
 
+    @Test func everyListPagesWithLimitAndOffset() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            for name in ["w1", "w2", "w3"] {
+                try await client.execute(uri: "/v1/channels", method: .post, headers: a,
+                                         body: Self.body(#"{"kind": "api", "name": "\#(name)"}"#)) { #expect($0.status == .created) }
+            }
+            for name in ["b", "c", "a"] {
+                try await client.execute(uri: "/v1/flows/\(name)", method: .put, headers: a,
+                                         body: Self.body(Self.flow.replacingOccurrences(of: "flow: hello", with: "flow: \(name)")))
+            }
+            try await client.execute(uri: "/v1/flows/c/publish", method: .post, headers: a)
+            let pages: [(String, String, [String: Value])] = [
+                ("/v1/channels?limit=2", "channels", ["total": 3]),
+                ("/v1/channels?limit=2&offset=2", "channels", ["total": 3]),
+                ("/v1/flows?limit=2&offset=1", "flows", ["total": 3]),
+                ("/v1/keys?limit=1", "keys", ["total": 2]),
+                ("/v1/conversations?limit=5", "conversations", ["total": 0]),
+                ("/v1/inbox?offset=3", "conversations", ["total": 0]),
+            ]
+            var seen: [String: [Value]] = [:]
+            for (uri, key, expected) in pages {
+                try await client.execute(uri: uri, method: .get, headers: a) { r in
+                    #expect(r.status == .ok, "\(uri)")
+                    let body = Self.json(r)
+                    #expect(body["total"] == expected["total"], "\(uri)")
+                    if case .list(let items) = body[key] { seen[uri] = items }
+                }
+            }
+            #expect(seen["/v1/channels?limit=2"]?.map { $0["name"] } == ["w1", "w2"])
+            #expect(seen["/v1/channels?limit=2&offset=2"]?.map { $0["name"] } == ["w3"])
+            #expect(seen["/v1/flows?limit=2&offset=1"]?.map { $0["name"] } == ["b", "c"])
+            #expect(seen["/v1/flows?limit=2&offset=1"]?.last?["latest_version"] == 1)
+            #expect(seen["/v1/keys?limit=1"]?.count == 1)
+            for bad in ["/v1/flows?limit=0", "/v1/keys?limit=501", "/v1/channels?offset=-1", "/v1/inbox?limit=x"] {
+                try await client.execute(uri: bad, method: .get, headers: a) { r in
+                    #expect(r.status == .badRequest, "\(bad)")
+                }
+            }
+        }
+        await rig.store.close()
+    }
+
     @Test func keysAreShownOnceListedByPrefixAndRevocable() async throws {
         let rig = try await Rig()
         try await rig.app.test(.router) { client in
@@ -335,7 +392,7 @@ import Prometheus
             }
         }
         let stored = try await rig.store.apiKeys(tenant: "a")
-        #expect(stored.allSatisfy { $0.hash.count == 64 }, "keys are stored as SHA-256 digests")
+        #expect(stored.items.allSatisfy { $0.hash.count == 64 }, "keys are stored as SHA-256 digests")
         #expect(try await rig.store.auditLog(tenant: "a").map(\.action) == ["key.create", "key.revoke"])
         await rig.store.close()
     }
@@ -402,7 +459,7 @@ import Prometheus
 
     @Test func theOpenAPIDocumentListsExactlyTheRoutes() async throws {
         let rig = try await Rig()
-        let router = FlowlineServer.router(store: rig.store, engine: rig.engine, catalog: BuiltinActions.catalog, metrics: Self.metrics)
+        let router = FlowlineServer.router(store: rig.store, engine: rig.engine, catalog: BuiltinActions.catalog, secrets: nil, metrics: Self.metrics)
         let served = Set(router.routes.map { r in
             "\(r.method.rawValue.lowercased()) " + r.path.description.split(separator: "/").map { part in
                 part.hasPrefix(":") ? "{\(part.dropFirst())}" : String(part)

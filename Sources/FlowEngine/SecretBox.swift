@@ -1,0 +1,50 @@
+import Crypto
+import Foundation
+
+/// Encrypts connector and channel secrets at rest with AES-256-GCM under one key from the environment
+/// (`FLOWLINE_SECRET_KEY`, 32 bytes in base64). Each sealed value is bound to the row it belongs to (the
+/// associated data, e.g. tenant and channel id), so a ciphertext copied into another row does not open.
+///
+/// The stored text is `v1:` followed by base64 of nonce ‖ ciphertext ‖ tag; the prefix leaves room for key rotation.
+public struct SecretBox: Sendable {
+    // Raw bytes: `SymmetricKey` is not `Sendable` on every platform.
+    private let keyBytes: [UInt8]
+    private var key: SymmetricKey { SymmetricKey(data: keyBytes) }
+
+    public init(key: SymmetricKey) {
+        keyBytes = key.withUnsafeBytes { Array($0) }
+    }
+
+    /// A box from a base64 key of 32 bytes; throws an error that does not echo the key.
+    public init(base64 text: String) throws {
+        guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), data.count == 32 else {
+            throw EngineError(.secret, "the secret key must be 32 bytes in base64 (generate one with: openssl rand -base64 32)")
+        }
+        keyBytes = Array(data)
+    }
+
+    /// A fresh random key in base64, for a new installation.
+    public static func generateKey() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
+    }
+
+    /// Seals `secret` for the row named by `context`.
+    public func seal(_ secret: String, context: String) throws -> String {
+        let box = try AES.GCM.seal(Data(secret.utf8), using: key, authenticating: Data(context.utf8))
+        guard let combined = box.combined else { throw EngineError(.secret, "could not seal the secret") }
+        return "v1:" + combined.base64EncodedString()
+    }
+
+    /// Opens a value sealed for `context`; fails on another key, another row or a tampered value.
+    public func open(_ sealed: String, context: String) throws -> String {
+        guard sealed.hasPrefix("v1:"), let data = Data(base64Encoded: String(sealed.dropFirst(3))) else {
+            throw EngineError(.secret, "a stored secret is not in a known format")
+        }
+        do {
+            let box = try AES.GCM.SealedBox(combined: data)
+            return String(decoding: try AES.GCM.open(box, using: key, authenticating: Data(context.utf8)), as: UTF8.self)
+        } catch {
+            throw EngineError(.secret, "a stored secret cannot be decrypted with this key (was FLOWLINE_SECRET_KEY changed?)")
+        }
+    }
+}

@@ -301,4 +301,8 @@ public enum EngineMetrics {
     public static let backlog = Gauge(label: "flowline_backlog")
     /// Outbox rows waiting to be delivered, as last sampled.
     public static let outboxPending = Gauge(label: "flowline_outbox_pending")
+    /// Conversations whose turn is due now (timers that fired, debounce windows that closed), as last sampled.
+    public static let turnsDue = Gauge(label: "flowline_turns_due")
+    /// Dead-lettered deliveries, as last sampled.
+    public static let deadLetters = Gauge(label: "flowline_dead_letters")
 }

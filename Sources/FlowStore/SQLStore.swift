@@ -643,6 +643,16 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
+    /// Conversations with a turn due now (timers, debounced bursts) and dead-lettered deliveries, for the gauges.
+    public func dueAndDead(now: Timestamp) async throws -> (due: Int, dead: Int) {
+        try await driver.transaction { db in
+            let due = try await db.execute("SELECT COUNT(*) AS n FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1",
+                                           .int(now.milliseconds)).first?.int("n") ?? 0
+            let dead = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'dead'").first?.int("n") ?? 0
+            return (Int(due), Int(dead))
+        }
+    }
+
     public func move(conversation: ConversationRecord, to programHash: String, continuation: Continuation, now: Timestamp) async throws -> Bool {
         try await driver.transaction { db in
             let wait = continuation.wait

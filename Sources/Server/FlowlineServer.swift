@@ -202,13 +202,19 @@ struct BacklogSampler: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                if let (events, deliveries) = try? await store.backlog(now: engine.now) {
-                    EngineMetrics.backlog.record(events)
-                    EngineMetrics.outboxPending.record(deliveries)
-                }
+                try? await sample()
                 try? await Task.sleep(for: .seconds(5))
             }
         }
+    }
+
+    func sample() async throws {
+        let (events, deliveries) = try await store.backlog(now: engine.now)
+        let (due, dead) = try await store.dueAndDead(now: engine.now)
+        EngineMetrics.backlog.record(events)
+        EngineMetrics.outboxPending.record(deliveries)
+        EngineMetrics.turnsDue.record(due)
+        EngineMetrics.deadLetters.record(dead)
     }
 }
 

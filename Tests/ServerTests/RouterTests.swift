@@ -522,10 +522,14 @@ import Prometheus
             try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
                                      body: Self.body(#"{"from": "9", "text": "hi", "id": "metrics-1"}"#))
             try await rig.engine.drain()
+            try await BacklogSampler(store: rig.store, engine: rig.engine).sample()
             try await client.execute(uri: "/metrics", method: .get) { r in
                 #expect(r.status == .ok)
                 let text = String(buffer: r.body)
                 #expect(text.contains("flowline_turns_total"))
+                for gauge in ["flowline_backlog", "flowline_outbox_pending", "flowline_turns_due", "flowline_dead_letters"] {
+                    #expect(text.contains("\(gauge) "), "\(gauge)")
+                }
                 #expect(text.contains(#"flowline_deliveries_total{outcome="done"}"#))
                 #expect(text.contains("hb_requests"))
             }

@@ -75,6 +75,10 @@ let package = Package(
                 "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                // For `flowline bench`: a load generator, a callback receiver and the PostgreSQL ceiling.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .testTarget(name: "FlowVMTests", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),

@@ -14,6 +14,9 @@ public final class Engine: Sendable {
         /// Conversations per turn transaction: batching shares one commit among many turns.
         public var turnBatch = 32
         public var deliveryBatch = 32
+        /// Most messages stored in one transaction, and how many such transactions may run at once.
+        public var ingestBatch = 64
+        public var ingestCommits = 2
         public var delivery = DeliveryPolicy()
         /// How long an idle worker sleeps before looking for work again (new work wakes it earlier).
         public var pollInterval: Duration = .milliseconds(200)
@@ -29,6 +32,8 @@ public final class Engine: Sendable {
     /// Published flows per tenant, for trigger matching. Other processes may publish, so entries expire.
     private let flows = Mutex<[String: (flows: [PublishedFlow], loaded: ContinuousClock.Instant)]>([:])
     private static let flowCacheLifetime: Duration = .seconds(5)
+    /// Concurrent ingests share transactions (group commit): a burst of messages costs a few fsyncs, not one each.
+    private let ingests: GroupCommit<IngestItem, IngestResult>
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -40,6 +45,12 @@ public final class Engine: Sendable {
         self.clock = clock
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        ingests = GroupCommit(
+            maxBatch: configuration.ingestBatch, maxLeaders: configuration.ingestCommits,
+            batch: { [store] items in try await store.ingest(batch: items, now: clock()) },
+            single: { [store] item in
+                try await store.ingest(item.inbound, start: item.start, newConversationID: item.newConversationID, now: clock())
+            })
     }
 
     /// The engine's current time.
@@ -78,7 +89,7 @@ public final class Engine: Sendable {
     public func ingest(_ inbound: Inbound) async throws -> IngestResult {
         let start = TriggerMatcher.match(text: inbound.message.text, channelKind: inbound.channelKind,
                                          flows: try await publishedFlows(inbound.tenant))
-        let result = try await store.ingest(inbound, start: start, newConversationID: UUID().uuidString.lowercased(), now: now)
+        let result = try await ingests.submit(IngestItem(inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased()))
         if case .accepted = result { wake.yield() }
         return result
     }

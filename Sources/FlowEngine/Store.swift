@@ -55,6 +55,20 @@ public struct Inbound: Sendable, Hashable {
 }
 
 /// What storing an inbound event did.
+/// One message to store, with what the engine decided before storing it.
+public struct IngestItem: Sendable {
+    public var inbound: Inbound
+    /// The flow to start when the contact has no open conversation.
+    public var start: PublishedFlow?
+    public var newConversationID: String
+
+    public init(inbound: Inbound, start: PublishedFlow?, newConversationID: String) {
+        self.inbound = inbound
+        self.start = start
+        self.newConversationID = newConversationID
+    }
+}
+
 public enum IngestResult: Sendable, Hashable {
     /// Stored, for this conversation (new or existing).
     case accepted(conversation: String, started: Bool)
@@ -137,6 +151,8 @@ public protocol Store: Sendable {
     /// Stores an inbound message (de-duplicated by channel and provider id) and routes it, in one transaction:
     /// to the contact's open conversation, or to a new conversation of `start`, or nowhere.
     func ingest(_ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws -> IngestResult
+    /// Stores several messages in one transaction (group commit): one result per item, in order.
+    func ingest(batch: [IngestItem], now: Timestamp) async throws -> [IngestResult]
     /// Stores an event for a conversation by id (a handback, an API event); de-duplicated by `providerID` when given.
     func post(_ body: EventBody, conversation: String, tenant: String, providerID: String?, now: Timestamp) async throws -> Bool
     /// Stores an external event for the conversation waiting on `name` with `key`; false when none waits.

@@ -7,30 +7,17 @@ protocol HotStatement {
 
 /// The hot path's statements, one type each (a prepared statement's name is its type's name).
 enum Hot {
-    enum InsertInboundEvent: HotStatement {
-        static let sql = """
-            INSERT INTO events (tenant_id, channel, channel_kind, contact, provider_id, kind, body, received_at)
-            VALUES ($1, $2, $3, $4, $5, 'message', $6, $7)
-            ON CONFLICT (tenant_id, channel, provider_id) WHERE provider_id IS NOT NULL DO NOTHING RETURNING seq
-            """
+    enum AttachEvent: HotStatement {
+        static let sql = "UPDATE events SET conversation_id = $2, disposition = NULL WHERE seq = $1"
     }
     enum MarkDue: HotStatement {
         static let sql = "UPDATE conversations SET due_at = CASE WHEN due_at IS NULL OR due_at > $2 THEN $2 ELSE due_at END WHERE id = $1"
-    }
-    enum PendingEvents: HotStatement {
-        static let sql = "SELECT seq, body, received_at FROM events WHERE conversation_id = $1 AND processed_at IS NULL ORDER BY seq"
-    }
-    enum ContactName: HotStatement {
-        static let sql = "SELECT name FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3"
     }
     enum UpdateConversation: HotStatement {
         static let sql = """
             UPDATE conversations SET continuation = $2, status = $3, wait_kind = $4, wait_key = $5, wake_at = $6, due_at = $7,
               step = $8, row_version = row_version + 1, failure = $9, updated_at = $10 WHERE id = $1
             """
-    }
-    enum MarkProcessed: HotStatement {
-        static let sql = "UPDATE events SET processed_at = $2, disposition = $3 WHERE seq = $1"
     }
     enum InsertOutbox: HotStatement {
         static let sql = """
@@ -41,12 +28,6 @@ enum Hot {
     }
     enum InsertMessage: HotStatement {
         static let sql = "INSERT INTO messages (tenant_id, conversation_id, direction, text, extra, at) VALUES ($1, $2, $3, $4, $5, $6)"
-    }
-    enum InsertTrace: HotStatement {
-        static let sql = """
-            INSERT INTO traces (tenant_id, conversation_id, event, visited, effects, wait, status, at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            """
     }
     enum CompleteDelivery: HotStatement {
         static let sql = """

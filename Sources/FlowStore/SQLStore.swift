@@ -224,22 +224,140 @@ public final class SQLStore: Store, @unchecked Sendable {
     // MARK: Inbound
 
     public func ingest(_ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws -> IngestResult {
+        try await ingest(batch: [IngestItem(inbound: inbound, start: start, newConversationID: newConversationID)], now: now)[0]
+    }
+
+    /// Stores a batch of messages in one transaction with a fixed number of statements, whatever its size:
+    /// events, contacts, the open conversations (locked, in id order), new conversations, then each event is
+    /// attached and each conversation marked due. Items are decided in order, so a later message of a contact
+    /// joins the conversation an earlier one of the same batch started.
+    public func ingest(batch: [IngestItem], now: Timestamp) async throws -> [IngestResult] {
         try await retryingConflicts {
-            try await self.driver.transaction { db in
-                let inserted = try await db.run(Hot.InsertInboundEvent.self,
-                    .text(inbound.tenant), .text(inbound.channel), .text(inbound.channelKind), .text(inbound.contact),
-                    .text(inbound.providerID), .text(EventBody.message(inbound.message).value.jsonText), .int(now.milliseconds))
-                guard let seq = inserted.first?.int("seq") else { return .duplicate }
-                try await db.execute(
-                    """
-                    INSERT INTO contacts (tenant_id, channel, address, name, created_at) VALUES ($1, $2, $3, $4, $5)
-                    ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name)
-                    """,
-                    .text(inbound.tenant), .text(inbound.channel), .text(inbound.contact),
-                    inbound.contactName.map(SQLValue.text) ?? .null, .int(now.milliseconds))
-                return try await self.route(seq: seq, inbound, start: start, newConversationID: newConversationID, now: now, db)
+            try await self.driver.transaction { db in try await self.ingest(batch, now: now, db) }
+        }
+    }
+
+    private struct ContactAddress: Hashable {
+        var tenant, channel, contact: String
+        init(tenant: String, channel: String, contact: String) { (self.tenant, self.channel, self.contact) = (tenant, channel, contact) }
+        init(_ i: Inbound) { (tenant, channel, contact) = (i.tenant, i.channel, i.contact) }
+    }
+
+    private func ingest(_ batch: [IngestItem], now: Timestamp, _ db: any SQLExecutor) async throws -> [IngestResult] {
+        let ms = SQLValue.int(now.milliseconds)
+        // 1. Events; a provider id seen before (or twice in this batch) inserts nothing and is a duplicate.
+        func providerKey(_ tenant: String, _ channel: String, _ id: String) -> String { "\(tenant)\u{0}\(channel)\u{0}\(id)" }
+        var inserted: [String: [Int64]] = [:]
+        for chunk in batch.chunked(200) {
+            let rows = try await valuesStatement(
+                "INSERT INTO events (tenant_id, channel, channel_kind, contact, provider_id, kind, body, received_at)",
+                tuple: "(?, ?, ?, ?, ?, 'message', ?, ?)",
+                rows: chunk.map { item in
+                    let i = item.inbound
+                    return [.text(i.tenant), .text(i.channel), .text(i.channelKind), .text(i.contact), .text(i.providerID),
+                            .text(EventBody.message(i.message).value.jsonText), ms]
+                },
+                suffix: """
+                     ON CONFLICT (tenant_id, channel, provider_id) WHERE provider_id IS NOT NULL DO NOTHING
+                    RETURNING seq, tenant_id, channel, provider_id
+                    """, db)
+            for r in rows {
+                guard let seq = r.int("seq") else { continue }
+                inserted[providerKey(r.text("tenant_id") ?? "", r.text("channel") ?? "", r.text("provider_id") ?? ""), default: []].append(seq)
             }
         }
+        // RETURNING does not promise an order: give each key's rows to its items in batch order.
+        var seqs: [Int64?] = []
+        for item in batch {
+            let key = providerKey(item.inbound.tenant, item.inbound.channel, item.inbound.providerID)
+            if var list = inserted[key], !list.isEmpty {
+                list.sort()
+                seqs.append(list.removeFirst())
+                inserted[key] = list
+            } else {
+                seqs.append(nil)
+            }
+        }
+        let stored = batch.indices.filter { seqs[$0] != nil }
+        guard !stored.isEmpty else { return batch.map { _ in .duplicate } }
+
+        // 2. Contacts, once each; the last name given wins.
+        var names: [ContactAddress: String] = [:]
+        var contacts: [ContactAddress] = []
+        for i in stored {
+            let key = ContactAddress(batch[i].inbound)
+            if !contacts.contains(key) { contacts.append(key) }
+            if let name = batch[i].inbound.contactName { names[key] = name }
+        }
+        for chunk in contacts.chunked(200) {
+            try await valuesStatement(
+                "INSERT INTO contacts (tenant_id, channel, address, name, created_at)", tuple: "(?, ?, ?, ?, ?)",
+                rows: chunk.map { k in [.text(k.tenant), .text(k.channel), .text(k.contact), names[k].map(SQLValue.text) ?? .null, ms] },
+                suffix: " ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name)", db)
+        }
+
+        // 3. Open conversations of these contacts, locked in id order (so concurrent batches cannot deadlock).
+        var open: [ContactAddress: String] = [:]
+        for chunk in contacts.chunked(200) {
+            let tuples = (0..<chunk.count).map { i in "($\(3 * i + 1), $\(3 * i + 2), $\(3 * i + 3))" }.joined(separator: ", ")
+            let rows = try await db.query(
+                """
+                SELECT id, tenant_id, channel, contact FROM conversations WHERE status IN ('active', 'waiting', 'handoff')
+                AND (tenant_id, channel, contact) IN (VALUES \(tuples)) ORDER BY id\(forUpdate)
+                """, chunk.flatMap { [SQLValue.text($0.tenant), .text($0.channel), .text($0.contact)] })
+            for r in rows {
+                let key = ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("contact") ?? "")
+                open[key] = r.text("id")
+            }
+        }
+
+        // 4. Decide each message in order: its contact's open conversation, a new one of its start flow, or none.
+        var results: [IngestResult] = batch.map { _ in .duplicate }
+        var started: [[SQLValue]] = []
+        var startedIDs: Set<String> = []
+        var attach: [(seq: Int64, conversation: String)] = []
+        var unrouted: [Int64] = []
+        var due: [String] = []
+        for i in stored {
+            let item = batch[i], key = ContactAddress(item.inbound), seq = seqs[i]!
+            if let conversation = open[key] {
+                attach.append((seq, conversation))
+                if !startedIDs.contains(conversation), !due.contains(conversation) { due.append(conversation) }
+                results[i] = .accepted(conversation: conversation, started: false)
+            } else if let start = item.start {
+                let id = item.newConversationID
+                open[key] = id
+                startedIDs.insert(id)
+                started.append([.text(id), .text(key.tenant), .text(key.channel), .text(item.inbound.channelKind), .text(key.contact),
+                                .text(start.name), .text(start.programHash), ms, ms, ms])
+                attach.append((seq, id))
+                results[i] = .accepted(conversation: id, started: true)
+            } else {
+                unrouted.append(seq)
+                results[i] = .unrouted
+            }
+        }
+        try await insertRows(
+            "INSERT INTO conversations (id, tenant_id, channel, channel_kind, contact, flow, program_hash, status, due_at, created_at, updated_at)",
+            tuple: "(?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)", rows: started, db)
+        for chunk in attach.chunked(200) {
+            let cases = (0..<chunk.count).map { i in "WHEN $\(2 * i + 1) THEN $\(2 * i + 2)" }.joined(separator: " ")
+            try await db.query(
+                """
+                UPDATE events SET conversation_id = CASE seq \(cases) END, disposition = NULL
+                WHERE seq IN (\(Self.placeholders(chunk.count, from: 2 * chunk.count + 1)))
+                """, chunk.flatMap { [SQLValue.int($0.seq), .text($0.conversation)] } + chunk.map { SQLValue.int($0.seq) })
+        }
+        for chunk in unrouted.chunked(500) {
+            try await db.query("UPDATE events SET processed_at = $1, disposition = 'unrouted' WHERE seq IN (\(Self.placeholders(chunk.count, from: 2)))",
+                               [ms] + chunk.map(SQLValue.int))
+        }
+        for chunk in due.chunked(500) {
+            try await db.query(
+                "UPDATE conversations SET due_at = CASE WHEN due_at IS NULL OR due_at > $1 THEN $1 ELSE due_at END WHERE id IN (\(Self.placeholders(chunk.count, from: 2)))",
+                [ms] + chunk.map(SQLValue.text))
+        }
+        return results
     }
 
     /// SQLite reports a unique-index race as an error too; two new conversations for one contact, say. The
@@ -285,8 +403,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                                  .int(seq), .int(now.milliseconds))
             return .unrouted
         }
-        try await db.execute("UPDATE events SET conversation_id = $2, disposition = NULL WHERE seq = $1",
-                             .int(seq), .text(conversation))
+        try await db.run(Hot.AttachEvent.self, .int(seq), .text(conversation))
         try await markDue(conversation, now: now, db)
         return .accepted(conversation: conversation, started: started)
     }
@@ -387,17 +504,17 @@ public final class SQLStore: Store, @unchecked Sendable {
                 SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
                 FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2\(self.skipLocked)
                 """, .int(now.milliseconds), .int(Int64(limit)))
-            for row in due {
-                let record = try self.conversationRecord(row)
-                let events = try await db.run(Hot.PendingEvents.self, .text(record.id)).compactMap { r -> PendingEvent? in
-                    guard let seq = r.int("seq"), let body = EventBody(value: Value(json: r.text("body") ?? "") ?? .null) else { return nil }
-                    return PendingEvent(sequence: seq, body: body, receivedAt: Timestamp(milliseconds: r.int("received_at") ?? 0))
-                }
-                let contactRow = try await db.run(Hot.ContactName.self,
-                    .text(record.tenant), .text(record.channel), .text(record.contact)).first
+            let records = try due.map(self.conversationRecord)
+            guard !records.isEmpty else { return 0 }
+            // Reads and writes are per batch, not per conversation: a batch of turns costs a handful of round
+            // trips and one commit (see docs/engine.md, "Batched turns").
+            let events = try await self.pendingEvents(of: records, db)
+            let names = try await self.contactNames(of: records, db)
+            var writes = TurnWrites()
+            for record in records {
                 var contact: [String: Value] = ["id": .string(record.contact), "phone": .string(record.contact)]
-                if let name = contactRow?.text("name") { contact["name"] = .string(name) }
-                let work = TurnWork(conversation: record, events: events, contact: .map(contact))
+                if let name = names[ContactKey(record)] { contact["name"] = .string(name) }
+                let work = TurnWork(conversation: record, events: events[record.id] ?? [], contact: .map(contact))
                 let outcome: TurnMachine.Outcome
                 do {
                     outcome = try await turn(work) { hash in try await self.loadProgram(hash, db) }
@@ -406,13 +523,137 @@ public final class SQLStore: Store, @unchecked Sendable {
                     var failed = TurnMachine.Outcome(conversation: record)
                     failed.conversation.status = .failed
                     failed.conversation.failure = "turn could not run: \(error)"
-                    try await self.write(failed, previous: record, now: now, db)
+                    try await self.write(failed, now: now, into: &writes, db)
                     continue
                 }
-                try await self.write(outcome, previous: record, now: now, db)
+                try await self.write(outcome, now: now, into: &writes, db)
             }
-            return due.count
+            try await self.flush(writes, now: now, db)
+            return records.count
         }
+    }
+
+    /// The unprocessed events of these conversations, oldest first, in one query.
+    private func pendingEvents(of records: [ConversationRecord], _ db: any SQLExecutor) async throws -> [String: [PendingEvent]] {
+        var result: [String: [PendingEvent]] = [:]
+        let rows = try await db.query(
+            "SELECT conversation_id, seq, body, received_at FROM events WHERE processed_at IS NULL AND conversation_id IN (\(Self.placeholders(records.count))) ORDER BY seq",
+            records.map { .text($0.id) })
+        for r in rows {
+            guard let conversation = r.text("conversation_id"), let seq = r.int("seq"),
+                  let body = EventBody(value: Value(json: r.text("body") ?? "") ?? .null) else { continue }
+            result[conversation, default: []].append(
+                PendingEvent(sequence: seq, body: body, receivedAt: Timestamp(milliseconds: r.int("received_at") ?? 0)))
+        }
+        return result
+    }
+
+    private struct ContactKey: Hashable {
+        var tenant, channel, address: String
+        init(_ c: ConversationRecord) { (tenant, channel, address) = (c.tenant, c.channel, c.contact) }
+        init(tenant: String, channel: String, address: String) { (self.tenant, self.channel, self.address) = (tenant, channel, address) }
+    }
+
+    /// The names of these conversations' contacts, in one query.
+    private func contactNames(of records: [ConversationRecord], _ db: any SQLExecutor) async throws -> [ContactKey: String] {
+        let keys = Array(Set(records.map(ContactKey.init)))
+        let tuples = (0..<keys.count).map { i in "($\(3 * i + 1), $\(3 * i + 2), $\(3 * i + 3))" }.joined(separator: ", ")
+        let rows = try await db.query(
+            "SELECT tenant_id, channel, address, name FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))",
+            keys.flatMap { [SQLValue.text($0.tenant), .text($0.channel), .text($0.address)] })
+        var names: [ContactKey: String] = [:]
+        for r in rows {
+            guard let name = r.text("name") else { continue }
+            names[ContactKey(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", address: r.text("address") ?? "")] = name
+        }
+        return names
+    }
+
+    static func placeholders(_ count: Int, from first: Int = 1) -> String {
+        (first..<first + count).map { "$\($0)" }.joined(separator: ", ")
+    }
+
+    /// What a batch of turns appends, gathered so each table gets one multi-row statement per batch.
+    private struct TurnWrites {
+        var processed: [String: [Int64]] = [:]
+        var rerouted: [Int64] = []
+        var outbox: [[SQLValue]] = []
+        var messages: [[SQLValue]] = []
+        var traces: [[SQLValue]] = []
+    }
+
+    /// Updates the conversation now (its row is locked by this transaction) and queues the rest of its writes.
+    private func write(_ o: TurnMachine.Outcome, now: Timestamp, into writes: inout TurnWrites, _ db: any SQLExecutor) async throws {
+        let c = o.conversation
+        let wait = c.continuation?.wait
+        try await db.run(Hot.UpdateConversation.self,
+            .text(c.id), c.continuation.map { SQLValue.blob($0.encoded()) } ?? .null, .text(c.status.rawValue),
+            wait.map { SQLValue.text($0.kind) } ?? .null, c.waitKey.map(SQLValue.text) ?? .null,
+            wait?.deadline.map { SQLValue.int($0.milliseconds) } ?? .null,
+            o.dueAt.map { SQLValue.int($0.milliseconds) } ?? .null, .int(Int64(c.continuation?.step ?? 0)),
+            c.failure.map(SQLValue.text) ?? .null, .int(max(c.updatedAt, now).milliseconds))
+        for (seq, disposition) in o.processed {
+            if disposition == .reroute { writes.rerouted.append(seq) } else { writes.processed[disposition.rawValue, default: []].append(seq) }
+        }
+        for e in o.outbox {
+            writes.outbox.append([.text(c.tenant), .text(c.id), .text(e.idempotencyKey), .int(Int64(e.effectID)), .text(e.kind.rawValue),
+                                  .text(e.action), .text(e.payload.jsonText), .int(now.milliseconds)])
+        }
+        for m in o.messages {
+            writes.messages.append([.text(c.tenant), .text(c.id), .text(m.direction.rawValue), .text(m.text), .text(m.extra.jsonText),
+                                    .int(m.at.milliseconds)])
+        }
+        for t in o.traces {
+            writes.traces.append([.text(c.tenant), .text(c.id), .text(t.event.jsonText), .text(Value.list(t.visited.map(Value.string)).jsonText),
+                                  .text(t.effects.jsonText), .text(t.wait.jsonText), .text(t.status.rawValue), .int(t.at.milliseconds)])
+        }
+    }
+
+    private func flush(_ w: TurnWrites, now: Timestamp, _ db: any SQLExecutor) async throws {
+        for (disposition, seqs) in w.processed {
+            for chunk in seqs.chunked(500) {
+                try await db.query("UPDATE events SET processed_at = $1, disposition = $2 WHERE seq IN (\(Self.placeholders(chunk.count, from: 3)))",
+                                   [.int(now.milliseconds), .text(disposition)] + chunk.map(SQLValue.int))
+            }
+        }
+        for chunk in w.rerouted.chunked(500) {
+            try await db.query("UPDATE events SET disposition = 'reroute', conversation_id = NULL WHERE seq IN (\(Self.placeholders(chunk.count)))",
+                               chunk.map(SQLValue.int))
+        }
+        // Rows keep their order within a statement, so each conversation's outbox and messages stay in sequence.
+        try await insertRows("INSERT INTO outbox (tenant_id, conversation_id, idempotency_key, effect_id, kind, action, payload, state, next_attempt_at, created_at)",
+                             tuple: "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)", rows: w.outbox.map { $0 + [$0[7]] },
+                             suffix: " ON CONFLICT (idempotency_key) DO NOTHING", db)
+        try await insertRows("INSERT INTO messages (tenant_id, conversation_id, direction, text, extra, at)",
+                             tuple: "(?, ?, ?, ?, ?, ?)", rows: w.messages, db)
+        try await insertRows("INSERT INTO traces (tenant_id, conversation_id, event, visited, effects, wait, status, at)",
+                             tuple: "(?, ?, ?, ?, ?, ?, ?, ?)", rows: w.traces, db)
+    }
+
+    /// A multi-row INSERT per chunk of rows; `tuple` spells one row with `?` for each bound value.
+    private func insertRows(_ head: String, tuple: String, rows: [[SQLValue]], suffix: String = "", _ db: any SQLExecutor) async throws {
+        for chunk in rows.chunked(200) { try await valuesStatement(head, tuple: tuple, rows: Array(chunk), suffix: suffix, db) }
+    }
+
+    /// One statement `head VALUES tuple, tuple, ... suffix` over all `rows` (empty: none); returns its rows.
+    @discardableResult
+    private func valuesStatement(_ head: String, tuple: String, rows: [[SQLValue]], suffix: String = "",
+                                 _ db: any SQLExecutor) async throws -> [SQLRow] {
+        guard !rows.isEmpty else { return [] }
+        let parts = tuple.split(separator: "?", omittingEmptySubsequences: false)
+        var sql = head + " VALUES "
+        var n = 0
+        for i in rows.indices {
+            if i > 0 { sql += ", " }
+            for (j, part) in parts.enumerated() {
+                sql += part
+                if j < parts.count - 1 {
+                    n += 1
+                    sql += "$\(n)"
+                }
+            }
+        }
+        return try await db.query(sql + suffix, rows.flatMap { $0 })
     }
 
     private func conversationRecord(_ r: SQLRow) throws -> ConversationRecord {
@@ -426,38 +667,6 @@ public final class SQLStore: Store, @unchecked Sendable {
             updatedAt: Timestamp(milliseconds: r.int("updated_at") ?? 0))
         record.version = r.int("row_version") ?? 0
         return record
-    }
-
-    private func write(_ o: TurnMachine.Outcome, previous: ConversationRecord, now: Timestamp, _ db: any SQLExecutor) async throws {
-        let c = o.conversation
-        let wait = c.continuation?.wait
-        try await db.run(Hot.UpdateConversation.self,
-            .text(c.id), c.continuation.map { SQLValue.blob($0.encoded()) } ?? .null, .text(c.status.rawValue),
-            wait.map { SQLValue.text($0.kind) } ?? .null, c.waitKey.map(SQLValue.text) ?? .null,
-            wait?.deadline.map { SQLValue.int($0.milliseconds) } ?? .null,
-            o.dueAt.map { SQLValue.int($0.milliseconds) } ?? .null, .int(Int64(c.continuation?.step ?? 0)),
-            c.failure.map(SQLValue.text) ?? .null, .int(max(c.updatedAt, now).milliseconds))
-        for (seq, disposition) in o.processed {
-            if disposition == .reroute {
-                try await db.execute("UPDATE events SET disposition = 'reroute', conversation_id = NULL WHERE seq = $1", .int(seq))
-            } else {
-                try await db.run(Hot.MarkProcessed.self, .int(seq), .int(now.milliseconds), .text(disposition.rawValue))
-            }
-        }
-        for e in o.outbox {
-            try await db.run(Hot.InsertOutbox.self,
-                .text(c.tenant), .text(c.id), .text(e.idempotencyKey), .int(Int64(e.effectID)), .text(e.kind.rawValue),
-                .text(e.action), .text(e.payload.jsonText), .int(now.milliseconds))
-        }
-        for m in o.messages {
-            try await db.run(Hot.InsertMessage.self,
-                .text(c.tenant), .text(c.id), .text(m.direction.rawValue), .text(m.text), .text(m.extra.jsonText), .int(m.at.milliseconds))
-        }
-        for t in o.traces {
-            try await db.run(Hot.InsertTrace.self,
-                .text(c.tenant), .text(c.id), .text(t.event.jsonText), .text(Value.list(t.visited.map(Value.string)).jsonText),
-                .text(t.effects.jsonText), .text(t.wait.jsonText), .text(t.status.rawValue), .int(t.at.milliseconds))
-        }
     }
 
     // MARK: Outbox
@@ -640,6 +849,18 @@ public final class SQLStore: Store, @unchecked Sendable {
                                            .int(now.milliseconds)).first?.int("n") ?? 0
             let deliveries = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'").first?.int("n") ?? 0
             return (Int(events + due), Int(deliveries))
+        }
+    }
+
+    /// Milliseconds from storing to processing each of a tenant's events received since `since`, for benchmarks.
+    public func eventLatencies(tenant: String, receivedSince since: Timestamp) async throws -> [Double] {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT processed_at - received_at AS ms FROM events
+                WHERE tenant_id = $1 AND received_at >= $2 AND processed_at IS NOT NULL
+                """, .text(tenant), .int(since.milliseconds)
+            ).compactMap { $0.int("ms").map(Double.init) }
         }
     }
 
@@ -964,5 +1185,12 @@ public final class SQLStore: Store, @unchecked Sendable {
         try await driver.transaction { db in
             try await db.execute("DELETE FROM traces WHERE at < $1 RETURNING id", .int(before.milliseconds)).count
         }
+    }
+}
+
+extension Array {
+    /// Consecutive slices of at most `size` elements.
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }

@@ -11,7 +11,7 @@ struct Flowline: AsyncParsableCommand {
         abstract: "Flowline: a durable runtime for conversational automation flows.",
         subcommands: [
             Serve.self, Check.self, Compile.self, Disasm.self, Chat.self,
-            Migrate.self, Publish.self, Send.self, Work.self, Conversations.self, MigrateConversations.self, Retry.self, Cancel.self,
+            Migrate.self, Publish.self, Send.self, Work.self, Conversations.self, MigrateConversations.self, Retry.self, Cancel.self, Bench.self,
         ]
     )
 }

@@ -43,4 +43,27 @@ import Testing
         #expect(try await store.channel(id: "ch0", tenant: "t2") == nil)
         await store.close()
     }
+
+    @Test(arguments: Backend.available)
+    func aBatchOfMessagesIsStoredInOneTransactionWithEachItemsOwnResult(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        try await store.ensureTenant(id: "t1", name: "t1")
+        let program = try Flows.compile(EngineTests.greeter)
+        let engine = Engine(store: store, connectors: ConnectorRegistry())
+        _ = try await engine.publish(tenant: "t1", program: program, source: EngineTests.greeter)
+        let start = try #require(try await store.publishedFlows(tenant: "t1").first)
+        let items = [
+            IngestItem(inbound: inbound("hello", from: "a", id: "1"), start: start, newConversationID: "conv-a"),
+            IngestItem(inbound: inbound("Ana", from: "a", id: "2"), start: start, newConversationID: "conv-a2"),
+            IngestItem(inbound: inbound("hello", from: "a", id: "1"), start: start, newConversationID: "conv-a3"),
+            IngestItem(inbound: inbound("what", from: "b", id: "3"), start: nil, newConversationID: "conv-b"),
+        ]
+        let results = try await store.ingest(batch: items, now: engine.now)
+        #expect(results == [.accepted(conversation: "conv-a", started: true), .accepted(conversation: "conv-a", started: false),
+                            .duplicate, .unrouted], "later items see earlier ones of the same batch")
+        #expect(try await store.conversations(tenant: "t1", status: nil, contact: nil).map(\.id) == ["conv-a"])
+        try await engine.drain()
+        #expect(try await store.messages(conversation: "conv-a", tenant: "t1").map(\.text) == ["hello", "Name?", "Ana", "Hi Ana", "Bye Ana"])
+        await store.close()
+    }
 }

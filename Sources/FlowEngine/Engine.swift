@@ -12,7 +12,7 @@ import Synchronization
 public final class Engine: Sendable {
     public struct Configuration: Sendable {
         /// Conversations per turn transaction: batching shares one commit among many turns.
-        public var turnBatch = 32
+        public var turnBatch = 64
         public var deliveryBatch = 32
         /// Most messages stored in one transaction, and how many such transactions may run at once.
         public var ingestBatch = 64
@@ -35,6 +35,9 @@ public final class Engine: Sendable {
     /// Concurrent ingests share transactions (group commit): a burst of messages costs a few fsyncs, not one each.
     private let ingests: GroupCommit<IngestItem, IngestResult>
     private let wakeups: AsyncStream<Void>
+    /// Wakes the delivery loop when turns have queued outbox rows.
+    private let deliveryWakeups: AsyncStream<Void>
+    private let deliveryWake: AsyncStream<Void>.Continuation
     private let wake: AsyncStream<Void>.Continuation
 
     public init(store: any Store, connectors: ConnectorRegistry, configuration: Configuration = Configuration(),
@@ -45,6 +48,7 @@ public final class Engine: Sendable {
         self.clock = clock
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (deliveryWakeups, deliveryWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         ingests = GroupCommit(
             maxBatch: configuration.ingestBatch, maxLeaders: configuration.ingestCommits,
             batch: { [store] items in try await store.ingest(batch: items, now: clock()) },
@@ -186,6 +190,7 @@ public final class Engine: Sendable {
             return outcome
         }
         if count > 0 {
+            deliveryWake.yield()
             EngineMetrics.turns.increment(by: count)
             let elapsed = ContinuousClock.now - started
             EngineMetrics.turnBatchDuration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
@@ -209,20 +214,26 @@ public final class Engine: Sendable {
         }
     }
 
-    /// Claims and performs one batch of outbox deliveries, concurrently; returns how many were attempted.
+    /// Claims and performs one batch of outbox deliveries, concurrently, and records their outcomes in one
+    /// transaction; returns how many were attempted.
     @discardableResult
     public func dispatch() async throws -> Int {
         let claimed = try await store.claimDeliveries(limit: configuration.deliveryBatch, now: now, lease: configuration.delivery.lease)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        guard !claimed.isEmpty else { return 0 }
+        let finished = await withTaskGroup(of: (Delivery, DeliveryMachine.Action).self) { group in
             for d in claimed {
-                group.addTask { try await self.deliver(d) }
+                group.addTask { (d, await self.deliver(d)) }
             }
-            try await group.waitForAll()
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        try await store.finishDeliveries(finished, now: now)
+        if finished.contains(where: { $0.0.entry.kind == .perform }) {
+            wake.yield()  // a connector's result (or failure) is an event its conversation waits for
         }
         return claimed.count
     }
 
-    private func deliver(_ d: Delivery) async throws {
+    private func deliver(_ d: Delivery) async -> DeliveryMachine.Action {
         let outcome: Result<Value, ConnectorError>
         if let connector = connectors.connector(for: d.entry.action) {
             do {
@@ -253,7 +264,7 @@ public final class Engine: Sendable {
             EngineMetrics.deliveries(outcome: "dead").increment()
             logger.warning("delivery dead-lettered", metadata: metadata.merging(["error": "\(error)"]) { a, _ in a })
         }
-        try await store.finishDelivery(d, action, now: now)
+        return action
     }
 
     /// Routes messages that arrived after their conversation ended; returns how many.
@@ -280,19 +291,27 @@ public final class Engine: Sendable {
         }
     }
 
-    /// Works until cancelled: the service loop of `flowline serve` and worker processes.
+    /// Works until cancelled: the service loop of `flowline serve` and worker processes. Turns and deliveries
+    /// run in two loops, so a slow connector never holds up the next turn.
     public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.loop(self.wakeups) { try await self.runTurns() + self.reroute() } }
+            group.addTask { await self.loop(self.deliveryWakeups) { try await self.dispatch() } }
+        }
+    }
+
+    /// Repeats `pass` while it finds work; then sleeps until woken or the poll interval passes.
+    private func loop(_ wakeups: AsyncStream<Void>, _ pass: @Sendable () async throws -> Int) async {
         while !Task.isCancelled {
             do {
-                if try await step() > 0 { continue }
+                if try await pass() > 0 { continue }
             } catch is CancellationError {
                 return
             } catch {
                 logger.error("engine pass failed; retrying", metadata: ["error": "\(error)"])
             }
-            // Sleep until woken by new work or the poll interval passes, whichever is first.
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { [wakeups] in for await _ in wakeups { return } }
+                group.addTask { for await _ in wakeups { return } }
                 group.addTask { [interval = configuration.pollInterval] in try? await Task.sleep(for: interval) }
                 await group.next()
                 group.cancelAll()

@@ -171,7 +171,8 @@ public protocol Store: Sendable {
     /// Claims due outbox rows (oldest first, one in flight per conversation) under a lease.
     func claimDeliveries(limit: Int, now: Timestamp, lease: Int64) async throws -> [Delivery]
     /// Records how a delivery ended; a finished connector action becomes an event for its conversation.
-    func finishDelivery(_ delivery: Delivery, _ action: DeliveryMachine.Action, now: Timestamp) async throws
+    /// Records the outcomes of a batch of deliveries in one transaction.
+    func finishDeliveries(_ outcomes: [(Delivery, DeliveryMachine.Action)], now: Timestamp) async throws
 
     /// Moves a conversation to another program with a mapped continuation, if it has not changed since it was
     /// read (`conversation.version`); false when it had.

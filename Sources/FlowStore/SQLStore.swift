@@ -26,6 +26,8 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
 public final class SQLStore: Store, @unchecked Sendable {
     let driver: any SQLDriver
     let logger: Logger
+    private let keyCache = ExpiringCache<String, APIKeyRecord>(lifetime: .seconds(2))
+    private let channelCache = ExpiringCache<ChannelKey, ChannelRecord>(lifetime: .seconds(2))
 
     init(driver: any SQLDriver, logger: Logger) {
         self.driver = driver
@@ -575,6 +577,8 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     /// What a batch of turns appends, gathered so each table gets one multi-row statement per batch.
     private struct TurnWrites {
+        /// `Hot.UpdateConversation`'s parameters, one row per turn.
+        var conversations: [[SQLValue]] = []
         var processed: [String: [Int64]] = [:]
         var rerouted: [Int64] = []
         var outbox: [[SQLValue]] = []
@@ -582,16 +586,16 @@ public final class SQLStore: Store, @unchecked Sendable {
         var traces: [[SQLValue]] = []
     }
 
-    /// Updates the conversation now (its row is locked by this transaction) and queues the rest of its writes.
+    /// Queues a turn's writes (its conversation row is locked by this transaction until the batch commits).
     private func write(_ o: TurnMachine.Outcome, now: Timestamp, into writes: inout TurnWrites, _ db: any SQLExecutor) async throws {
         let c = o.conversation
         let wait = c.continuation?.wait
-        try await db.run(Hot.UpdateConversation.self,
+        writes.conversations.append([
             .text(c.id), c.continuation.map { SQLValue.blob($0.encoded()) } ?? .null, .text(c.status.rawValue),
             wait.map { SQLValue.text($0.kind) } ?? .null, c.waitKey.map(SQLValue.text) ?? .null,
             wait?.deadline.map { SQLValue.int($0.milliseconds) } ?? .null,
             o.dueAt.map { SQLValue.int($0.milliseconds) } ?? .null, .int(Int64(c.continuation?.step ?? 0)),
-            c.failure.map(SQLValue.text) ?? .null, .int(max(c.updatedAt, now).milliseconds))
+            c.failure.map(SQLValue.text) ?? .null, .int(max(c.updatedAt, now).milliseconds)])
         for (seq, disposition) in o.processed {
             if disposition == .reroute { writes.rerouted.append(seq) } else { writes.processed[disposition.rawValue, default: []].append(seq) }
         }
@@ -610,6 +614,19 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     private func flush(_ w: TurnWrites, now: Timestamp, _ db: any SQLExecutor) async throws {
+        if postgres {
+            // One UPDATE … FROM (VALUES …) per batch; the casts give each column its type.
+            for chunk in w.conversations.chunked(200) {
+                try await valuesStatement(
+                    "UPDATE conversations AS c SET continuation = v.continuation, status = v.status, wait_kind = v.wait_kind, wait_key = v.wait_key, wake_at = v.wake_at, due_at = v.due_at, step = v.step, row_version = c.row_version + 1, failure = v.failure, updated_at = v.updated_at FROM (",
+                    tuple: "(?::text, ?::bytea, ?::text, ?::text, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::text, ?::bigint)",
+                    rows: Array(chunk),
+                    suffix: ") AS v(id, continuation, status, wait_kind, wait_key, wake_at, due_at, step, failure, updated_at) WHERE c.id = v.id", db)
+            }
+        } else {
+            // SQLite runs in-process: a statement per row costs no round trip.
+            for row in w.conversations { try await db.run(Hot.UpdateConversation.self, row) }
+        }
         for (disposition, seqs) in w.processed {
             for chunk in seqs.chunked(500) {
                 try await db.query("UPDATE events SET processed_at = $1, disposition = $2 WHERE seq IN (\(Self.placeholders(chunk.count, from: 3)))",
@@ -693,8 +710,15 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
-    public func finishDelivery(_ d: Delivery, _ action: DeliveryMachine.Action, now: Timestamp) async throws {
+    public func finishDeliveries(_ outcomes: [(Delivery, DeliveryMachine.Action)], now: Timestamp) async throws {
+        guard !outcomes.isEmpty else { return }
         try await driver.transaction { db in
+            for (d, action) in outcomes { try await self.finish(d, action, now: now, db) }
+        }
+    }
+
+    private func finish(_ d: Delivery, _ action: DeliveryMachine.Action, now: Timestamp, _ db: any SQLExecutor) async throws {
+        do {
             switch action {
             case .complete(let result):
                 let updated = try await db.run(Hot.CompleteDelivery.self, .int(d.id), .text(result.jsonText), .int(now.milliseconds))
@@ -942,10 +966,13 @@ public final class SQLStore: Store, @unchecked Sendable {
                      revoked: r.int("revoked_at") != nil)
     }
 
-    /// The live key with this prefix, if any.
+    /// The live key with this prefix, if any. Read on every request, so cached for two seconds; a key revoked
+    /// through this store is dropped at once, one revoked by another process within the two seconds.
     public func apiKey(prefix: String) async throws -> APIKeyRecord? {
-        try await driver.transaction { db in
-            try await db.execute("SELECT * FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL", .text(prefix)).first.map(self.apiKey)
+        try await keyCache.value(prefix) {
+            try await driver.transaction { db in
+                try await db.execute("SELECT * FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL", .text(prefix)).first.map(self.apiKey)
+            }
         }
     }
 
@@ -960,7 +987,9 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     /// Revokes a tenant's key; false when the tenant has no such key.
     public func revokeAPIKey(id: String, tenant: String, at: Timestamp) async throws -> Bool {
-        try await driver.transaction { db in
+        keyCache.removeAll { $0.id == id }
+        defer { keyCache.removeAll { $0.id == id } }
+        return try await driver.transaction { db in
             !(try await db.execute("UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING id",
                                    .text(id), .text(tenant), .int(at.milliseconds))).isEmpty
         }
@@ -1049,10 +1078,17 @@ public final class SQLStore: Store, @unchecked Sendable {
                       sealedSecret: r.text("secret"))
     }
 
+    /// A tenant's channel; cached for two seconds (read on every inbound message and every reply).
     public func channel(id: String, tenant: String) async throws -> ChannelRecord? {
-        try await driver.transaction { db in
-            try await db.execute("SELECT * FROM channels WHERE id = $1 AND tenant_id = $2", .text(id), .text(tenant)).first.map(self.channel)
+        try await channelCache.value(ChannelKey(id: id, tenant: tenant)) {
+            try await driver.transaction { db in
+                try await db.execute("SELECT * FROM channels WHERE id = $1 AND tenant_id = $2", .text(id), .text(tenant)).first.map(self.channel)
+            }
         }
+    }
+
+    struct ChannelKey: Hashable, Sendable {
+        var id, tenant: String
     }
 
     public func channels(tenant: String, limit: Int = Int(Int32.max), offset: Int = 0) async throws -> (items: [ChannelRecord], total: Int) {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The semantics of the expression operators; every failure is a `FlowVMError.expression`.
 enum Operators {
@@ -112,9 +113,23 @@ enum Operators {
 
     static func regexMatches(_ subject: String, _ pattern: String) throws -> Bool {
         guard subject.utf16.count <= maxRegexSubject else { throw error("text too long to match a pattern against") }
-        guard let re = try? NSRegularExpression(pattern: pattern) else {
+        guard let re = compiledPattern(pattern) else {
             throw error("invalid pattern '\(pattern.prefix(60))'")
         }
         return re.firstMatch(in: subject, range: NSRange(subject.startIndex..., in: subject)) != nil
+    }
+
+    /// Compiled patterns, shared by every VM: a flow's patterns are few and compiling one costs far more than
+    /// matching it. Bounded, since patterns can be computed.
+    private static let patterns = Mutex<[String: NSRegularExpression]>([:])
+
+    static func compiledPattern(_ pattern: String) -> NSRegularExpression? {
+        if let cached = patterns.withLock({ $0[pattern] }) { return cached }
+        guard let re = try? NSRegularExpression(pattern: pattern) else { return nil }
+        patterns.withLock { cache in
+            if cache.count >= 512 { cache.removeAll(keepingCapacity: true) }
+            cache[pattern] = re
+        }
+        return re
     }
 }

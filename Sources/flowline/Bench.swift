@@ -21,11 +21,12 @@ struct Bench: AsyncParsableCommand {
 
     @Option(help: "A PostgreSQL server to create benchmark databases on (or $FLOWLINE_TEST_POSTGRES_URL).")
     var postgres: String?
-    @Option(help: "Conversations in the durable-turn run.") var conversations = 2_000
+    @Option(help: "Conversations in the durable-turn run.") var conversations = 4_000
     @Option(help: "Messages per conversation in the durable-turn run.") var messages = 5
-    @Option(help: "Concurrent producers (and PostgreSQL connections for the ceiling).") var concurrency = 8
+    @Option(help: "Concurrent producers: callers storing messages at once (webhooks, API clients).") var concurrency = 64
+    @Option(help: "PostgreSQL connections for the ceiling: the engine's pool size.") var connections = 16
     @Option(help: "Concurrent turn workers.") var workers = 4
-    @Option(help: "Conversations per turn transaction.") var batch = 32
+    @Option(help: "Conversations per turn transaction.") var batch = 64
     @Option(help: "Timers coming due together.") var timers = 100_000
     @Option(help: "HTTP message rates per second, comma-separated.") var rates = "250,500,1000"
     @Option(help: "Seconds per HTTP rate and for the ceiling.") var seconds = 10
@@ -52,8 +53,8 @@ struct Bench: AsyncParsableCommand {
             }
         }
         if wanted("ceiling") || wanted("durable") {
-            table.add("PostgreSQL ceiling: prepared one-row UPDATE, \(concurrency) connections, autocommit",
-                      try await pg.ceiling(concurrency: concurrency, seconds: seconds), unit: "tx/s")
+            table.add("PostgreSQL ceiling: prepared one-row UPDATE, \(connections) connections, autocommit",
+                      try await pg.ceiling(concurrency: connections, seconds: seconds), unit: "tx/s")
         }
         if wanted("http") {
             for rate in rates.split(separator: ",").compactMap({ Int($0) }) {

@@ -53,7 +53,7 @@ struct Work: AsyncParsableCommand {
     var lease: Int64 = 60
 
     @Option(help: "Conversations per turn transaction.")
-    var batch = 32
+    var batch = 64
 
     @Flag(help: "Stop once there is no work left to do now, instead of waiting for more.")
     var untilIdle = false

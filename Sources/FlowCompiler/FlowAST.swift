@@ -39,14 +39,18 @@ struct FlowAST: Sendable {
     var trigger: Trigger?
     var variables: [Variable] = []
     var start: Located<String>?
-    var blocks: [Block] = []
+    var blocks: [Block] = [] {
+        didSet { blockIndex = Dictionary(blocks.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first }) }
+    }
+    /// Position of each block id in `blocks`: lookups by id are constant time, so checks stay linear in flow size.
+    private(set) var blockIndex: [String: Int] = [:]
     /// Blocks whose body had errors: they exist for references, but are not analysed further.
     var brokenBlocks: Set<String> = []
     /// Seconds to gather a burst of messages into one turn (`debounce:`).
     var debounce: Int?
     var location: SourcePosition
 
-    func block(_ id: String) -> Block? { blocks.first { $0.id == id } }
+    func block(_ id: String) -> Block? { blockIndex[id].map { blocks[$0] } }
 }
 
 /// One branch of `next:`.

@@ -180,11 +180,13 @@ struct FlowParser {
             case "debounce": ast.debounce = duration(e.value, "debounce")
             case "blocks":
                 guard let blockEntries = mapping(e.value, "blocks") else { continue }
+                var blocks: [Block] = []
                 for b in blockEntries {
                     block = b.key
-                    if let parsed = parseBlock(b) { ast.blocks.append(parsed) } else { ast.brokenBlocks.insert(b.key) }
+                    if let parsed = parseBlock(b) { blocks.append(parsed) } else { ast.brokenBlocks.insert(b.key) }
                     block = nil
                 }
+                ast.blocks = blocks  // once: assigning re-indexes the blocks by id
             default: break
             }
         }

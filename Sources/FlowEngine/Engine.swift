@@ -13,7 +13,7 @@ public final class Engine: Sendable {
     public struct Configuration: Sendable {
         /// Conversations per turn transaction: batching shares one commit among many turns.
         public var turnBatch = 64
-        public var deliveryBatch = 32
+        public var deliveryBatch = 64
         /// Most messages stored in one transaction, and how many such transactions may run at once.
         public var ingestBatch = 64
         public var ingestCommits = 2

@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Connectors", targets: ["Connectors"]),
         .library(name: "FlowEngine", targets: ["FlowEngine"]),
         .library(name: "FlowStore", targets: ["FlowStore"]),
+        .library(name: "CRMConnector", targets: ["CRMConnector"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -41,6 +42,8 @@ let package = Package(
             dependencies: [
                 "FlowVM", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -51,6 +54,15 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The example custom connector of docs/connectors.md: copy it to write your own.
+        .target(
+            name: "CRMConnector",
+            dependencies: [
+                "FlowEngine", "FlowVM",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
@@ -72,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "flowline",
             dependencies: [
-                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "Server",
+                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "Server", "CRMConnector",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // For `flowline bench`: a load generator, a callback receiver and the PostgreSQL ceiling.
@@ -107,6 +119,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "FlowCompiler", "FlowVM"]),
+        .testTarget(
+            name: "CRMConnectorTests",
+            dependencies: [
+                "CRMConnector", "FlowEngine", "FlowStore", "FlowVM", "FlowCompiler", "Connectors",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,4 +1,7 @@
+import AsyncHTTPClient
 import FlowVM
+import Logging
+import NIOCore
 
 /// What a connector knows about the call it is making.
 public struct ConnectorContext: Sendable {
@@ -8,21 +11,71 @@ public struct ConnectorContext: Sendable {
     public var idempotencyKey: String
     /// This attempt's number, from 1.
     public var attempt: Int
+    /// Carries the tenant, conversation and key as metadata. Never log parameters that may hold personal data
+    /// or secrets.
+    public var logger: Logger
+    /// A shared HTTP client (no redirects followed); pass `deadline` as the request's deadline.
+    public var http: HTTPClient
+    /// When the engine gives up on this attempt (and retries it later as `timeout`).
+    public var deadline: ContinuousClock.Instant
 
-    public init(tenant: String, conversation: String, idempotencyKey: String, attempt: Int) {
+    /// Time left until `deadline`, as AsyncHTTPClient's `timeout:` takes it.
+    public var remaining: TimeAmount { .nanoseconds(max(0, Int64((deadline - .now) / .nanoseconds(1)))) }
+
+    public init(tenant: String, conversation: String, idempotencyKey: String, attempt: Int,
+                logger: Logger = Logger(label: "flowline.connector"), http: HTTPClient = .shared,
+                deadline: ContinuousClock.Instant = .now + .seconds(30)) {
         self.tenant = tenant
         self.conversation = conversation
         self.idempotencyKey = idempotencyKey
         self.attempt = attempt
+        self.logger = logger
+        self.http = http
+        self.deadline = deadline
+    }
+}
+
+/// A credential a connector needs (an API key, an app secret): the builder asks for it, the server keeps it
+/// write-only and sealed at rest, and it never reaches a log or an error message.
+public struct CredentialDefinition: Sendable, Hashable {
+    public var name: String
+    public var summary: String
+
+    public init(name: String, summary: String) {
+        self.name = name
+        self.summary = summary
     }
 }
 
 /// Something flows can reach: a channel that sends messages (`channel.send`) or a service with actions
-/// (`stripe.checkout`). Implementations throw `ConnectorError` to say whether a failure is worth retrying.
+/// (`crm.lookup`). Each action comes with JSON Schemas of its parameters and result, so a custom connector is
+/// checked by the compiler and drawn by the builder exactly like a built-in one (docs/connectors.md).
+///
+/// `perform` runs at least once per effect, possibly more after a crash or a retry, always with the same
+/// `context.idempotencyKey`. Throw `ConnectorError` to say whether a failure is worth retrying.
 public protocol Connector: Sendable {
-    /// The action names this connector performs.
-    var actions: [String] { get }
+    /// The actions this connector performs, named `connector.action`.
+    var definitions: [ActionDefinition] { get }
+    /// The credentials it needs (none by default).
+    var credentials: [CredentialDefinition] { get }
     func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value
+}
+
+extension Connector {
+    public var credentials: [CredentialDefinition] { [] }
+    /// The names of `definitions`.
+    public var actions: [String] { definitions.map(\.name) }
+}
+
+extension ActionDefinition {
+    /// The engine's own action for outbound messages; every channel performs it. Not for `use:`.
+    public static let channelSend = ActionDefinition(
+        name: "channel.send", summary: "Send a message to the conversation's contact on its channel",
+        parameters: [
+            "type": "object", "required": ["channel", "contact", "message"],
+            "properties": ["channel": ["type": "string"], "contact": ["type": "string"], "message": ["type": "object"]],
+        ],
+        result: ["type": "object"])
 }
 
 /// The connectors of one engine, by action name.
@@ -33,9 +86,20 @@ public struct ConnectorRegistry: Sendable {
         for c in connectors { register(c) }
     }
 
+    /// Adds a connector; a later one replaces an earlier one for the same action name.
     public mutating func register(_ connector: any Connector) {
         for a in connector.actions { byAction[a] = connector }
     }
 
     public func connector(for action: String) -> (any Connector)? { byAction[action] }
+
+    /// `base` (the built-in actions) with every registered action flows may `use:`, so the compiler checks
+    /// parameters against their schemas and the catalog API lists them. Engine actions (`channel.*`) stay out.
+    public func catalog(adding base: ActionCatalog) -> ActionCatalog {
+        var catalog = base
+        for connector in byAction.values {
+            for d in connector.definitions where !d.name.hasPrefix("channel.") { catalog.register(d) }
+        }
+        return catalog
+    }
 }

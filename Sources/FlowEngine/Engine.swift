@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import FlowVM
 import Foundation
 import Logging
@@ -18,6 +19,10 @@ public final class Engine: Sendable {
         public var ingestBatch = 64
         public var ingestCommits = 2
         public var delivery = DeliveryPolicy()
+        /// How long one connector call may take before it is abandoned and retried as `timeout`.
+        public var connectorTimeout: Duration = .seconds(30)
+        /// The HTTP client connectors get in their context.
+        public var http: HTTPClient = .shared
         /// How long an idle worker sleeps before looking for work again (new work wakes it earlier).
         public var pollInterval: Duration = .milliseconds(200)
         public init() {}
@@ -233,17 +238,43 @@ public final class Engine: Sendable {
         return claimed.count
     }
 
+    /// Runs `body`, or fails with a retryable `timeout` once `deadline` passes (the body is cancelled).
+    static func withDeadline<T: Sendable>(_ deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T)
+        async throws -> T
+    {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw ConnectorError(code: "timeout", message: "the connector did not answer before its deadline", retryable: true)
+            }
+            return value
+        }
+    }
+
     private func deliver(_ d: Delivery) async -> DeliveryMachine.Action {
         let outcome: Result<Value, ConnectorError>
         if let connector = connectors.connector(for: d.entry.action) {
+            var log = logger
+            log[metadataKey: "conversation"] = "\(d.conversation)"
+            log[metadataKey: "tenant"] = "\(d.tenant)"
+            log[metadataKey: "key"] = "\(d.entry.idempotencyKey)"
+            let context = ConnectorContext(tenant: d.tenant, conversation: d.conversation, idempotencyKey: d.entry.idempotencyKey,
+                                           attempt: d.attempt, logger: log, http: configuration.http,
+                                           deadline: .now + configuration.connectorTimeout)
             do {
-                let context = ConnectorContext(tenant: d.tenant, conversation: d.conversation, idempotencyKey: d.entry.idempotencyKey,
-                                               attempt: d.attempt)
-                outcome = .success(try await connector.perform(action: d.entry.action, parameters: d.entry.payload, context: context))
+                outcome = .success(try await Self.withDeadline(context.deadline) {
+                    try await connector.perform(action: d.entry.action, parameters: d.entry.payload, context: context)
+                })
             } catch let e as ConnectorError {
                 outcome = .failure(e)
             } catch {
-                outcome = .failure(ConnectorError(code: "error", message: "\(error)", retryable: true))
+                // Only the error's type: a description may carry a URL, a header or a body.
+                outcome = .failure(ConnectorError(code: "error", message: "the connector failed (\(type(of: error)))", retryable: true))
             }
         } else {
             outcome = .failure(ConnectorError(code: "no_connector", message: "no connector performs \(d.entry.action)", retryable: false))

@@ -5,7 +5,7 @@ import Foundation
 /// `{"key": ..., "contact": ..., "text": ..., "message": {...}}`. For local runs and for crash tests, where a
 /// separate process reads what was "sent". Each line is one `write(2)` on an `O_APPEND` descriptor.
 public final class FileChannel: Connector, @unchecked Sendable {
-    public let actions = ["channel.send"]
+    public let definitions = [ActionDefinition.channelSend]
     private let fd: Int32
 
     public init(path: String) throws {

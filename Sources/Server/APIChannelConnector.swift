@@ -14,7 +14,7 @@ import NIOCore
 /// 2xx completes the delivery; 408, 425, 429 and 5xx, timeouts and refused connections are retried (honouring
 /// `Retry-After`); other statuses, redirects included, are permanent failures.
 struct APIChannelConnector: Connector {
-    let actions = ["channel.send"]
+    let definitions = [ActionDefinition.channelSend]
     let store: SQLStore
     let secrets: SecretBox?
     let http: HTTPClient

@@ -25,6 +25,8 @@ public struct ServerConfiguration: Sendable {
     public var platformKey: String?
     /// Seals channel secrets at rest (`FLOWLINE_SECRET_KEY`, 32 bytes in base64).
     public var secretKey: String?
+    /// Custom connectors (docs/connectors.md): their actions join the catalog and the compiler's checks.
+    public var connectors: [any Connector] = []
 
     public init() {}
 }
@@ -74,9 +76,9 @@ public enum FlowlineServer {
         return router
     }
 
-    /// The engine's connectors when serving.
-    public static func connectors(store: SQLStore, secrets: SecretBox?, http: HTTPClient) -> ConnectorRegistry {
-        ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, http: http)])
+    /// The engine's connectors when serving: the channels, then the custom connectors.
+    public static func connectors(store: SQLStore, secrets: SecretBox?, http: HTTPClient, custom: [any Connector] = []) -> ConnectorRegistry {
+        ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, http: http)] + custom)
     }
 
     /// The HTTP client connectors share: no redirects (a webhook that moved is a configuration error to surface).
@@ -113,6 +115,7 @@ public enum FlowlineServer {
     public static func bootstrap(store: SQLStore, engine: Engine, configuration: ServerConfiguration, logger: Logger)
         async throws -> (admin: String, platform: String)?
     {
+        let catalog = engine.connectors.catalog(adding: BuiltinActions.catalog)
         try await store.migrate()
         let tenant = configuration.demoTenant
         var createdKey: (String, String)?
@@ -129,7 +132,7 @@ public enum FlowlineServer {
             _ = try await APIKeys.create(store: store, tenant: tenant, role: .admin, label: "FLOWLINE_ADMIN_KEY", fixed: fixed)
         }
         if let dir = configuration.flowsDirectory, FileManager.default.fileExists(atPath: dir) {
-            let compiler = FlowCompiler(catalog: BuiltinActions.catalog)
+            let compiler = FlowCompiler(catalog: catalog)
             let published = try await store.publishedFlows(tenant: tenant)
             let files = (try FileManager.default.contentsOfDirectory(atPath: dir)).filter {
                 ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json")) && !$0.contains(".mock.")
@@ -152,12 +155,15 @@ public enum FlowlineServer {
 
     /// Runs the server and the engine until SIGTERM or SIGINT; in-flight turns finish before it exits.
     public static func run(_ configuration: ServerConfiguration, logger: Logger) async throws {
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let metrics = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
         let secrets = try secretBox(configuration, logger: logger)
         let store = try await SQLStore.open(configuration.database, logger: logger)
         let http = makeHTTPClient()
-        let engine = Engine(store: store, connectors: connectors(store: store, secrets: secrets, http: http), logger: logger)
+        let registry = connectors(store: store, secrets: secrets, http: http, custom: configuration.connectors)
+        var engineConfiguration = Engine.Configuration()
+        engineConfiguration.http = http
+        let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
         if let keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
             say("""
                 Admin API key for tenant '\(configuration.demoTenant)' (shown once, store it now):
@@ -167,7 +173,8 @@ public enum FlowlineServer {
                 """)
         }
         let app = Application(
-            router: router(store: store, engine: engine, catalog: BuiltinActions.catalog, secrets: secrets, metrics: registry),
+            router: router(store: store, engine: engine, catalog: registry.catalog(adding: BuiltinActions.catalog), secrets: secrets,
+                           metrics: metrics),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
             services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],
             logger: logger)

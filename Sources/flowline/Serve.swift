@@ -1,4 +1,5 @@
 import ArgumentParser
+import CRMConnector
 import Foundation
 import Logging
 import Server
@@ -21,6 +22,10 @@ struct Serve: AsyncParsableCommand {
         config.adminKey = env["FLOWLINE_ADMIN_KEY"]
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
         config.secretKey = env["FLOWLINE_SECRET_KEY"]
+        // The example custom connector (docs/connectors.md), when a CRM is configured.
+        if let url = env["FLOWLINE_CRM_URL"] {
+            config.connectors.append(CRMConnector(baseURL: url, apiKey: env["FLOWLINE_CRM_API_KEY"] ?? ""))
+        }
         config.flowsDirectory = flows
         var logger = Logger(label: "flowline")
         logger.logLevel = env["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info

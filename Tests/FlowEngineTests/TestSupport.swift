@@ -75,7 +75,7 @@ final class TestClock: Sendable {
 /// The receiving end of `channel.send`: records every delivery, de-duplicating by idempotency key the way
 /// a real channel integration must, and remembering duplicates so tests can count them.
 final class RecordingChannel: Connector, Sendable {
-    let actions = ["channel.send"]
+    let definitions = [ActionDefinition.channelSend]
     private let state = Mutex<(byKey: [String: Value], order: [String], byContact: [String: [String]], duplicates: Int,
                                failuresLeft: Int)>(([:], [], [:], 0, 0))
 
@@ -110,12 +110,12 @@ final class RecordingChannel: Connector, Sendable {
 
 /// A connector action that fails a set number of times, then answers.
 final class ScriptedConnector: Connector, Sendable {
-    let actions: [String]
+    let definitions: [ActionDefinition]
     private let plan: Mutex<[Result<Value, ConnectorError>]>
     private let calls = Mutex<[String]>([])
 
     init(action: String, plan: [Result<Value, ConnectorError>]) {
-        actions = [action]
+        definitions = [ActionDefinition(name: action, summary: "scripted", parameters: ["type": "object"], result: [:])]
         self.plan = Mutex(plan)
     }
 

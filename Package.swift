@@ -36,7 +36,15 @@ let package = Package(
             name: "FlowCompiler",
             dependencies: ["FlowVM", .product(name: "Yams", package: "Yams")]
         ),
-        .target(name: "Connectors", dependencies: ["FlowVM"]),
+        .target(
+            name: "Connectors",
+            dependencies: [
+                "FlowVM", "FlowEngine",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "FlowEngine",
             dependencies: [
@@ -118,7 +126,15 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "FlowCompiler", "FlowVM"]),
+        .testTarget(
+            name: "ConnectorsTests",
+            dependencies: [
+                "Connectors", "FlowCompiler", "FlowVM", "FlowEngine",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(
             name: "CRMConnectorTests",
             dependencies: [

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import Crypto
+import Connectors
 import FlowEngine
 import FlowStore
 import FlowVM
@@ -20,12 +20,9 @@ struct APIChannelConnector: Connector {
     let http: HTTPClient
     var timeout: TimeAmount = .seconds(10)
 
-    /// The signature header of a callback body signed at `time` (unix seconds).
+    /// The signature header of a callback body signed at `time` (unix seconds): the webhook connector's scheme.
     static func signature(body: [UInt8], secret: String, time: Int64) -> String {
-        var signed = Array("\(time).".utf8)
-        signed += body
-        let mac = HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(time),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+        HTTPWebhookConnector.signature(body: body, secret: secret, time: time)
     }
 
     func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {

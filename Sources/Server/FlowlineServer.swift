@@ -27,6 +27,8 @@ public struct ServerConfiguration: Sendable {
     public var secretKey: String?
     /// Custom connectors (docs/connectors.md): their actions join the catalog and the compiler's checks.
     public var connectors: [any Connector] = []
+    /// Signs every `webhook:` request when set (`FLOWLINE_WEBHOOK_SIGNING_SECRET`).
+    public var webhookSigningSecret: String?
 
     public init() {}
 }
@@ -160,7 +162,8 @@ public enum FlowlineServer {
         let secrets = try secretBox(configuration, logger: logger)
         let store = try await SQLStore.open(configuration.database, logger: logger)
         let http = makeHTTPClient()
-        let registry = connectors(store: store, secrets: secrets, http: http, custom: configuration.connectors)
+        let registry = connectors(store: store, secrets: secrets, http: http,
+                                  custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
         var engineConfiguration = Engine.Configuration()
         engineConfiguration.http = http
         let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)

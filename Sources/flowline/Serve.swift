@@ -22,6 +22,7 @@ struct Serve: AsyncParsableCommand {
         config.adminKey = env["FLOWLINE_ADMIN_KEY"]
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
         config.secretKey = env["FLOWLINE_SECRET_KEY"]
+        config.webhookSigningSecret = env["FLOWLINE_WEBHOOK_SIGNING_SECRET"]
         // The example custom connector (docs/connectors.md), when a CRM is configured.
         if let url = env["FLOWLINE_CRM_URL"] {
             config.connectors.append(CRMConnector(baseURL: url, apiKey: env["FLOWLINE_CRM_API_KEY"] ?? ""))

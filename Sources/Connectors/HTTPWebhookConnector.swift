@@ -1,0 +1,114 @@
+import AsyncHTTPClient
+import Crypto
+import FlowEngine
+import FlowVM
+import Foundation
+import NIOCore
+
+/// `http.request`, the action behind the `webhook:` block: calls any HTTP endpoint with the flow's data.
+///
+/// The method defaults to POST when there is a body and GET otherwise. The body is sent as JSON, or as a form
+/// when the flow sets `Content-Type: application/x-www-form-urlencoded`. Every request carries
+/// `Idempotency-Key` (stable across retries) and, when a signing secret is configured,
+/// `Flowline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>` so receivers can verify us.
+///
+/// 2xx answers `{status, headers, body}` (the body parsed when it is JSON, else text). 408, 425, 429 and 5xx,
+/// timeouts and refused connections are retried, honouring `Retry-After`; other statuses go to `on_error`
+/// with `error.code` `http_<status>`.
+public struct HTTPWebhookConnector: Connector {
+    private let signingSecret: String?
+
+    /// - Parameter signingSecret: signs every request when set (`FLOWLINE_WEBHOOK_SIGNING_SECRET`).
+    public init(signingSecret: String? = nil) {
+        self.signingSecret = signingSecret
+    }
+
+    public var definitions: [ActionDefinition] { BuiltinActions.all.filter { $0.name == "http.request" } }
+
+    static let maxResponse = 1 << 20
+
+    public func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
+        guard case .string(let urlText) = parameters["url"], var url = URLComponents(string: urlText),
+              ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+            throw ConnectorError(code: "invalid_url", message: "the webhook URL must be an http or https URL", retryable: false)
+        }
+        if case .map(let query) = parameters["query"], !query.isEmpty {
+            url.queryItems = (url.queryItems ?? []) + query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: Self.text($0.value)) }
+        }
+        var headers: [(String, String)] = []
+        if case .map(let h) = parameters["headers"] {
+            for (name, value) in h.sorted(by: { $0.key < $1.key }) { headers.append((name, Self.text(value))) }
+        }
+        let contentType = headers.first { $0.0.lowercased() == "content-type" }?.1.lowercased()
+        var body: [UInt8]?
+        if parameters["body"] != .null {
+            if contentType?.hasPrefix("application/x-www-form-urlencoded") == true {
+                guard case .map(let fields) = parameters["body"] else {
+                    throw ConnectorError(code: "invalid_body", message: "a form body must be a map of fields", retryable: false)
+                }
+                var form = URLComponents()
+                form.queryItems = fields.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: Self.text($0.value)) }
+                body = Array((form.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B").utf8)
+            } else {
+                body = Array(parameters["body"].jsonText.utf8)
+                if contentType == nil { headers.append(("Content-Type", "application/json")) }
+            }
+        }
+        let method = parameters["method"].text.isEmpty ? (body == nil ? "GET" : "POST") : parameters["method"].text.uppercased()
+
+        guard let urlString = url.string else {
+            throw ConnectorError(code: "invalid_url", message: "the webhook URL must be an http or https URL", retryable: false)
+        }
+        var request = HTTPClientRequest(url: urlString)
+        request.method = .init(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.headers.add(name: "User-Agent", value: "Flowline")
+        request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
+        if let signingSecret {
+            request.headers.add(name: "Flowline-Signature",
+                                value: Self.signature(body: body ?? [], secret: signingSecret, time: Int64(Date().timeIntervalSince1970)))
+        }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+
+        var timeout = context.remaining
+        if case .string(let t) = parameters["timeout"], let seconds = DurationParser.seconds(t) {
+            timeout = min(timeout, .seconds(seconds))
+        }
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await context.http.execute(request, timeout: timeout)
+            bytes = try await response.body.collect(upTo: Self.maxResponse)
+        } catch {
+            throw ConnectorError(code: "unreachable", message: "the webhook did not answer in time or refused the connection",
+                                 retryable: true)
+        }
+        let status = Int(response.status.code)
+        switch status {
+        case 200..<300:
+            var answerHeaders: [String: Value] = [:]
+            for h in response.headers { answerHeaders[h.name.lowercased()] = .string(h.value) }
+            let text = String(buffer: bytes)
+            let isJSON = response.headers.first(name: "Content-Type")?.lowercased().contains("json") == true
+            return ["status": .number(Double(status)), "headers": .map(answerHeaders),
+                    "body": isJSON ? (Value(json: text) ?? .string(text)) : (text.isEmpty ? .null : .string(text))]
+        case 408, 425, 429, 500...:
+            throw ConnectorError(code: "http_\(status)", message: "the webhook answered \(status)", retryable: true,
+                                 retryAfter: response.headers.first(name: "Retry-After").flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) })
+        default:
+            throw ConnectorError(code: "http_\(status)", message: "the webhook answered \(status)", retryable: false)
+        }
+    }
+
+    /// A parameter as header, query or form text.
+    static func text(_ v: Value) -> String {
+        if case .string(let s) = v { return s }
+        return v.jsonText
+    }
+
+    /// `t=<time>,v1=<hex HMAC-SHA256(secret, "time.body")>`, the scheme of `api` channel callbacks too.
+    public static func signature(body: [UInt8], secret: String, time: Int64) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Array("\(time).".utf8) + body, using: SymmetricKey(data: Data(secret.utf8)))
+        return "t=\(time),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -94,10 +94,22 @@ public struct HTTPWebhookConnector: Connector {
                     "body": isJSON ? (Value(json: text) ?? .string(text)) : (text.isEmpty ? .null : .string(text))]
         case 408, 425, 429, 500...:
             throw ConnectorError(code: "http_\(status)", message: "the webhook answered \(status)", retryable: true,
-                                 retryAfter: response.headers.first(name: "Retry-After").flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) })
+                                 retryAfter: Self.retryAfter(response.headers.first(name: "Retry-After"), now: Date()))
         default:
             throw ConnectorError(code: "http_\(status)", message: "the webhook answered \(status)", retryable: false)
         }
+    }
+
+    /// Seconds to wait from a `Retry-After` header: a number of seconds or an HTTP date (RFC 9110).
+    public static func retryAfter(_ header: String?, now: Date) -> Int64? {
+        guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return nil }
+        if let seconds = Int64(header) { return max(0, seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: header) else { return nil }
+        return max(0, Int64(date.timeIntervalSince(now).rounded(.up)))
     }
 
     /// A parameter as header, query or form text.

@@ -72,6 +72,9 @@ public enum FlowGraph {
 
     /// The envelope's types: text where text belongs, nodes and edges as lists of maps. (The flow inside may still
     /// have mistakes; the compiler reports those.)
+    /// The ports an edge may leave a node from.
+    public static let ports: Set<String> = ["next", "branch", "on_error", "on_invalid", "timeout", "goto", "call"]
+
     static func isWellFormed(_ g: [String: Value]) -> Bool {
         func isText(_ v: Value?) -> Bool { if case .string = v ?? .string("") { true } else { false } }
         guard isText(g["flow"]), isText(g["start"]), isText(g["description"]), case .list(let nodes)? = g["nodes"] else { return false }
@@ -83,7 +86,8 @@ public enum FlowGraph {
         case nil: return true
         case .list(let edges)?:
             return edges.allSatisfy { e in
-                guard case .map = e, case .string = e["from"], case .string = e["port"], case .string = e["to"] else { return false }
+                guard case .map = e, case .string = e["from"], case .string(let port) = e["port"], ports.contains(port),
+                      case .string = e["to"] else { return false }
                 return e["when"] == .null || isText(e["when"])
             }
         default: return false

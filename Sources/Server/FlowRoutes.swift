@@ -68,7 +68,7 @@ struct FlowRoutes {
                 do {
                     source = try FlowGraph.source(fromGraph: value)
                 } catch {
-                    throw Problem(.badRequest, "a graph needs a nodes list (and edges)")
+                    throw Problem(.badRequest, "a graph needs a nodes list, and edges from a node's port (\(FlowGraph.ports.sorted().joined(separator: ", "))) to a node")
                 }
             }
         }

@@ -79,8 +79,8 @@ public enum FlowlineServer {
     }
 
     /// The engine's connectors when serving: the channels, then the custom connectors.
-    public static func connectors(store: SQLStore, secrets: SecretBox?, http: HTTPClient, custom: [any Connector] = []) -> ConnectorRegistry {
-        ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, http: http)] + custom)
+    public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = []) -> ConnectorRegistry {
+        ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets)] + custom)
     }
 
     /// The HTTP client connectors share: no redirects (a webhook that moved is a configuration error to surface).
@@ -162,7 +162,7 @@ public enum FlowlineServer {
         let secrets = try secretBox(configuration, logger: logger)
         let store = try await SQLStore.open(configuration.database, logger: logger)
         let http = makeHTTPClient()
-        let registry = connectors(store: store, secrets: secrets, http: http,
+        let registry = connectors(store: store, secrets: secrets,
                                   custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
         var engineConfiguration = Engine.Configuration()
         engineConfiguration.http = http

@@ -125,4 +125,13 @@ import Testing
         }
         #expect(refused?.code == "unreachable" && refused?.retryable == true)
     }
+
+    @Test func retryAfterReadsSecondsAndHTTPDates() {
+        let now = Date(timeIntervalSince1970: 1_700_000_000)
+        #expect(HTTPWebhookConnector.retryAfter("120", now: now) == 120)
+        #expect(HTTPWebhookConnector.retryAfter(" 5 ", now: now) == 5)
+        #expect(HTTPWebhookConnector.retryAfter("Tue, 14 Nov 2023 22:14:20 GMT", now: now) == 60)
+        #expect(HTTPWebhookConnector.retryAfter("soon", now: now) == nil)
+        #expect(HTTPWebhookConnector.retryAfter(nil, now: now) == nil)
+    }
 }

@@ -54,4 +54,13 @@ import Testing
         #expect(result.diagnostics.isEmpty, "\(result.diagnostics.map(\.formatted))")
         #expect(try FlowGraph.graph(fromSource: source, file: "g.json") == graph)
     }
+
+    @Test func anEdgeFromAnUnknownPortIsRefusedNotDropped() throws {
+        let graph: Value = [
+            "flow": "g", "start": "a",
+            "nodes": [["id": "a", "type": "text", "params": ["text": "hi"]], ["id": "b", "type": "end", "params": ["end": "bye"]]],
+            "edges": [["from": "a", "port": "nxet", "to": "b"]],
+        ]
+        #expect(throws: FlowCompilerError.self) { try FlowGraph.source(fromGraph: graph) }
+    }
 }

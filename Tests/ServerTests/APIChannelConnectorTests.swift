@@ -1,3 +1,4 @@
+import Connectors
 import Crypto
 import FlowEngine
 import FlowStore
@@ -184,14 +185,5 @@ import Testing
             }
         }
         await keyless.store.close()
-    }
-
-    @Test func retryAfterReadsSecondsAndHTTPDates() {
-        let now = Date(timeIntervalSince1970: 1_700_000_000)
-        #expect(APIChannelConnector.retryAfter("120", now: now) == 120)
-        #expect(APIChannelConnector.retryAfter(" 5 ", now: now) == 5)
-        #expect(APIChannelConnector.retryAfter("Tue, 14 Nov 2023 22:14:20 GMT", now: now) == 60)
-        #expect(APIChannelConnector.retryAfter("soon", now: now) == nil)
-        #expect(APIChannelConnector.retryAfter(nil, now: now) == nil)
     }
 }

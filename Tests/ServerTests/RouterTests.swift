@@ -25,7 +25,7 @@ import Prometheus
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
-            let connectors = FlowlineServer.connectors(store: store, secrets: secrets, http: .shared)
+            let connectors = FlowlineServer.connectors(store: store, secrets: secrets)
             engine = if let clock { Engine(store: store, connectors: connectors, clock: clock) } else { Engine(store: store, connectors: connectors) }
             for t in ["a", "b"] { try await store.ensureTenant(id: t, name: t) }
             adminA = try await APIKeys.create(store: store, tenant: "a", role: .admin, label: "a").key

@@ -130,6 +130,9 @@ public final class SQLStore: Store, @unchecked Sendable {
         ], [
             // A channel's secret (the api channel's callback signing secret, a connector's credentials), sealed by SecretBox.
             "ALTER TABLE channels ADD COLUMN secret TEXT",
+        ], [
+            // A channel's settings that are not secret (a WhatsApp channel's phone number id), as JSON.
+            "ALTER TABLE channels ADD COLUMN config TEXT",
         ]]
     }
 
@@ -1047,9 +1050,12 @@ public final class SQLStore: Store, @unchecked Sendable {
         public var createdAt: Timestamp
         /// The channel's secret as sealed by `SecretBox` (never the plain secret).
         public var sealedSecret: String?
+        /// Settings that are not secret (`phone_number_id` of a WhatsApp channel).
+        public var config: Value
 
         public init(id: String, tenant: String, kind: String, name: String, callbackURL: String?, createdAt: Timestamp,
-                    sealedSecret: String? = nil) {
+                    sealedSecret: String? = nil, config: Value = [:]) {
+            self.config = config
             self.id = id
             self.tenant = tenant
             self.kind = kind
@@ -1066,16 +1072,16 @@ public final class SQLStore: Store, @unchecked Sendable {
     public func insertChannel(_ c: ChannelRecord) async throws {
         try await driver.transaction { db in
             try await db.execute(
-                "INSERT INTO channels (id, tenant_id, kind, name, callback_url, created_at, secret) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO channels (id, tenant_id, kind, name, callback_url, created_at, secret, config) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 .text(c.id), .text(c.tenant), .text(c.kind), .text(c.name), c.callbackURL.map(SQLValue.text) ?? .null, .int(c.createdAt.milliseconds),
-                c.sealedSecret.map(SQLValue.text) ?? .null)
+                c.sealedSecret.map(SQLValue.text) ?? .null, .text(c.config.jsonText))
         }
     }
 
     private func channel(_ r: SQLRow) -> ChannelRecord {
         ChannelRecord(id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", kind: r.text("kind") ?? "", name: r.text("name") ?? "",
                       callbackURL: r.text("callback_url"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
-                      sealedSecret: r.text("secret"))
+                      sealedSecret: r.text("secret"), config: r.text("config").flatMap { Value(json: $0) } ?? [:])
     }
 
     /// A tenant's channel; cached for two seconds (read on every inbound message and every reply).
@@ -1084,6 +1090,14 @@ public final class SQLStore: Store, @unchecked Sendable {
             try await driver.transaction { db in
                 try await db.execute("SELECT * FROM channels WHERE id = $1 AND tenant_id = $2", .text(id), .text(tenant)).first.map(self.channel)
             }
+        }
+    }
+
+    /// A channel by id alone, for provider webhooks (`/webhooks/whatsapp/{id}`), which carry no API key: the
+    /// channel names its tenant, and the request must prove itself with the channel's secret.
+    public func channel(id: String) async throws -> ChannelRecord? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT * FROM channels WHERE id = $1", .text(id)).first.map(self.channel)
         }
     }
 

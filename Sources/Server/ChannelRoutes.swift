@@ -17,18 +17,57 @@ struct ChannelRoutes {
     }
 
     static func channel(_ c: SQLStore.ChannelRecord) -> Value {
-        ["id": .string(c.id), "kind": .string(c.kind), "name": .string(c.name), "callback_url": c.callbackURL.map(Value.string) ?? .null,
-         "created_at": .string(c.createdAt.iso8601), "signed": .bool(c.sealedSecret != nil)]
+        var v: [String: Value] = [
+            "id": .string(c.id), "kind": .string(c.kind), "name": .string(c.name), "callback_url": c.callbackURL.map(Value.string) ?? .null,
+            "created_at": .string(c.createdAt.iso8601), "signed": .bool(c.sealedSecret != nil),
+        ]
+        if c.kind == "whatsapp" {
+            v["phone_number_id"] = c.config["phone_number_id"]
+            v["webhook_path"] = .string("/webhooks/whatsapp/\(c.id)")
+        }
+        return .map(v)
+    }
+
+    /// A WhatsApp Cloud API number: its id (public), and the verify token, app secret and access token (write-only,
+    /// sealed together). Meta is then pointed at `webhook_path`.
+    private func createWhatsApp(_ body: [String: Value], name: String, caller: Caller) async throws -> Response {
+        guard case .string(let phone)? = body["phone_number_id"], (1...32).contains(phone.count), phone.allSatisfy(\.isNumber),
+              phone.allSatisfy(\.isASCII) else {
+            throw Problem(.badRequest, "phone_number_id is required: the Cloud API's id of the business number (digits)")
+        }
+        var sealed: [String: Value] = [:]
+        for (key, required) in [("verify_token", true), ("app_secret", true), ("access_token", false)] {
+            guard let value = body[key], value != .null else {
+                if required { throw Problem(.badRequest, "\(key) is required") }
+                continue
+            }
+            guard case .string(let text) = value, (8...4096).contains(text.unicodeScalars.count) else {
+                throw Problem(.badRequest, "\(key) must be text of 8 to 4096 characters")
+            }
+            sealed[key] = .string(text)
+        }
+        guard let secrets else {
+            throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets")
+        }
+        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: "whatsapp", name: name,
+                                            callbackURL: nil, createdAt: engine.now, config: ["phone_number_id": .string(phone)])
+        record.sealedSecret = try secrets.seal(Value.map(sealed).jsonText, context: record.secretContext)
+        try await store.insertChannel(record)
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "channel.create", subject: record.id, at: engine.now)
+        return json(Self.channel(record), status: .created)
     }
 
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
         guard caller.allows(.admin) else { throw Problem(.forbidden, "configuring channels needs an admin key") }
         let body = try await request.jsonObject(context: context)
-        guard body["kind"] == "api" else { throw Problem(.badRequest, "kind must be \"api\" (other channels come with their connectors)") }
+        guard body["kind"] == "api" || body["kind"] == "whatsapp" else {
+            throw Problem(.badRequest, "kind must be \"api\" or \"whatsapp\" (other channels come with their connectors)")
+        }
         guard case .string(let name)? = body["name"], !name.isEmpty, name.count <= 100 else {
             throw Problem(.badRequest, "name is required (at most 100 characters)")
         }
+        if body["kind"] == "whatsapp" { return try await createWhatsApp(body, name: name, caller: caller) }
         var callback: String?
         if let value = body["callback_url"], value != .null {
             guard case .string(let url) = value else { throw Problem(.badRequest, "callback_url must be an http or https URL") }
@@ -80,6 +119,9 @@ struct ChannelRoutes {
         let caller = try context.requireCaller()
         let id = try context.parameters.require("id")
         guard let channel = try await store.channel(id: id, tenant: caller.tenant) else { throw Problem(.notFound, "no channel \(id)") }
+        guard channel.kind == "api" else {
+            throw Problem(.conflict, "inbound is for api channels; a \(channel.kind) channel receives at its webhook_path")
+        }
         let body = try await request.jsonObject(context: context)
         guard case .string(let from)? = body["from"], !from.isEmpty, from.count <= 128 else { throw Problem(.badRequest, "from is required") }
         guard case .string(let messageID)? = body["id"], !messageID.isEmpty, messageID.count <= 256 else {

@@ -63,6 +63,7 @@ public enum FlowlineServer {
         router.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: openAPIDocument)))
         }
+        WebhookRoutes(store: store, engine: engine, secrets: secrets).addRoutes(to: router)
         let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store))
         let compiler = FlowCompiler(catalog: catalog)
         FlowRoutes(store: store, engine: engine, compiler: compiler).addRoutes(to: v1)

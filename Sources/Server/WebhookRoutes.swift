@@ -1,0 +1,82 @@
+import Connectors
+import FlowEngine
+import FlowStore
+import FlowVM
+import Hummingbird
+
+/// `/webhooks/...`: what providers post to. No API key: each request proves itself with the channel's secret
+/// (WhatsApp's `X-Hub-Signature-256`), checked on the raw bytes before anything is parsed.
+struct WebhookRoutes {
+    let store: SQLStore
+    let engine: Engine
+    let secrets: SecretBox?
+
+    func addRoutes(to router: Router<FlowlineRequestContext>) {
+        router.get("webhooks/whatsapp/{id}", use: whatsAppVerify)
+        router.post("webhooks/whatsapp/{id}", use: whatsAppReceive)
+    }
+
+    /// The WhatsApp channel named in the path and its opened secrets; 404 for anything else.
+    private func whatsAppChannel(_ context: FlowlineRequestContext) async throws -> (SQLStore.ChannelRecord, Value) {
+        let id = try context.parameters.require("id")
+        guard let channel = try await store.channel(id: id), channel.kind == "whatsapp", let sealed = channel.sealedSecret else {
+            throw Problem(.notFound, "no WhatsApp channel \(id)")
+        }
+        guard let secrets else { throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY to open channel secrets") }
+        guard let opened = Value(json: try secrets.open(sealed, context: channel.secretContext)) else {
+            throw Problem(.unavailable, "the channel's secrets cannot be read")
+        }
+        return (channel, opened)
+    }
+
+    /// Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches; 403 otherwise.
+    @Sendable func whatsAppVerify(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let (channel, opened) = try await whatsAppChannel(context)
+        let q = request.uri.queryParameters
+        guard let challenge = WhatsAppWebhook.challenge(
+            mode: q["hub.mode"].map(String.init), token: q["hub.verify_token"].map(String.init),
+            challenge: q["hub.challenge"].map(String.init), verifyToken: opened["verify_token"].text) else {
+            context.logger.warning("WhatsApp verification refused", metadata: ["channel": "\(channel.id)"])
+            throw Problem(.forbidden, "the verify token does not match")
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: challenge)))
+    }
+
+    /// A notification: signature first, then every message for this number is stored (de-duplicated by its
+    /// `wamid`) before answering 200.
+    @Sendable func whatsAppReceive(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let (channel, opened) = try await whatsAppChannel(context)
+        let body = Array(buffer: try await request.body.collect(upTo: context.maxUploadSize))
+        guard WhatsAppWebhook.isSigned(body, header: request.headers[.init("X-Hub-Signature-256")!], appSecret: opened["app_secret"].text) else {
+            context.logger.warning("forged or unsigned WhatsApp webhook refused", metadata: ["channel": "\(channel.id)"])
+            throw Problem(.unauthorized, "the X-Hub-Signature-256 signature does not match this channel's app secret")
+        }
+        let notification: WhatsAppWebhook.Notification
+        do {
+            notification = try WhatsAppWebhook.parse(body)
+        } catch {
+            throw Problem(.badRequest, "the body is not a WhatsApp Business notification")
+        }
+        let number = channel.config["phone_number_id"].text
+        var stored = 0, duplicates = 0, ignored = 0
+        for m in notification.messages {
+            guard m.phoneNumberID == number else {
+                ignored += 1  // another business number of the same app
+                continue
+            }
+            var data: [String: Value] = [:]
+            if let media = m.mediaID { data["media_id"] = .string(media) }
+            if let location = m.location { data["location"] = location }
+            let result = try await engine.ingest(Inbound(
+                tenant: channel.tenant, channel: channel.id, channelKind: "whatsapp", contact: m.contact, contactName: m.name,
+                providerID: m.id, message: InboundMessage(text: m.text, payload: m.payload, kind: m.kind, data: data.isEmpty ? .null : .map(data))))
+            if case .duplicate = result { duplicates += 1 } else { stored += 1 }
+            if case .accepted(let conversation, _) = result {
+                context.logger.info("WhatsApp message stored", metadata: ["conversation": "\(conversation)", "channel": "\(channel.id)"])
+            }
+        }
+        // Delivery statuses are acknowledged; tracking them (read receipts, 131047 failures) comes with sends.
+        return json(["stored": .number(Double(stored)), "duplicates": .number(Double(duplicates)), "ignored": .number(Double(ignored)),
+                     "statuses": .number(Double(notification.statuses.count))])
+    }
+}

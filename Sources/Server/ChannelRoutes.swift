@@ -67,7 +67,19 @@ struct ChannelRoutes {
         guard case .string(let name)? = body["name"], !name.isEmpty, name.count <= 100 else {
             throw Problem(.badRequest, "name is required (at most 100 characters)")
         }
-        if body["kind"] == "whatsapp" { return try await createWhatsApp(body, name: name, caller: caller) }
+        // Every field the document describes is checked whatever the kind, so a request is valid or not on its own.
+        for key in ["verify_token", "app_secret", "access_token"] {
+            if let value = body[key], value != .null {
+                guard case .string(let text) = value, (8...4096).contains(text.unicodeScalars.count) else {
+                    throw Problem(.badRequest, "\(key) must be text of 8 to 4096 characters")
+                }
+            }
+        }
+        if let value = body["phone_number_id"] {
+            guard case .string(let phone) = value, (1...32).contains(phone.count), phone.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                throw Problem(.badRequest, "phone_number_id must be the Cloud API's id of the business number (digits)")
+            }
+        }
         var callback: String?
         if let value = body["callback_url"], value != .null {
             guard case .string(let url) = value else { throw Problem(.badRequest, "callback_url must be an http or https URL") }
@@ -85,7 +97,9 @@ struct ChannelRoutes {
                 throw Problem(.badRequest, "secret must be text of 16 to 256 characters")
             }
             secret = s
-        } else if callback != nil {
+        }
+        if body["kind"] == "whatsapp" { return try await createWhatsApp(body, name: name, caller: caller) }
+        if secret == nil, callback != nil {
             secret = "whsec_" + APIKeys.random(32)
             generated = true
         }

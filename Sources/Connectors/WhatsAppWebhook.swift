@@ -133,10 +133,13 @@ public enum WhatsAppWebhook {
         guard !id.isEmpty else { return nil }
         let from = nonEmpty(m["from"])
         let fromUser = nonEmpty(m["from_user_id"])
-        // The contact entry of this sender: by user id, by WhatsApp id, or the only one there is.
+        // The contact entry of this sender: by user id, by WhatsApp id, or the only one there is when it names no
+        // one else.
         let contact = contacts.first { c in
             (fromUser != nil && nonEmpty(c["user_id"]) == fromUser) || (from != nil && nonEmpty(c["wa_id"]) == from)
-        } ?? (contacts.count == 1 ? contacts[0] : nil)
+        } ?? contacts.first { c in
+            contacts.count == 1 && (from == nil || nonEmpty(c["wa_id"]) == nil) && (fromUser == nil || nonEmpty(c["user_id"]) == nil)
+        }
         let userID = fromUser ?? contact.flatMap { nonEmpty($0["user_id"]) }
         let waID = contact.flatMap { nonEmpty($0["wa_id"]) } ?? from
         guard let who = userID ?? waID else { return nil }

@@ -49,12 +49,26 @@ struct ChannelRoutes {
         guard let secrets else {
             throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets")
         }
+        var config: [String: Value] = ["phone_number_id": .string(phone)]
+        // Where the Graph API is (a test double, a proxy); Meta's own by default.
+        if let graph = try Self.httpURL(body["graph_url"], "graph_url") { config["graph_url"] = .string(graph) }
         var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: "whatsapp", name: name,
-                                            callbackURL: nil, createdAt: engine.now, config: ["phone_number_id": .string(phone)])
+                                            callbackURL: nil, createdAt: engine.now, config: .map(config))
         record.sealedSecret = try secrets.seal(Value.map(sealed).jsonText, context: record.secretContext)
         try await store.insertChannel(record)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "channel.create", subject: record.id, at: engine.now)
         return json(Self.channel(record), status: .created)
+    }
+
+    /// An optional http(s) URL field, checked as the document's pattern says; nil when absent.
+    static func httpURL(_ value: Value?, _ field: String) throws -> String? {
+        guard let value, value != .null else { return nil }
+        guard case .string(let url) = value, url.count <= 2000, url.allSatisfy(\.isASCII), let u = URL(string: url),
+              ["http", "https"].contains(u.scheme ?? ""), let host = u.host, !host.isEmpty,
+              host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]".contains($0)) }) else {
+            throw Problem(.badRequest, "\(field) must be an http or https URL")
+        }
+        return url
     }
 
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
@@ -80,15 +94,8 @@ struct ChannelRoutes {
                 throw Problem(.badRequest, "phone_number_id must be the Cloud API's id of the business number (digits)")
             }
         }
-        var callback: String?
-        if let value = body["callback_url"], value != .null {
-            guard case .string(let url) = value else { throw Problem(.badRequest, "callback_url must be an http or https URL") }
-            guard url.count <= 2000, url.allSatisfy(\.isASCII), let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), let host = u.host, !host.isEmpty,
-                  host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]".contains($0)) }) else {
-                throw Problem(.badRequest, "callback_url must be an http or https URL")
-            }
-            callback = url
-        }
+        let callback = try Self.httpURL(body["callback_url"], "callback_url")
+        _ = try Self.httpURL(body["graph_url"], "graph_url")
         // The secret that signs callbacks is write-only: given by the caller, or generated and shown once.
         var secret: String?
         var generated = false

@@ -1,0 +1,98 @@
+import AsyncHTTPClient
+import FlowEngine
+import FlowVM
+import Foundation
+import NIOCore
+
+/// Sends a flow's messages through the WhatsApp Cloud API: `POST {graph}/{version}/{phone_number_id}/messages`
+/// with the number's access token. Text, reply buttons (up to 3) and lists become the Graph's `text` and
+/// `interactive` messages; a button's id is its title, so a tap comes back as the same text and payload.
+///
+/// Failures are decided by the Graph's `error.code`, never the HTTP status: 131047 (the 24-hour window is
+/// closed) and 131026 (undeliverable) are permanent, 130429 and 131056 (rate limits) are retried.
+public struct WhatsAppCloudAPI: Sendable {
+    public var graphURL: String
+    public var version: String
+    public var phoneNumberID: String
+    private let accessToken: String
+
+    public init(phoneNumberID: String, accessToken: String, graphURL: String = "https://graph.facebook.com", version: String = "v21.0") {
+        self.phoneNumberID = phoneNumberID
+        self.accessToken = accessToken
+        self.graphURL = graphURL.hasSuffix("/") ? String(graphURL.dropLast()) : graphURL
+        self.version = version
+    }
+
+    /// The Graph request body for `message` (the outbox's `{text, buttons?, list?}`) to `to`.
+    public static func body(to: String, message: Value) -> Value {
+        var body: [String: Value] = ["messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(to)]
+        let text = message["text"].text
+        if case .list(let buttons) = message["buttons"], !buttons.isEmpty {
+            body["type"] = "interactive"
+            body["interactive"] = [
+                "type": "button", "body": ["text": .string(text)],
+                "action": ["buttons": .list(buttons.prefix(3).map { b in ["type": "reply", "reply": ["id": .string(b.text), "title": .string(b.text)]] })],
+            ]
+        } else if case .map = message["list"], case .list(let rows) = message["list"]["rows"] {
+            body["type"] = "interactive"
+            body["interactive"] = [
+                "type": "list", "body": ["text": .string(text)],
+                "action": ["button": message["list"]["button"], "sections": [["rows": .list(rows.map { r in
+                    var row: [String: Value] = ["id": r["id"], "title": r["title"]]
+                    if case .string(let d) = r["description"], !d.isEmpty { row["description"] = .string(d) }
+                    return .map(row)
+                })]]],
+            ]
+        } else {
+            body["type"] = "text"
+            body["text"] = ["body": .string(text), "preview_url": false]
+        }
+        return .map(body)
+    }
+
+    /// Sends `message` to `to`; answers `{"id": "wamid…"}`.
+    public func send(to: String, message: Value, context: ConnectorContext) async throws -> Value {
+        var request = HTTPClientRequest(url: "\(graphURL)/\(version)/\(phoneNumberID)/messages")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: Self.body(to: to, message: message).jsonText))
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await context.http.execute(request, timeout: context.remaining)
+            bytes = try await response.body.collect(upTo: 1 << 20)
+        } catch {
+            throw ConnectorError(code: "unreachable", message: "the WhatsApp Cloud API did not answer", retryable: true)
+        }
+        let answer = Value(json: String(buffer: bytes)) ?? .null
+        if (200..<300).contains(Int(response.status.code)), case .string(let id) = answer["messages"][0]["id"] {
+            return ["id": .string(id)]
+        }
+        throw Self.failure(status: Int(response.status.code), answer: answer,
+                           retryAfter: HTTPWebhookConnector.retryAfter(response.headers.first(name: "Retry-After"), now: Date()))
+    }
+
+    /// A Graph error as a connector failure, by `error.code`. Messages name the code, never the Graph's text.
+    public static func failure(status: Int, answer: Value, retryAfter: Int64? = nil) -> ConnectorError {
+        let code: Int = if case .number(let n) = answer["error"]["code"] { Int(n) } else { 0 }
+        switch code {
+        case 131047:
+            return ConnectorError(code: "whatsapp_131047", message: "the 24-hour customer-service window is closed: only a template can be sent",
+                                  retryable: false)
+        case 130429, 131056, 131048, 80007, 4:
+            return ConnectorError(code: "whatsapp_\(code)", message: "WhatsApp rate limit (code \(code))", retryable: true,
+                                  retryAfter: retryAfter ?? 60)
+        case 131026:
+            return ConnectorError(code: "whatsapp_131026", message: "the message cannot be delivered to this number", retryable: false)
+        case 190:
+            return ConnectorError(code: "whatsapp_190", message: "the channel's access token is invalid or expired", retryable: false)
+        case 0:
+            return ConnectorError(code: "whatsapp_http_\(status)", message: "the WhatsApp Cloud API answered \(status)", retryable: status >= 500,
+                                  retryAfter: retryAfter)
+        default:
+            return ConnectorError(code: "whatsapp_\(code)", message: "the WhatsApp Cloud API refused the message (code \(code))",
+                                  retryable: status >= 500, retryAfter: retryAfter)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import FlowVM
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Synchronization
+
+/// A small, faithful WhatsApp Cloud API on 127.0.0.1, written from Meta's documented contract for
+/// `POST /{version}/{phone_number_id}/messages`: a bearer token, `messaging_product: whatsapp`, a recipient, and
+/// a `text` or `interactive` body within the documented limits. It answers `{messaging_product, contacts,
+/// messages: [{id}]}`, or a Graph error (`{"error": {"code", "message", "type"}}`) for scripted recipients:
+/// `window-closed` → 131047, `rate-limited` → 130429, `unreachable-number` → 131026.
+final class FakeGraphAPI: Sendable {
+    let token: String
+    let sent = Mutex<[Value]>([])
+
+    init(token: String) {
+        self.token = token
+    }
+
+    var app: some ApplicationProtocol {
+        let router = Router()
+        router.post("{version}/{phone}/messages") { request, _ -> Response in
+            guard request.headers[.authorization] == "Bearer \(self.token)" else {
+                return Self.error(.unauthorized, code: 190, "Invalid OAuth access token.")
+            }
+            let body = Value(json: String(buffer: try await request.body.collect(upTo: 1 << 20))) ?? .null
+            guard body["messaging_product"] == "whatsapp", case .string(let to) = body["to"], !to.isEmpty else {
+                return Self.error(.badRequest, code: 100, "Invalid parameter")
+            }
+            switch body["type"].text {
+            case "text":
+                guard case .string(let text) = body["text"]["body"], !text.isEmpty, text.count <= 4096 else {
+                    return Self.error(.badRequest, code: 100, "Invalid parameter")
+                }
+            case "interactive":
+                let buttons = body["interactive"]["action"]["buttons"]
+                if case .list(let list) = buttons, list.isEmpty || list.count > 3 || list.contains(where: { $0["reply"]["title"].text.count > 20 }) {
+                    return Self.error(.badRequest, code: 131009, "Parameter value is not valid")
+                }
+            default:
+                return Self.error(.badRequest, code: 100, "Invalid parameter")
+            }
+            switch to {
+            case "window-closed": return Self.error(.badRequest, code: 131047, "Re-engagement message")
+            case "rate-limited": return Self.error(.tooManyRequests, code: 130429, "Rate limit hit")
+            case "unreachable-number": return Self.error(.badRequest, code: 131026, "Message Undeliverable")
+            default: break
+            }
+            let n = self.sent.withLock { $0.append(body); return $0.count }
+            let answer: Value = ["messaging_product": "whatsapp", "contacts": [["input": .string(to), "wa_id": .string(to)]],
+                                 "messages": [["id": .string("wamid.fake.\(n)")]]]
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer.jsonText)))
+        }
+        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, code: Int, _ message: String) -> Response {
+        let body: Value = ["error": ["message": .string("(#\(code)) \(message)"), "type": "OAuthException", "code": .number(Double(code)),
+                                     "fbtrace_id": "AbCdEf"]]
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body.jsonText)))
+    }
+
+    var messages: [Value] { sent.withLock { $0 } }
+}

@@ -11,12 +11,14 @@ import NIOCore
 /// Failures are decided by the Graph's `error.code`, never the HTTP status: 131047 (the 24-hour window is
 /// closed) and 131026 (undeliverable) are permanent, 130429 and 131056 (rate limits) are retried.
 public struct WhatsAppCloudAPI: Sendable {
-    public var graphURL: String
+    public let graphURL: String
     public var version: String
     public var phoneNumberID: String
     private let accessToken: String
 
-    public init(phoneNumberID: String, accessToken: String, graphURL: String = "https://graph.facebook.com", version: String = "v21.0") {
+    /// - Parameter graphURL: where the Graph API is (a proxy, a test double); Meta's own when nil.
+    public init(phoneNumberID: String, accessToken: String, graphURL: String? = nil, version: String = "v21.0") {
+        let graphURL = graphURL ?? "https://graph.facebook.com"
         self.phoneNumberID = phoneNumberID
         self.accessToken = accessToken
         self.graphURL = graphURL.hasSuffix("/") ? String(graphURL.dropLast()) : graphURL

@@ -1,4 +1,5 @@
 import Crypto
+import FlowEngine
 import FlowVM
 import Foundation
 
@@ -10,7 +11,7 @@ public enum WhatsAppWebhook {
     /// (answer 403).
     public static func challenge(mode: String?, token: String?, challenge: String?, verifyToken: String) -> String? {
         guard mode == "subscribe", let token, let challenge, !verifyToken.isEmpty,
-              constantTimeEqual(Array(token.utf8), Array(verifyToken.utf8)) else { return nil }
+              SecretBox.constantTimeEqual(Array(token.utf8), Array(verifyToken.utf8)) else { return nil }
         return challenge
     }
 
@@ -20,14 +21,7 @@ public enum WhatsAppWebhook {
         guard let header, header.hasPrefix("sha256="), !appSecret.isEmpty else { return false }
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(appSecret.utf8)))
         let expected = Array(mac.map { String(format: "%02x", $0) }.joined().utf8)
-        return constantTimeEqual(Array(header.dropFirst("sha256=".count).lowercased().utf8), expected)
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var diff: UInt8 = 0
-        for i in a.indices { diff |= a[i] ^ b[i] }
-        return diff == 0
+        return SecretBox.constantTimeEqual(Array(header.dropFirst("sha256=".count).lowercased().utf8), expected)
     }
 
     /// An inbound message.

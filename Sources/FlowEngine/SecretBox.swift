@@ -28,6 +28,15 @@ public struct SecretBox: Sendable {
         SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
     }
 
+    /// Compares two secrets (digests, signatures, tokens) in time that depends only on their length, so a
+    /// forger learns nothing from how long a refusal takes.
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for i in a.indices { diff |= a[i] ^ b[i] }
+        return diff == 0
+    }
+
     /// Seals `secret` for the row named by `context`.
     public func seal(_ secret: String, context: String) throws -> String {
         let box = try AES.GCM.seal(Data(secret.utf8), using: key, authenticating: Data(context.utf8))

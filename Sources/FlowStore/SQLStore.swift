@@ -242,10 +242,18 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
+    /// A contact as the tables key it: tenant, channel and address.
     private struct ContactAddress: Hashable {
         var tenant, channel, contact: String
         init(tenant: String, channel: String, contact: String) { (self.tenant, self.channel, self.contact) = (tenant, channel, contact) }
         init(_ i: Inbound) { (tenant, channel, contact) = (i.tenant, i.channel, i.contact) }
+        init(_ c: ConversationRecord) { (tenant, channel, contact) = (c.tenant, c.channel, c.contact) }
+
+        /// `(tenant, channel, contact) IN (VALUES …)` bindings for these keys: the tuples' text and their values.
+        static func values(_ keys: some Collection<ContactAddress>) -> (tuples: String, binds: [SQLValue]) {
+            let tuples = (0..<keys.count).map { i in "($\(3 * i + 1), $\(3 * i + 2), $\(3 * i + 3))" }.joined(separator: ", ")
+            return (tuples, keys.flatMap { [SQLValue.text($0.tenant), .text($0.channel), .text($0.contact)] })
+        }
     }
 
     private func ingest(_ batch: [IngestItem], now: Timestamp, _ db: any SQLExecutor) async throws -> [IngestResult] {
@@ -304,12 +312,12 @@ public final class SQLStore: Store, @unchecked Sendable {
         // 3. Open conversations of these contacts, locked in id order (so concurrent batches cannot deadlock).
         var open: [ContactAddress: String] = [:]
         for chunk in contacts.chunked(200) {
-            let tuples = (0..<chunk.count).map { i in "($\(3 * i + 1), $\(3 * i + 2), $\(3 * i + 3))" }.joined(separator: ", ")
+            let (tuples, binds) = ContactAddress.values(chunk)
             let rows = try await db.query(
                 """
                 SELECT id, tenant_id, channel, contact FROM conversations WHERE status IN ('active', 'waiting', 'handoff')
                 AND (tenant_id, channel, contact) IN (VALUES \(tuples)) ORDER BY id\(forUpdate)
-                """, chunk.flatMap { [SQLValue.text($0.tenant), .text($0.channel), .text($0.contact)] })
+                """, binds)
             for r in rows {
                 let key = ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("contact") ?? "")
                 open[key] = r.text("id")
@@ -518,7 +526,7 @@ public final class SQLStore: Store, @unchecked Sendable {
             var writes = TurnWrites()
             for record in records {
                 var contact: [String: Value] = ["id": .string(record.contact), "phone": .string(record.contact)]
-                if let name = names[ContactKey(record)] { contact["name"] = .string(name) }
+                if let name = names[ContactAddress(record)] { contact["name"] = .string(name) }
                 let work = TurnWork(conversation: record, events: events[record.id] ?? [], contact: .map(contact))
                 let outcome: TurnMachine.Outcome
                 do {
@@ -553,23 +561,15 @@ public final class SQLStore: Store, @unchecked Sendable {
         return result
     }
 
-    private struct ContactKey: Hashable {
-        var tenant, channel, address: String
-        init(_ c: ConversationRecord) { (tenant, channel, address) = (c.tenant, c.channel, c.contact) }
-        init(tenant: String, channel: String, address: String) { (self.tenant, self.channel, self.address) = (tenant, channel, address) }
-    }
-
     /// The names of these conversations' contacts, in one query.
-    private func contactNames(of records: [ConversationRecord], _ db: any SQLExecutor) async throws -> [ContactKey: String] {
-        let keys = Array(Set(records.map(ContactKey.init)))
-        let tuples = (0..<keys.count).map { i in "($\(3 * i + 1), $\(3 * i + 2), $\(3 * i + 3))" }.joined(separator: ", ")
+    private func contactNames(of records: [ConversationRecord], _ db: any SQLExecutor) async throws -> [ContactAddress: String] {
+        let (tuples, binds) = ContactAddress.values(Set(records.map(ContactAddress.init)))
         let rows = try await db.query(
-            "SELECT tenant_id, channel, address, name FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))",
-            keys.flatMap { [SQLValue.text($0.tenant), .text($0.channel), .text($0.address)] })
-        var names: [ContactKey: String] = [:]
+            "SELECT tenant_id, channel, address, name FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))", binds)
+        var names: [ContactAddress: String] = [:]
         for r in rows {
             guard let name = r.text("name") else { continue }
-            names[ContactKey(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", address: r.text("address") ?? "")] = name
+            names[ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("address") ?? "")] = name
         }
         return names
     }
@@ -990,6 +990,7 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     /// Revokes a tenant's key; false when the tenant has no such key.
     public func revokeAPIKey(id: String, tenant: String, at: Timestamp) async throws -> Bool {
+        // Dropped before and after: a request racing the UPDATE could otherwise cache the key again.
         keyCache.removeAll { $0.id == id }
         defer { keyCache.removeAll { $0.id == id } }
         return try await driver.transaction { db in

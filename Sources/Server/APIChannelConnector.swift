@@ -27,14 +27,9 @@ struct APIChannelConnector: Connector {
             "id": .string(context.idempotencyKey), "conversation": .string(context.conversation), "channel": .string(channel.id),
             "contact": parameters["contact"], "message": parameters["message"], "text": parameters["message"]["text"],
         ]
-        var secret: String?
-        if let sealed = channel.sealedSecret {
-            guard let secrets else {
-                throw ConnectorError(code: "secret_key_missing", message: "the channel's signing secret needs FLOWLINE_SECRET_KEY", retryable: true)
-            }
-            do { secret = try secrets.open(sealed, context: channel.secretContext) } catch {
-                throw ConnectorError(code: "secret", message: "\(error)", retryable: true)
-            }
+        let secret: String?
+        do { secret = try channel.openSecret(secrets) } catch {
+            throw ConnectorError(code: "secret", message: "\(error)", retryable: true)
         }
         // A callback is a signed webhook POST: the same request, signature and retry policy as `webhook:`.
         do {
@@ -49,17 +44,17 @@ struct APIChannelConnector: Connector {
 
     /// A WhatsApp conversation's message, through the Cloud API with the channel's sealed access token.
     private func sendWhatsApp(_ channel: SQLStore.ChannelRecord, _ parameters: Value, _ context: ConnectorContext) async throws -> Value {
-        guard let sealed = channel.sealedSecret, let secrets,
-              let opened = try? Value(json: secrets.open(sealed, context: channel.secretContext)) ?? nil else {
-            throw ConnectorError(code: "secret", message: "the channel's credentials cannot be opened (is FLOWLINE_SECRET_KEY set?)",
-                                 retryable: true)
+        let credentials: Value
+        do { credentials = try channel.credentials(secrets) } catch {
+            throw ConnectorError(code: "secret", message: "\(error)", retryable: true)
         }
-        guard case .string(let token) = opened["access_token"], !token.isEmpty else {
+        guard case .string(let token) = credentials["access_token"], !token.isEmpty else {
             throw ConnectorError(code: "no_access_token", message: "the WhatsApp channel has no access_token: it can receive but not send",
                                  retryable: false)
         }
-        var api = WhatsAppCloudAPI(phoneNumberID: channel.config["phone_number_id"].text, accessToken: token)
-        if case .string(let graph) = channel.config["graph_url"] { api = WhatsAppCloudAPI(phoneNumberID: api.phoneNumberID, accessToken: token, graphURL: graph) }
+        var graph: String?
+        if case .string(let url) = channel.config["graph_url"] { graph = url }
+        let api = WhatsAppCloudAPI(phoneNumberID: channel.config["phone_number_id"].text, accessToken: token, graphURL: graph)
         return try await api.send(to: parameters["contact"].text, message: parameters["message"], context: context)
     }
 }

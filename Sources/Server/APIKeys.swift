@@ -1,4 +1,5 @@
 import Crypto
+import FlowEngine
 import FlowStore
 import FlowVM
 import Foundation
@@ -33,11 +34,7 @@ enum APIKeys {
 
     /// Constant-time comparison of two hex digests of equal length.
     static func equal(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var diff: UInt8 = 0
-        for i in 0..<x.count { diff |= x[i] ^ y[i] }
-        return diff == 0
+        SecretBox.constantTimeEqual(Array(a.utf8), Array(b.utf8))
     }
 }
 

@@ -31,20 +31,16 @@ struct ChannelRoutes {
     /// A WhatsApp Cloud API number: its id (public), and the verify token, app secret and access token (write-only,
     /// sealed together). Meta is then pointed at `webhook_path`.
     private func createWhatsApp(_ body: [String: Value], name: String, caller: Caller) async throws -> Response {
-        guard case .string(let phone)? = body["phone_number_id"], (1...32).contains(phone.count), phone.allSatisfy(\.isNumber),
-              phone.allSatisfy(\.isASCII) else {
+        // `create` has checked every field's form; here is what a WhatsApp channel cannot do without.
+        guard case .string(let phone)? = body["phone_number_id"] else {
             throw Problem(.badRequest, "phone_number_id is required: the Cloud API's id of the business number (digits)")
         }
         var sealed: [String: Value] = [:]
-        for (key, required) in [("verify_token", true), ("app_secret", true), ("access_token", false)] {
-            guard let value = body[key], value != .null else {
-                if required { throw Problem(.badRequest, "\(key) is required") }
-                continue
-            }
-            guard case .string(let text) = value, (8...4096).contains(text.unicodeScalars.count) else {
-                throw Problem(.badRequest, "\(key) must be text of 8 to 4096 characters")
-            }
-            sealed[key] = .string(text)
+        for key in ["verify_token", "app_secret", "access_token"] {
+            if case .string(let text)? = body[key] { sealed[key] = .string(text) }
+        }
+        for key in ["verify_token", "app_secret"] where sealed[key] == nil {
+            throw Problem(.badRequest, "\(key) is required")
         }
         guard let secrets else {
             throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets")
@@ -176,5 +172,23 @@ struct ChannelRoutes {
         case .unrouted:
             return json(["status": "unrouted", "detail": "no open conversation and no published flow's trigger matched"], status: .accepted)
         }
+    }
+}
+
+extension SQLStore.ChannelRecord {
+    /// The channel's secret, opened; nil when it has none. Throws `EngineError(.secret)` (503 in the API) when the
+    /// server has no key or its key does not open the secret.
+    func openSecret(_ box: SecretBox?) throws -> String? {
+        guard let sealedSecret else { return nil }
+        guard let box else { throw EngineError(.secret, "the channel's secret needs FLOWLINE_SECRET_KEY") }
+        return try box.open(sealedSecret, context: secretContext)
+    }
+
+    /// A WhatsApp channel's credentials (`verify_token`, `app_secret`, `access_token`), sealed together as JSON.
+    func credentials(_ box: SecretBox?) throws -> Value {
+        guard let text = try openSecret(box), let credentials = Value(json: text) else {
+            throw EngineError(.secret, "the channel's credentials cannot be read")
+        }
+        return credentials
     }
 }

@@ -19,14 +19,10 @@ struct WebhookRoutes {
     /// The WhatsApp channel named in the path and its opened secrets; 404 for anything else.
     private func whatsAppChannel(_ context: FlowlineRequestContext) async throws -> (SQLStore.ChannelRecord, Value) {
         let id = try context.parameters.require("id")
-        guard let channel = try await store.channel(id: id), channel.kind == "whatsapp", let sealed = channel.sealedSecret else {
+        guard let channel = try await store.channel(id: id), channel.kind == "whatsapp" else {
             throw Problem(.notFound, "no WhatsApp channel \(id)")
         }
-        guard let secrets else { throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY to open channel secrets") }
-        guard let opened = Value(json: try secrets.open(sealed, context: channel.secretContext)) else {
-            throw Problem(.unavailable, "the channel's secrets cannot be read")
-        }
-        return (channel, opened)
+        return (channel, try channel.credentials(secrets))
     }
 
     /// Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches; 403 otherwise.

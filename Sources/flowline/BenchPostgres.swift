@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import ArgumentParser
+import FlowEngine
 import FlowVM
 import Foundation
 import Logging
@@ -138,7 +139,7 @@ struct BenchServer {
         process.arguments = ["serve", "--port", "\(port)", "--database", database, "--flows", "/nonexistent"]
         var env = ProcessInfo.processInfo.environment
         env["FLOWLINE_ADMIN_KEY"] = Bench.adminKey
-        env["FLOWLINE_SECRET_KEY"] = SecretBoxKey.random()
+        env["FLOWLINE_SECRET_KEY"] = SecretBox.generateKey()
         env["FLOWLINE_LOG_LEVEL"] = "warning"
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
@@ -181,11 +182,5 @@ struct BenchServer {
         }
         try await Task.sleep(for: .seconds(6))  // one backlog sample (every 5 s) has run
         return BenchResult(count: 0, elapsed: .zero, latenciesMs: nil, value: server.residentMB())
-    }
-}
-
-enum SecretBoxKey {
-    static func random() -> String {
-        Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
     }
 }

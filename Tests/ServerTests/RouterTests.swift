@@ -21,19 +21,21 @@ import Prometheus
         let app: Application<RouterResponder<FlowlineRequestContext>>
         let adminA: String, agentA: String, adminB: String
 
-        init(clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets) async throws {
+        init(clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets,
+             logger: Logger = RouterTests.quietLogger) async throws {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
             let connectors = FlowlineServer.connectors(store: store, secrets: secrets)
-            engine = if let clock { Engine(store: store, connectors: connectors, clock: clock) } else { Engine(store: store, connectors: connectors) }
+            engine = if let clock { Engine(store: store, connectors: connectors, logger: logger, clock: clock) }
+                     else { Engine(store: store, connectors: connectors, logger: logger) }
             for t in ["a", "b"] { try await store.ensureTenant(id: t, name: t) }
             adminA = try await APIKeys.create(store: store, tenant: "a", role: .admin, label: "a").key
             agentA = try await APIKeys.create(store: store, tenant: "a", role: .agent, label: "agent").key
             adminB = try await APIKeys.create(store: store, tenant: "b", role: .admin, label: "b").key
             app = Application(router: FlowlineServer.router(store: store, engine: engine, catalog: BuiltinActions.catalog,
                                                             secrets: secrets, metrics: RouterTests.metrics),
-                              logger: RouterTests.quietLogger)
+                              logger: logger)
         }
     }
 

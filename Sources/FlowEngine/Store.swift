@@ -155,7 +155,8 @@ public protocol Store: Sendable {
     func ingest(batch: [IngestItem], now: Timestamp) async throws -> [IngestResult]
     /// Stores an event for a conversation by id (a handback, an API event); de-duplicated by `providerID` when given.
     func post(_ body: EventBody, conversation: String, tenant: String, providerID: String?, now: Timestamp) async throws -> Bool
-    /// Stores an external event for the conversation waiting on `name` with `key`; false when none waits.
+    /// Stores an external event for the conversation waiting on `name` with `key`; false when none waits or
+    /// `providerID` was delivered before.
     func postExternal(tenant: String, name: String, key: String, payload: Value, providerID: String?, now: Timestamp) async throws -> Bool
     /// Messages that arrived after their conversation ended, waiting to be routed again.
     func messagesToReroute(limit: Int) async throws -> [(sequence: Int64, inbound: Inbound)]

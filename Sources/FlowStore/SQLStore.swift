@@ -451,8 +451,10 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
+    /// Inserts an event and marks its conversation due; false when `providerID` was seen before.
+    @discardableResult
     private func insertEvent(_ body: EventBody, tenant: String, channel: String, conversation: String, providerID: String?,
-                             now: Timestamp, _ db: any SQLExecutor) async throws {
+                             now: Timestamp, _ db: any SQLExecutor) async throws -> Bool {
         let rows = try await db.execute(
             """
             INSERT INTO events (tenant_id, channel, provider_id, conversation_id, kind, body, received_at)
@@ -462,6 +464,7 @@ public final class SQLStore: Store, @unchecked Sendable {
             .text(tenant), .text(channel), providerID.map(SQLValue.text) ?? .null, .text(conversation), .text(body.kind),
             .text(body.value.jsonText), .int(now.milliseconds))
         if !rows.isEmpty { try await markDue(conversation, now: now, db) }
+        return !rows.isEmpty
     }
 
     public func postExternal(tenant: String, name: String, key: String, payload: Value, providerID: String?, now: Timestamp) async throws -> Bool {
@@ -470,9 +473,8 @@ public final class SQLStore: Store, @unchecked Sendable {
                 "SELECT id, channel FROM conversations WHERE tenant_id = $1 AND wait_key = $2\(self.forUpdate)",
                 .text(tenant), .text("\(name):\(key)"))
             guard let row = waiting.first, let id = row.text("id"), let channel = row.text("channel") else { return false }
-            try await self.insertEvent(.external(name: name, key: key, payload: payload), tenant: tenant, channel: channel,
-                                       conversation: id, providerID: providerID, now: now, db)
-            return true
+            return try await self.insertEvent(.external(name: name, key: key, payload: payload), tenant: tenant, channel: channel,
+                                              conversation: id, providerID: providerID, now: now, db)
         }
     }
 
@@ -1099,6 +1101,15 @@ public final class SQLStore: Store, @unchecked Sendable {
     public func channel(id: String) async throws -> ChannelRecord? {
         try await driver.transaction { db in
             try await db.execute("SELECT * FROM channels WHERE id = $1", .text(id)).first.map(self.channel)
+        }
+    }
+
+    /// The tenant's newest channel of `kind` (`stripe`, `email`, `ai`, `n8n`): the account a connector action uses.
+    /// Newest, so creating a channel rotates credentials while the old one still verifies late webhooks.
+    public func newestChannel(tenant: String, kind: String) async throws -> ChannelRecord? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT * FROM channels WHERE tenant_id = $1 AND kind = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
+                                 .text(tenant), .text(kind)).first.map(self.channel)
         }
     }
 

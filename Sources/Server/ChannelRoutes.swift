@@ -21,39 +21,10 @@ struct ChannelRoutes {
             "id": .string(c.id), "kind": .string(c.kind), "name": .string(c.name), "callback_url": c.callbackURL.map(Value.string) ?? .null,
             "created_at": .string(c.createdAt.iso8601), "signed": .bool(c.sealedSecret != nil),
         ]
-        if c.kind == "whatsapp" {
-            v["phone_number_id"] = c.config["phone_number_id"]
-            v["webhook_path"] = .string("/webhooks/whatsapp/\(c.id)")
-        }
+        // Settings are shown; secrets never are.
+        if case .map(let config) = c.config { for (key, value) in config { v[key] = value } }
+        if ChannelKind.webhookKinds.contains(c.kind) { v["webhook_path"] = .string("/webhooks/\(c.kind)/\(c.id)") }
         return .map(v)
-    }
-
-    /// A WhatsApp Cloud API number: its id (public), and the verify token, app secret and access token (write-only,
-    /// sealed together). Meta is then pointed at `webhook_path`.
-    private func createWhatsApp(_ body: [String: Value], name: String, caller: Caller) async throws -> Response {
-        // `create` has checked every field's form; here is what a WhatsApp channel cannot do without.
-        guard case .string(let phone)? = body["phone_number_id"] else {
-            throw Problem(.badRequest, "phone_number_id is required: the Cloud API's id of the business number (digits)")
-        }
-        var sealed: [String: Value] = [:]
-        for key in ["verify_token", "app_secret", "access_token"] {
-            if case .string(let text)? = body[key] { sealed[key] = .string(text) }
-        }
-        for key in ["verify_token", "app_secret"] where sealed[key] == nil {
-            throw Problem(.badRequest, "\(key) is required")
-        }
-        guard let secrets else {
-            throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets")
-        }
-        var config: [String: Value] = ["phone_number_id": .string(phone)]
-        // Where the Graph API is (a test double, a proxy); Meta's own by default.
-        if let graph = try Self.httpURL(body["graph_url"], "graph_url") { config["graph_url"] = .string(graph) }
-        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: "whatsapp", name: name,
-                                            callbackURL: nil, createdAt: engine.now, config: .map(config))
-        record.sealedSecret = try secrets.seal(Value.map(sealed).jsonText, context: record.secretContext)
-        try await store.insertChannel(record)
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "channel.create", subject: record.id, at: engine.now)
-        return json(Self.channel(record), status: .created)
     }
 
     /// An optional http(s) URL field, checked as the document's pattern says; nil when absent.
@@ -71,27 +42,14 @@ struct ChannelRoutes {
         let caller = try context.requireCaller()
         guard caller.allows(.admin) else { throw Problem(.forbidden, "configuring channels needs an admin key") }
         let body = try await request.jsonObject(context: context)
-        guard body["kind"] == "api" || body["kind"] == "whatsapp" else {
-            throw Problem(.badRequest, "kind must be \"api\" or \"whatsapp\" (other channels come with their connectors)")
+        guard case .string(let kindName)? = body["kind"], let kind = ChannelKind.all[kindName] else {
+            throw Problem(.badRequest, "kind must be one of " + ChannelKind.all.keys.sorted().joined(separator: ", "))
         }
         guard case .string(let name)? = body["name"], !name.isEmpty, name.count <= 100 else {
             throw Problem(.badRequest, "name is required (at most 100 characters)")
         }
         // Every field the document describes is checked whatever the kind, so a request is valid or not on its own.
-        for key in ["verify_token", "app_secret", "access_token"] {
-            if let value = body[key], value != .null {
-                guard case .string(let text) = value, (8...4096).contains(text.unicodeScalars.count) else {
-                    throw Problem(.badRequest, "\(key) must be text of 8 to 4096 characters")
-                }
-            }
-        }
-        if let value = body["phone_number_id"] {
-            guard case .string(let phone) = value, (1...32).contains(phone.count), phone.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-                throw Problem(.badRequest, "phone_number_id must be the Cloud API's id of the business number (digits)")
-            }
-        }
-        let callback = try Self.httpURL(body["callback_url"], "callback_url")
-        _ = try Self.httpURL(body["graph_url"], "graph_url")
+        try ChannelKind.checkFields(body)
         // The secret that signs callbacks is write-only: given by the caller, or generated and shown once.
         var secret: String?
         var generated = false
@@ -101,13 +59,20 @@ struct ChannelRoutes {
             }
             secret = s
         }
-        if body["kind"] == "whatsapp" { return try await createWhatsApp(body, name: name, caller: caller) }
-        if secret == nil, callback != nil {
-            secret = "whsec_" + APIKeys.random(32)
-            generated = true
+        let (sealed, config) = try kind.split(body)
+        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: kind.name, name: name,
+                                            callbackURL: nil, createdAt: engine.now)
+        if kind.name == "api" {
+            record.callbackURL = config["callback_url"]?.text
+            if secret == nil, record.callbackURL != nil {
+                secret = "whsec_" + APIKeys.random(32)
+                generated = true
+            }
+        } else {
+            record.config = .map(config)
+            // Several secrets (a WhatsApp number's three, a Stripe key and its webhook secret) are sealed together.
+            secret = sealed.isEmpty ? nil : Value.map(sealed).jsonText
         }
-        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: "api", name: name,
-                                            callbackURL: callback, createdAt: engine.now)
         if let secret {
             guard let secrets else {
                 throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets")
@@ -184,8 +149,10 @@ extension SQLStore.ChannelRecord {
         return try box.open(sealedSecret, context: secretContext)
     }
 
-    /// A WhatsApp channel's credentials (`verify_token`, `app_secret`, `access_token`), sealed together as JSON.
+    /// A service channel's credentials (WhatsApp's `verify_token`, `app_secret`, `access_token`; Stripe's
+    /// `secret_key`, `webhook_secret`...), sealed together as JSON; an empty map when it has none.
     func credentials(_ box: SecretBox?) throws -> Value {
+        if sealedSecret == nil { return [:] }
         guard let text = try openSecret(box), let credentials = Value(json: text) else {
             throw EngineError(.secret, "the channel's credentials cannot be read")
         }

@@ -5,7 +5,7 @@ import FlowVM
 import Hummingbird
 
 /// `/webhooks/...`: what providers post to. No API key: each request proves itself with the channel's secret
-/// (WhatsApp's `X-Hub-Signature-256`), checked on the raw bytes before anything is parsed.
+/// (WhatsApp's `X-Hub-Signature-256`, Stripe's `Stripe-Signature`), checked on the raw bytes before anything is parsed.
 struct WebhookRoutes {
     let store: SQLStore
     let engine: Engine
@@ -14,20 +14,51 @@ struct WebhookRoutes {
     func addRoutes(to router: Router<FlowlineRequestContext>) {
         router.get("webhooks/whatsapp/{id}", use: whatsAppVerify)
         router.post("webhooks/whatsapp/{id}", use: whatsAppReceive)
+        router.post("webhooks/stripe/{id}", use: stripeReceive)
     }
 
-    /// The WhatsApp channel named in the path and its opened secrets; 404 for anything else.
-    private func whatsAppChannel(_ context: FlowlineRequestContext) async throws -> (SQLStore.ChannelRecord, Value) {
+    /// The channel of `kind` named in the path and its opened secrets; 404 for anything else.
+    private func channel(_ kind: String, _ context: FlowlineRequestContext) async throws -> (SQLStore.ChannelRecord, Value) {
         let id = try context.parameters.require("id")
-        guard let channel = try await store.channel(id: id), channel.kind == "whatsapp" else {
-            throw Problem(.notFound, "no WhatsApp channel \(id)")
+        guard let channel = try await store.channel(id: id), channel.kind == kind else {
+            throw Problem(.notFound, "no \(kind) channel \(id)")
         }
         return (channel, try channel.credentials(secrets))
     }
 
+    /// A Stripe event: `Stripe-Signature` checked on the raw bytes (300 s tolerance) before anything is parsed; then
+    /// the event resumes the conversation waiting on one of its keys (session, PaymentIntent, Payment Link or
+    /// conversation id), at most once per `event.id`. Events that resume nothing are acknowledged, so Stripe stops
+    /// sending them.
+    @Sendable func stripeReceive(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let (channel, opened) = try await self.channel("stripe", context)
+        let body = Array(buffer: try await request.body.collect(upTo: context.maxUploadSize))
+        guard StripeWebhook.isSigned(body, header: request.headers[.init("Stripe-Signature")!], secret: opened["webhook_secret"].text,
+                                     now: engine.now.milliseconds / 1000) else {
+            context.logger.warning("forged, unsigned or stale Stripe webhook refused", metadata: ["channel": "\(channel.id)"])
+            throw Problem(.unauthorized, "the Stripe-Signature does not match this channel's webhook secret, or is older than 5 minutes")
+        }
+        let event: StripeWebhook.Event
+        do { event = try StripeWebhook.parse(body) } catch { throw Problem(.badRequest, "the body is not a Stripe event") }
+        var resumed: String?
+        if let name = event.name {
+            for key in event.keys {
+                if try await engine.deliverEvent(tenant: channel.tenant, name: name, key: key, payload: event.payload,
+                                                 providerID: "stripe:" + event.id) {
+                    resumed = key
+                    break
+                }
+            }
+        }
+        context.logger.info("Stripe event received", metadata: [
+            "channel": "\(channel.id)", "event": "\(event.id)", "type": "\(event.type)", "resumed": "\(resumed != nil)",
+        ])
+        return json(["received": true, "event": .string(event.id), "resumed": .bool(resumed != nil)])
+    }
+
     /// Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches; 403 otherwise.
     @Sendable func whatsAppVerify(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let (channel, opened) = try await whatsAppChannel(context)
+        let (channel, opened) = try await self.channel("whatsapp", context)
         let q = request.uri.queryParameters
         guard let challenge = WhatsAppWebhook.challenge(
             mode: q["hub.mode"].map(String.init), token: q["hub.verify_token"].map(String.init),
@@ -41,7 +72,7 @@ struct WebhookRoutes {
     /// A notification: signature first, then every message for this number is stored (de-duplicated by its
     /// `wamid`) before answering 200.
     @Sendable func whatsAppReceive(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let (channel, opened) = try await whatsAppChannel(context)
+        let (channel, opened) = try await self.channel("whatsapp", context)
         let body = Array(buffer: try await request.body.collect(upTo: context.maxUploadSize))
         guard WhatsAppWebhook.isSigned(body, header: request.headers[.init("X-Hub-Signature-256")!], appSecret: opened["app_secret"].text) else {
             context.logger.warning("forged or unsigned WhatsApp webhook refused", metadata: ["channel": "\(channel.id)"])

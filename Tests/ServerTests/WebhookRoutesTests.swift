@@ -1,3 +1,4 @@
+import Connectors
 import Crypto
 import FlowEngine
 import FlowStore
@@ -170,6 +171,172 @@ import Testing
                 let closed = try await rig.store.conversations(tenant: "a", status: .failed, contact: "window-closed")
                 #expect(closed.first?.failure?.contains("24-hour") == true)
             }
+        }
+        await rig.store.close()
+    }
+
+    // MARK: Stripe
+
+    static let payFlow = """
+        flow: pay
+        trigger: { channel: api }
+        start: checkout
+        blocks:
+          checkout:
+            use: stripe.checkout
+            with: { amount: 15000, currency: brl, description: "Consulta" }
+            save: checkout
+            next: link
+          link:
+            text: "Pay here: {{ checkout.url }}"
+            next: wait
+          wait:
+            wait_for: { event: stripe.paid, match: checkout.id, timeout: 2d, on_timeout: late }
+            save: payment
+            next: done
+          late:
+            end: "Expired"
+          done:
+            end: "Paid {{ payment.amount }} ({{ payment.email }})"
+        """
+
+    static func stripeSigned(_ body: String, secret: String = "whsec_flowline_test_1", at time: Int64 = Int64(Date().timeIntervalSince1970)) -> HTTPFields {
+        [HTTPField.Name("Stripe-Signature")!: StripeWebhook.signature(Array(body.utf8), secret: secret, time: time), .contentType: "application/json"]
+    }
+
+    @Test func aSignedStripeEventResumesTheConversationWaitingOnItsCheckoutOnce() async throws {
+        let stripe = FakeStripe()
+        let rig = try await RouterTests.Rig()
+        try await stripe.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let a = RouterTests.auth(rig.adminA)
+                try await client.execute(uri: "/v1/flows/pay", method: .put, headers: a, body: RouterTests.body(Self.payFlow))
+                try await client.execute(uri: "/v1/flows/pay/publish", method: .post, headers: a) { #expect($0.status == .created) }
+                let account = try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
+                    {"kind": "stripe", "name": "payments", "secret_key": "\(stripe.key)", "webhook_secret": "whsec_flowline_test_1",
+                     "api_url": "http://127.0.0.1:\(fake.port!)", "success_url": "https://clinic.example/paid"}
+                    """)) { r in
+                    #expect(r.status == .created)
+                    #expect(!String(buffer: r.body).contains(stripe.key) && !String(buffer: r.body).contains("whsec_flowline_test_1"))
+                    return RouterTests.json(r)
+                }
+                let path = account["webhook_path"].text
+                #expect(path == "/webhooks/stripe/\(account["id"].text)")
+                #expect(account["success_url"] == "https://clinic.example/paid", "settings are shown, secrets are not")
+                let api = try await client.execute(uri: "/v1/channels", method: .post, headers: a,
+                                                   body: RouterTests.body(#"{"kind": "api", "name": "web"}"#)) { RouterTests.json($0) }
+                try await client.execute(uri: "/v1/channels/\(api["id"].text)/inbound", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"from": "5511", "text": "hi", "id": "m1"}"#)) { #expect($0.status == .accepted) }
+                try await rig.engine.drain()
+                let created = stripe.created.withLock { $0 }
+                try #require(created.count == 1)
+                let conversation = try #require(try await rig.store.conversations(tenant: "a", status: nil, contact: "5511").first)
+                #expect(created[0].form["metadata[flowline_conversation]"] == .some(conversation.id))
+                #expect(created[0].form["metadata[flowline_tenant]"] == "a")
+                let session = try #require(try await rig.store.messages(conversation: conversation.id, tenant: "a").last?.text
+                    .components(separatedBy: "/pay/").last)
+
+                // Forged, stale and unsigned events are refused and resume nothing.
+                let paid = stripe.completed(session, eventID: "evt_paid_1")
+                let refused: [HTTPFields] = [
+                    [.contentType: "application/json"],
+                    Self.stripeSigned(paid, secret: "whsec_someone_else"),
+                    Self.stripeSigned(paid, at: Int64(Date().timeIntervalSince1970) - 301),
+                ]
+                for headers in refused {
+                    try await client.execute(uri: path, method: .post, headers: headers, body: RouterTests.body(paid)) { #expect($0.status == .unauthorized) }
+                }
+                try await client.execute(uri: path, method: .post, headers: Self.stripeSigned("{}"), body: RouterTests.body("{}")) {
+                    #expect($0.status == .badRequest)
+                }
+                // Completed but not yet paid (an async method): acknowledged, nothing resumes.
+                let unpaid = stripe.completed(session, paid: false, eventID: "evt_unpaid")
+                try await client.execute(uri: path, method: .post, headers: Self.stripeSigned(unpaid), body: RouterTests.body(unpaid)) { r in
+                    #expect(r.status == .ok && RouterTests.json(r)["resumed"] == false)
+                }
+                try await rig.engine.drain()
+                #expect(try await rig.store.conversation(id: conversation.id, tenant: "a")?.status == .waiting)
+
+                // Another tenant's Stripe account cannot resume tenant a's conversation with the same session id.
+                let b = RouterTests.auth(rig.adminB)
+                let other = try await client.execute(uri: "/v1/channels", method: .post, headers: b, body: RouterTests.body("""
+                    {"kind": "stripe", "name": "b", "secret_key": "sk_test_b_123456", "webhook_secret": "whsec_b_secret_1"}
+                    """)) { RouterTests.json($0) }
+                try await client.execute(uri: other["webhook_path"].text, method: .post, headers: Self.stripeSigned(paid, secret: "whsec_b_secret_1"),
+                                         body: RouterTests.body(paid)) { #expect(RouterTests.json($0)["resumed"] == false) }
+
+                // Paid: the conversation resumes with the payment; the same event again resumes nothing.
+                for expected in [true, false] {
+                    try await client.execute(uri: path, method: .post, headers: Self.stripeSigned(paid), body: RouterTests.body(paid)) { r in
+                        #expect(r.status == .ok)
+                        #expect(RouterTests.json(r)["resumed"] == .bool(expected))
+                    }
+                }
+                try await rig.engine.drain()
+                let texts = try await rig.store.messages(conversation: conversation.id, tenant: "a").map(\.text)
+                #expect(texts.last == "Paid 15000 (ana@example.com)")
+                #expect(texts.filter { $0.hasPrefix("Paid") }.count == 1)
+                #expect(try await rig.store.conversation(id: conversation.id, tenant: "a")?.status == .ended)
+                #expect(stripe.created.withLock { $0.count } == 1, "one Checkout Session in all")
+            }
+        }
+        await rig.store.close()
+    }
+
+    /// localstripe is a second, independent implementation of Stripe's webhook signing: a PaymentIntent made there
+    /// for a conversation (metadata `flowline_conversation`) resumes the conversation waiting on its id.
+    @Test func localstripesSignedPaymentIntentEventResumesItsConversation() async throws {
+        guard let localstripe = Peers.url("FLOWLINE_TEST_LOCALSTRIPE") else { return }
+        let flow = """
+            flow: pi
+            trigger: { channel: api }
+            start: wait
+            blocks:
+              wait:
+                wait_for: { event: stripe.paid, match: conversation.id }
+                save: payment
+                next: done
+              done:
+                end: "Paid {{ payment.amount }} {{ payment.status }}"
+            """
+        let rig = try await RouterTests.Rig()
+        let secret = "whsec_localstripe_" + UUID().uuidString.prefix(8)
+        try await rig.app.test(.live) { client in
+            let a = RouterTests.auth(rig.adminA)
+            try await client.execute(uri: "/v1/flows/pi", method: .put, headers: a, body: RouterTests.body(flow))
+            try await client.execute(uri: "/v1/flows/pi/publish", method: .post, headers: a)
+            let account = try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
+                {"kind": "stripe", "name": "localstripe", "secret_key": "sk_test_localstripe", "webhook_secret": "\(secret)"}
+                """)) { RouterTests.json($0) }
+            let api = try await client.execute(uri: "/v1/channels", method: .post, headers: a,
+                                               body: RouterTests.body(#"{"kind": "api", "name": "web"}"#)) { RouterTests.json($0) }
+            try await client.execute(uri: "/v1/channels/\(api["id"].text)/inbound", method: .post, headers: a,
+                                     body: RouterTests.body(#"{"from": "77", "text": "hi", "id": "m1"}"#))
+            try await rig.engine.drain()
+            let conversation = try #require(try await rig.store.conversations(tenant: "a", status: .waiting, contact: "77").first)
+
+            let stripe = Peers.Form(base: localstripe, key: "sk_test_localstripe")
+            try await stripe.post("/_config/webhooks/flowline-\(account["id"].text)", [
+                ("url", "http://127.0.0.1:\(client.port!)\(account["webhook_path"].text)"), ("secret", secret),
+                ("events[]", "payment_intent.succeeded"),
+            ])
+            let card = try await stripe.post("/v1/payment_methods", [
+                ("type", "card"), ("card[number]", "4242424242424242"), ("card[exp_month]", "12"), ("card[exp_year]", "2030"), ("card[cvc]", "123"),
+            ])
+            let intent = try await stripe.post("/v1/payment_intents", [
+                ("amount", "4200"), ("currency", "brl"), ("payment_method", card["id"].text),
+                ("metadata[flowline_conversation]", conversation.id),
+            ])
+            _ = try await stripe.post("/v1/payment_intents/\(intent["id"].text)/confirm", [])
+
+            // localstripe posts the signed event about a second later.
+            let ended = try await Peers.eventually("the conversation ends", seconds: 20) {
+                try await rig.engine.drain()
+                return try await rig.store.conversation(id: conversation.id, tenant: "a")?.status == .ended ? true : nil
+            }
+            #expect(ended)
+            let texts = try await rig.store.messages(conversation: conversation.id, tenant: "a").map(\.text)
+            #expect(texts.last == "Paid 4200 succeeded")
         }
         await rig.store.close()
     }

@@ -1,0 +1,53 @@
+import AsyncHTTPClient
+import FlowVM
+import Foundation
+import NIOCore
+import Testing
+
+/// The protocol peers `scripts/test.sh` starts on loopback (localstripe, aiosmtpd, fakellm), found through
+/// environment variables. Run outside the script, a test that needs one returns early; under the script
+/// (`FLOWLINE_REQUIRE_PEERS=1`) a missing peer is a failure, not a skip.
+enum Peers {
+    static func url(_ variable: String) -> String? {
+        let env = ProcessInfo.processInfo.environment
+        if let url = env[variable], !url.isEmpty { return url }
+        if env["FLOWLINE_REQUIRE_PEERS"] != nil { Issue.record("\(variable) is not set: scripts/test.sh starts this peer") }
+        return nil
+    }
+
+    /// Polls `check` until it answers, or fails the test after `seconds`.
+    static func eventually<T>(_ what: String, seconds: Double = 10, _ check: () async throws -> T?) async throws -> T {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if let value = try await check() { return value }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("timed out waiting until \(what)")
+        throw CancellationError()
+    }
+
+    /// Form-encoded POSTs with a bearer key, as Stripe (and localstripe) take them.
+    struct Form {
+        let base: String
+        let key: String
+
+        @discardableResult
+        func post(_ path: String, _ fields: [(String, String)]) async throws -> Value {
+            var request = HTTPClientRequest(url: base + path)
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer \(key)")
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            let allowed = CharacterSet.alphanumerics.union(.init(charactersIn: "-._~"))
+            request.body = .bytes(ByteBuffer(string: fields.map {
+                ($0.0.addingPercentEncoding(withAllowedCharacters: allowed) ?? "") + "=" + ($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")
+            }.joined(separator: "&")))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            guard (200..<300).contains(Int(response.status.code)) else {
+                Issue.record("POST \(path) answered \(response.status.code): \(body.prefix(300))")
+                throw CancellationError()
+            }
+            return Value(json: body) ?? .null
+        }
+    }
+}

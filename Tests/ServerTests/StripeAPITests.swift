@@ -1,0 +1,123 @@
+import Connectors
+import FlowEngine
+import FlowVM
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// `StripeAPI` against `FakeStripe` on loopback: form encoding, metadata, idempotent replays, and failures decided
+/// the way Stripe documents them.
+@Suite struct StripeAPITests {
+    static func context(_ key: String = "conv-1:3") -> ConnectorContext {
+        ConnectorContext(tenant: "t1", conversation: "conv-1", idempotencyKey: key, attempt: 1)
+    }
+    static let checkout: Value = ["amount": 15000, "currency": "BRL", "description": "Consulta 10h", "customer_email": "ana@example.com"]
+
+    @Test func checkoutIsFormEncodedWithBothMetadataAndReplaysUnderTheSameKey() async throws {
+        let fake = FakeStripe()
+        try await fake.app.test(.live) { client in
+            let api = StripeAPI(secretKey: fake.key, apiURL: "http://127.0.0.1:\(client.port!)", successURL: "https://clinic.example/paid")
+            let first = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context())
+            #expect(first["id"].text.hasPrefix("cs_test_"))
+            #expect(first["url"].text == "https://checkout.stripe.com/c/pay/\(first["id"].text)")
+            let form = try #require(fake.created.withLock { $0.first }).form
+            #expect(form["line_items[0][price_data][unit_amount]"] == "15000")
+            #expect(form["line_items[0][price_data][currency]"] == "brl")
+            #expect(form["line_items[0][price_data][product_data][name]"] == "Consulta 10h")
+            #expect(form["success_url"] == "https://clinic.example/paid")
+            #expect(form["customer_email"] == "ana@example.com")
+            #expect(form["metadata[flowline_conversation]"] == "conv-1")
+            #expect(form["payment_intent_data[metadata][flowline_conversation]"] == "conv-1",
+                    "a session's metadata is not copied to its PaymentIntent, so it is set on both")
+            #expect(form["client_reference_id"] == "conv-1")
+
+            // A retry after a crash sends the same key and gets the same session: one session in all.
+            let again = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context())
+            #expect(again == first)
+            #expect(fake.created.withLock { $0.count } == 1)
+            #expect(fake.hits.withLock { $0 } == 2)
+
+            // The same key with other parameters is Stripe's idempotency_error: permanent.
+            let changed: Value = ["amount": 9900, "currency": "BRL", "description": "Consulta 10h", "customer_email": "ana@example.com"]
+            await #expect(throws: ConnectorError(code: "stripe_idempotency_error", message: "Stripe refused the request (400, idempotency_error)",
+                                                 retryable: false)) {
+                try await api.perform(action: "stripe.checkout", parameters: changed, context: Self.context())
+            }
+        }
+    }
+
+    @Test func paymentLinksCreateAPriceThenTheLinkEachIdempotent() async throws {
+        let fake = FakeStripe()
+        try await fake.app.test(.live) { client in
+            let api = StripeAPI(secretKey: fake.key, apiURL: "http://127.0.0.1:\(client.port!)")
+            let parameters: Value = ["amount": 5000, "currency": "usd", "description": "Course"]
+            let link = try await api.perform(action: "stripe.payment_link", parameters: parameters, context: Self.context("conv-1:9"))
+            #expect(link["id"].text.hasPrefix("plink_") && link["url"].text.hasPrefix("https://buy.stripe.com/"))
+            let again = try await api.perform(action: "stripe.payment_link", parameters: parameters, context: Self.context("conv-1:9"))
+            #expect(again == link)
+            let created = fake.created.withLock { $0 }
+            #expect(created.map(\.path) == ["v1/prices", "v1/payment_links"])
+            #expect(created.map(\.idempotencyKey) == ["conv-1:9-price", "conv-1:9-link"])
+            #expect(created[1].form["metadata[flowline_conversation]"] == "conv-1")
+        }
+    }
+
+    @Test func failuresAreRetriedOrNotAsStripeSays() async throws {
+        let fake = FakeStripe()
+        let json: HTTPFields = [.contentType: "application/json"]
+        fake.failures.withLock {
+            $0 = [
+                (.tooManyRequests, json, #"{"error": {"type": "rate_limit_error", "code": "rate_limit", "message": "Too many requests"}}"#),
+                (.internalServerError, json, #"{"error": {"type": "api_error", "message": "Something went wrong"}}"#),
+                (.conflict, json + [HTTPField.Name("Stripe-Should-Retry")!: "false"], #"{"error": {"type": "invalid_request_error", "code": "lock_timeout"}}"#),
+                (.init(code: 402), json, #"{"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}}"#),
+            ]
+        }
+        try await fake.app.test(.live) { client in
+            let url = "http://127.0.0.1:\(client.port!)"
+            let api = StripeAPI(secretKey: fake.key, apiURL: url, successURL: "https://x.example/ok")
+            var outcomes: [ConnectorError] = []
+            for _ in 0..<4 {
+                do { _ = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context()) } catch let e as ConnectorError {
+                    outcomes.append(e)
+                }
+            }
+            #expect(outcomes.map(\.code) == ["stripe_rate_limit", "stripe_api_error", "stripe_lock_timeout", "stripe_card_declined"])
+            #expect(outcomes.map(\.retryable) == [true, true, false, false], "Stripe-Should-Retry: false overrides a 409")
+
+            // A wrong key is permanent, and the error quotes nothing Stripe said about it.
+            let wrong = StripeAPI(secretKey: "sk_test_wrong_key_987", apiURL: url, successURL: "https://x.example/ok")
+            do {
+                _ = try await wrong.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context())
+                Issue.record("a wrong key must fail")
+            } catch let e as ConnectorError {
+                #expect(e.code == "stripe_invalid_request_error" && !e.retryable)
+                #expect(!e.message.contains("sk_") && !e.description.contains("sk_"))
+            }
+        }
+    }
+
+    @Test func aSessionWithoutSuccessURLFailsBeforeAnyRequest() async throws {
+        let fake = FakeStripe()
+        try await fake.app.test(.live) { client in
+            let api = StripeAPI(secretKey: fake.key, apiURL: "http://127.0.0.1:\(client.port!)")
+            await #expect(throws: ConnectorError.self) {
+                try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context())
+            }
+            #expect(fake.hits.withLock { $0 } == 0)
+        }
+    }
+
+    @Test func aStripeThatHangsTimesOutAsRetryable() async throws {
+        let api = StripeAPI(secretKey: "sk_test_x1234567", apiURL: "http://127.0.0.1:9", successURL: "https://x.example/ok")
+        var context = Self.context()
+        context.deadline = .now + .milliseconds(300)
+        do {
+            _ = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: context)
+            Issue.record("nothing listens on port 9")
+        } catch let e as ConnectorError {
+            #expect(e.code == "unreachable" && e.retryable)
+        }
+    }
+}

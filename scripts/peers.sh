@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Starts the protocol peers the tests talk to, each on 127.0.0.1 and a free port, from a venv (.build-venv):
+# localstripe (Stripe PaymentIntents and signed webhooks), aiosmtpd (SMTP with STARTTLS and AUTH, and implicit
+# TLS), fakellm (OpenAI-compatible chat completions). Prints `export` lines for FLOWLINE_TEST_* and
+# FLOWLINE_PEERS_DIR; `scripts/peers.sh stop DIR` stops them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "stop" ]; then
+  dir="$2"
+  for pid in "$dir"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
+  rm -rf "$dir"
+  exit 0
+fi
+
+venv=.build-venv
+packages=(schemathesis==4.32.5 localstripe==1.15.10 aiosmtpd==1.4.6 fakellm==0.3.5 pywa==4.5.0)
+if ! "$venv/bin/python" -c 'import schemathesis, localstripe, aiosmtpd, fakellm, pywa' 2>/dev/null; then
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q "${packages[@]}" >&2
+fi
+py="$venv/bin/python"
+dir=$(mktemp -d /tmp/flowline-peers.XXXXXX)
+free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 100); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), timeout=0.2)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "peer on port $1 did not start" >&2
+  return 1
+}
+
+# localstripe binds every interface by default: bind it to loopback from Python.
+stripe_port=$(free)
+"$py" -c "
+import sys, localstripe.server as s
+from aiohttp import web
+web.run_app(s.app, host='127.0.0.1', port=int(sys.argv[1]), print=None)
+" "$stripe_port" >"$dir/localstripe.log" 2>&1 &
+echo $! >"$dir/localstripe.pid"
+
+wait_port "$stripe_port"
+echo "export FLOWLINE_PEERS_DIR=$dir"
+echo "export FLOWLINE_TEST_LOCALSTRIPE=http://127.0.0.1:$stripe_port"

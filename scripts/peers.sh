@@ -40,6 +40,16 @@ web.run_app(s.app, host='127.0.0.1', port=int(sys.argv[1]), print=None)
 " "$stripe_port" >"$dir/localstripe.log" 2>&1 &
 echo $! >"$dir/localstripe.pid"
 
+# aiosmtpd: STARTTLS with AUTH, implicit TLS, and plain, under a throw-away certificate for localhost.
+command -v openssl >/dev/null || { apt-get update -qq >&2 && apt-get install -y -qq openssl >&2; }
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/smtp-key.pem" -out "$dir/smtp-cert.pem" -days 2 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1
+smtp_ports="$(free),$(free),$(free)"
+"$py" scripts/peers/smtp.py "$dir/spool" "$dir/smtp-cert.pem" "$dir/smtp-key.pem" ${smtp_ports//,/ } >"$dir/smtp.log" 2>&1 &
+echo $! >"$dir/smtp.pid"
+
 wait_port "$stripe_port"
+for p in ${smtp_ports//,/ }; do wait_port "$p"; done
 echo "export FLOWLINE_PEERS_DIR=$dir"
+echo "export FLOWLINE_TEST_SMTP=$smtp_ports FLOWLINE_TEST_SMTP_CA=$dir/smtp-cert.pem FLOWLINE_TEST_SMTP_SPOOL=$dir/spool"
 echo "export FLOWLINE_TEST_LOCALSTRIPE=http://127.0.0.1:$stripe_port"

@@ -22,6 +22,16 @@ eval "$pg_env"
 trap 'bash scripts/postgres.sh stop "$FLOWLINE_PG_DIR"' EXIT
 echo "PostgreSQL at $FLOWLINE_TEST_POSTGRES_URL"
 
+echo "== protocol peers on loopback (localstripe, aiosmtpd, fakellm) in .build-venv"
+if ! peers_env=$(bash scripts/peers.sh); then
+  echo "could not start the protocol peers"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+eval "$peers_env"
+export FLOWLINE_REQUIRE_PEERS=1
+trap 'bash scripts/peers.sh stop "$FLOWLINE_PEERS_DIR"; bash scripts/postgres.sh stop "$FLOWLINE_PG_DIR"' EXIT
+
 echo "== build"
 if ! swift build --build-tests; then
   echo "0 passed, 1 failed"
@@ -45,7 +55,7 @@ rm -f "$log"
 
 flowline=.build/debug/flowline
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; bash scripts/postgres.sh stop "$FLOWLINE_PG_DIR"' EXIT
+trap 'rm -rf "$tmp"; bash scripts/peers.sh stop "$FLOWLINE_PEERS_DIR"; bash scripts/postgres.sh stop "$FLOWLINE_PG_DIR"' EXIT
 
 echo "== flowline check flows/"
 if $flowline check flows/ 2>"$tmp/check.err"; then pass; else fail "flowline check flows/"; cat "$tmp/check.err"; fi
@@ -176,10 +186,7 @@ assert [m["direction"] for m in msgs] == ["in", "out"] and msgs[1]["buttons"] ==
 PY
 then pass; else fail "live server session"; cat "$srv/out.log"; fi
 echo "== schemathesis against /openapi.json of the live server"
-venv=.build-venv
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  python3 -m venv "$venv" && "$venv/bin/pip" install -q "schemathesis==4.32.5" >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; }
-fi
+venv=.build-venv  # made by scripts/peers.sh
 if [ -x "$venv/bin/schemathesis" ] && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
      -H "Authorization: Bearer $key" --checks all -n 50 --seed 1 --exclude-path /v1/events >"$tmp/schemathesis.log" 2>&1; then
   pass

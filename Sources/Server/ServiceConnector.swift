@@ -34,6 +34,14 @@ struct ServiceConnector: Connector {
                 StripeAPI(secretKey: credentials["secret_key"].text, apiURL: config["api_url"].optionalText,
                           successURL: config["success_url"].optionalText, cancelURL: config["cancel_url"].optionalText)
             },
+            ServiceConnector(kind: "email", definitions: actions("email."), store: store, secrets: secrets) { config, credentials in
+                let security = SMTPClient.Security(rawValue: config["security"].optionalText ?? "starttls") ?? .starttls
+                let port: Int? = if case .number(let n) = config["port"] { Int(n) } else { nil }
+                return EmailConnector(smtp: SMTPClient(.init(
+                    host: config["host"].text, port: port, security: security, username: config["username"].optionalText,
+                    password: credentials["password"].optionalText, trustedCertificatePEM: config["ca_certificate"].optionalText)),
+                    from: config["from"].text)
+            },
         ]
     }
 }

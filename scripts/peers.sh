@@ -48,8 +48,14 @@ smtp_ports="$(free),$(free),$(free)"
 "$py" scripts/peers/smtp.py "$dir/spool" "$dir/smtp-cert.pem" "$dir/smtp-key.pem" ${smtp_ports//,/ } >"$dir/smtp.log" 2>&1 &
 echo $! >"$dir/smtp.pid"
 
+llm_port=$(free)
+"$venv/bin/fakellm" serve --host 127.0.0.1 --port "$llm_port" --config scripts/peers/fakellm.yaml >"$dir/fakellm.log" 2>&1 &
+echo $! >"$dir/fakellm.pid"
+
 wait_port "$stripe_port"
+wait_port "$llm_port"
 for p in ${smtp_ports//,/ }; do wait_port "$p"; done
 echo "export FLOWLINE_PEERS_DIR=$dir"
 echo "export FLOWLINE_TEST_SMTP=$smtp_ports FLOWLINE_TEST_SMTP_CA=$dir/smtp-cert.pem FLOWLINE_TEST_SMTP_SPOOL=$dir/spool"
 echo "export FLOWLINE_TEST_LOCALSTRIPE=http://127.0.0.1:$stripe_port"
+echo "export FLOWLINE_TEST_FAKELLM=http://127.0.0.1:$llm_port/v1"

@@ -26,6 +26,8 @@ public enum BuiltinActions {
                 "history": ["type": "integer", "minimum": 0, "maximum": 50],
                 "knowledge": string,
                 "extract": ["type": "object", "description": "fields to extract, name: type"],
+                "variables": ["type": "object", "description": "what the model should know about the conversation"],
+                "tools": ["type": "array", "items": ["type": "string"], "description": "actions the model may call"],
                 "temperature": ["type": "number", "minimum": 0, "maximum": 2],
                 "max_tokens": ["type": "integer", "minimum": 1, "maximum": 32000],
             ], required: ["prompt"]),

@@ -82,7 +82,11 @@ public enum FlowlineServer {
     /// The engine's connectors when serving: the channels, the services bound to the tenant's channels, then the
     /// custom connectors (which may replace a built-in action).
     public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = []) -> ConnectorRegistry {
-        ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets)] + ServiceConnector.builtins(store: store, secrets: secrets) + custom)
+        let tools = ToolBox()
+        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets)]
+                                         + ServiceConnector.builtins(store: store, secrets: secrets, tools: tools) + custom)
+        tools.set(registry)
+        return registry
     }
 
     /// The HTTP client connectors share: no redirects (a webhook that moved is a configuration error to surface).

@@ -2,6 +2,7 @@ import Connectors
 import FlowEngine
 import FlowStore
 import FlowVM
+import Synchronization
 
 /// Runs a service's actions (`stripe.*`, `email.send`, `ai.chat`, `n8n.trigger`) with the account of the tenant
 /// running the flow: its newest channel of that kind, whose sealed credentials are opened for the call only.
@@ -26,8 +27,9 @@ struct ServiceConnector: Connector {
         return try await make(channel.config, credentials).perform(action: action, parameters: parameters, context: context)
     }
 
-    /// The built-in services, each bound to its channel kind.
-    static func builtins(store: SQLStore, secrets: SecretBox?) -> [ServiceConnector] {
+    /// The built-in services, each bound to its channel kind. `ai.chat` reads the conversation's history from the
+    /// store and calls the registry's other actions as tools.
+    static func builtins(store: SQLStore, secrets: SecretBox?, tools: ToolBox) -> [ServiceConnector] {
         func actions(_ prefix: String) -> [ActionDefinition] { BuiltinActions.all.filter { $0.name.hasPrefix(prefix) } }
         return [
             ServiceConnector(kind: "stripe", definitions: actions("stripe."), store: store, secrets: secrets) { config, credentials in
@@ -42,7 +44,35 @@ struct ServiceConnector: Connector {
                     password: credentials["password"].optionalText, trustedCertificatePEM: config["ca_certificate"].optionalText)),
                     from: config["from"].text)
             },
+            ServiceConnector(kind: "ai", definitions: actions("ai."), store: store, secrets: secrets) { config, credentials in
+                AIConnector(baseURL: config["base_url"].optionalText, apiKey: credentials["api_key"].optionalText, model: config["model"].optionalText,
+                            history: { context, n in
+                                try await store.messages(conversation: context.conversation, tenant: context.tenant).suffix(n)
+                                    .map { AIConnector.Turn(fromContact: $0.direction == .inbound, text: $0.text) }
+                            },
+                            tools: tools.definitions, performTool: tools.perform)
+            },
         ]
+    }
+}
+
+/// Lets `ai.chat` call the other actions as tools; filled once the registry exists (it holds `ai.chat` itself).
+final class ToolBox: Sendable {
+    private let registry = Mutex<ConnectorRegistry?>(nil)
+
+    func set(_ r: ConnectorRegistry) { registry.withLock { $0 = r } }
+
+    /// Every action flows may `use:`, but the AI itself.
+    var definitions: [ActionDefinition] {
+        guard let r = registry.withLock({ $0 }) else { return [] }
+        return r.catalog(adding: BuiltinActions.catalog).actions.values.filter { $0.name != "ai.chat" && r.connector(for: $0.name) != nil }
+    }
+
+    @Sendable func perform(_ action: String, _ parameters: Value, _ context: ConnectorContext) async throws -> Value {
+        guard action != "ai.chat", let connector = registry.withLock({ $0 })?.connector(for: action) else {
+            throw ConnectorError(code: "ai_tool_unknown", message: "no connector performs \(action)", retryable: false)
+        }
+        return try await connector.perform(action: action, parameters: parameters, context: context)
     }
 }
 

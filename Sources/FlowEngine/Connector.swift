@@ -18,13 +18,17 @@ public struct ConnectorContext: Sendable {
     public var http: HTTPClient
     /// When the engine gives up on this attempt (and retries it later as `timeout`).
     public var deadline: ContinuousClock.Instant
+    /// A URL that resumes this conversation once, when the server can make them (`FLOWLINE_SECRET_KEY` set): hand
+    /// it to a system that answers later; the flow waits with `wait_for: { event: resume, match: <token> }`.
+    public var resume: ResumeLink?
 
     /// Time left until `deadline`, as AsyncHTTPClient's `timeout:` takes it.
     public var remaining: TimeAmount { .nanoseconds(max(0, Int64((deadline - .now) / .nanoseconds(1)))) }
 
     public init(tenant: String, conversation: String, idempotencyKey: String, attempt: Int,
                 logger: Logger = Logger(label: "flowline.connector"), http: HTTPClient = .shared,
-                deadline: ContinuousClock.Instant = .now + .seconds(30)) {
+                deadline: ContinuousClock.Instant = .now + .seconds(30), resume: ResumeLink? = nil) {
+        self.resume = resume
         self.tenant = tenant
         self.conversation = conversation
         self.idempotencyKey = idempotencyKey

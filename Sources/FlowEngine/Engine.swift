@@ -25,6 +25,8 @@ public final class Engine: Sendable {
         public var http: HTTPClient = .shared
         /// How long an idle worker sleeps before looking for work again (new work wakes it earlier).
         public var pollInterval: Duration = .milliseconds(200)
+        /// Makes the resume link each connector call gets in its context; none when nil.
+        public var resumeLinks: ResumeLinks?
         public init() {}
     }
 
@@ -265,7 +267,9 @@ public final class Engine: Sendable {
             log[metadataKey: "key"] = "\(d.entry.idempotencyKey)"
             let context = ConnectorContext(tenant: d.tenant, conversation: d.conversation, idempotencyKey: d.entry.idempotencyKey,
                                            attempt: d.attempt, logger: log, http: configuration.http,
-                                           deadline: .now + configuration.connectorTimeout)
+                                           deadline: .now + configuration.connectorTimeout,
+                                           resume: configuration.resumeLinks?.link(tenant: d.tenant, conversation: d.conversation,
+                                                                                   effectKey: d.entry.idempotencyKey))
             do {
                 outcome = .success(try await Self.withDeadline(context.deadline) {
                     try await connector.perform(action: d.entry.action, parameters: d.entry.payload, context: context)

@@ -23,6 +23,11 @@ public struct SecretBox: Sendable {
         keyBytes = Array(data)
     }
 
+    /// A key for another purpose (signing resume links...), derived with HKDF so the sealing key is never reused.
+    public func derivedKey(purpose: String) -> [UInt8] {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Data(purpose.utf8), outputByteCount: 32).withUnsafeBytes { Array($0) }
+    }
+
     /// A fresh random key in base64, for a new installation.
     public static func generateKey() -> String {
         SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }

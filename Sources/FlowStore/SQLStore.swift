@@ -764,6 +764,19 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     // MARK: Reads
 
+    /// A conversation by id alone, for resume links, which carry no API key: the token is proof enough only when
+    /// the conversation is waiting on exactly it.
+    public func conversation(id: String) async throws -> ConversationRecord? {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
+                FROM conversations WHERE id = $1
+                """, .text(id)
+            ).first.map(self.conversationRecord)
+        }
+    }
+
     public func conversation(id: String, tenant: String) async throws -> ConversationRecord? {
         try await driver.transaction { db in
             try await db.execute(

@@ -29,6 +29,9 @@ public struct ServerConfiguration: Sendable {
     public var connectors: [any Connector] = []
     /// Signs every `webhook:` request when set (`FLOWLINE_WEBHOOK_SIGNING_SECRET`).
     public var webhookSigningSecret: String?
+    /// Where the outside world reaches this server (`FLOWLINE_PUBLIC_URL`): the base of resume links handed to n8n
+    /// and other systems. `http://host:port` when unset.
+    public var publicURL: String?
 
     public init() {}
 }
@@ -172,6 +175,10 @@ public enum FlowlineServer {
                                   custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
         var engineConfiguration = Engine.Configuration()
         engineConfiguration.http = http
+        if let secrets {
+            engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)",
+                                                          secrets: secrets)
+        }
         let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
         if let keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
             say("""

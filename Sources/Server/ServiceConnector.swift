@@ -52,6 +52,14 @@ struct ServiceConnector: Connector {
                             },
                             tools: tools.definitions, performTool: tools.perform)
             },
+            ServiceConnector(kind: "n8n", definitions: actions("n8n."), store: store, secrets: secrets) { config, credentials in
+                let auth: N8NConnector.Auth = switch config["auth"].optionalText {
+                case "header": .header(name: config["auth_header"].optionalText ?? "Authorization", value: credentials["auth_value"].text)
+                case "basic": .basic(user: config["username"].text, password: credentials["password"].text)
+                default: .none
+                }
+                return N8NConnector(baseURL: config["base_url"].text, auth: auth)
+            },
         ]
     }
 }

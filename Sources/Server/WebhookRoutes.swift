@@ -15,6 +15,26 @@ struct WebhookRoutes {
         router.get("webhooks/whatsapp/{id}", use: whatsAppVerify)
         router.post("webhooks/whatsapp/{id}", use: whatsAppReceive)
         router.post("webhooks/stripe/{id}", use: stripeReceive)
+        router.post("webhooks/resume/{token}", use: resume)
+    }
+
+    /// A resume link (`ResumeLinks`): the posted JSON (or null for an empty body) resumes the one conversation
+    /// waiting on this token, once. 410 once used, timed out or never valid, so a caller knows to stop retrying.
+    @Sendable func resume(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let token = try context.parameters.require("token")
+        let bytes = try await request.body.collect(upTo: context.maxUploadSize)
+        var payload: Value = .null
+        if bytes.readableBytes > 0 {
+            guard let v = Value(json: String(buffer: bytes)) else { throw Problem(.badRequest, "the body must be JSON") }
+            payload = v
+        }
+        guard let id = ResumeLinks.conversation(in: token), let conversation = try await store.conversation(id: id),
+              try await engine.deliverEvent(tenant: conversation.tenant, name: "resume", key: token, payload: payload,
+                                            providerID: "resume:" + token) else {
+            throw Problem(.gone, "this resume link was used already, has expired, or never existed")
+        }
+        context.logger.info("conversation resumed by link", metadata: ["conversation": "\(id)"])
+        return json(["resumed": true, "conversation": .string(id)], status: .accepted)
     }
 
     /// The channel of `kind` named in the path and its opened secrets; 404 for anything else.

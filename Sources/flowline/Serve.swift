@@ -23,6 +23,7 @@ struct Serve: AsyncParsableCommand {
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
         config.secretKey = env["FLOWLINE_SECRET_KEY"]
         config.webhookSigningSecret = env["FLOWLINE_WEBHOOK_SIGNING_SECRET"]
+        config.publicURL = env["FLOWLINE_PUBLIC_URL"]
         // The example custom connector (docs/connectors.md), when a CRM is configured.
         if let url = env["FLOWLINE_CRM_URL"] {
             config.connectors.append(CRMConnector(baseURL: url, apiKey: env["FLOWLINE_CRM_API_KEY"] ?? ""))

@@ -27,8 +27,11 @@ import Prometheus
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
             let connectors = FlowlineServer.connectors(store: store, secrets: secrets)
-            engine = if let clock { Engine(store: store, connectors: connectors, logger: logger, clock: clock) }
-                     else { Engine(store: store, connectors: connectors, logger: logger) }
+            var configuration = Engine.Configuration()
+            // Resume links name a host the tests never call: fakes post to the server under test instead.
+            if let secrets { configuration.resumeLinks = ResumeLinks(baseURL: "http://flowline.invalid", secrets: secrets) }
+            engine = if let clock { Engine(store: store, connectors: connectors, configuration: configuration, logger: logger, clock: clock) }
+                     else { Engine(store: store, connectors: connectors, configuration: configuration, logger: logger) }
             for t in ["a", "b"] { try await store.ensureTenant(id: t, name: t) }
             adminA = try await APIKeys.create(store: store, tenant: "a", role: .admin, label: "a").key
             agentA = try await APIKeys.create(store: store, tenant: "a", role: .agent, label: "agent").key

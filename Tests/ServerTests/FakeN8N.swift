@@ -1,0 +1,94 @@
+import AsyncHTTPClient
+import FlowVM
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// n8n's Webhook node, written from its documented behaviour: `POST /webhook/<path>` reaches a workflow only while it
+/// is active; `POST /webhook-test/<path>` only while the editor listens (120 s after "listen"); anything else is 404
+/// `The requested webhook "POST <path>" is not registered.`. Basic auth: missing → 401, wrong → 403; header auth
+/// likewise. A workflow answers with its last node's JSON, or, in `callback` style, acknowledges at once and later
+/// POSTs its result to the `resume_url` it was given (what an HTTP Request node at the end of the workflow does).
+final class FakeN8N: Sendable {
+    struct Workflow: Sendable {
+        var path: String
+        var active = true
+        /// The editor's "listen" ends then; nil when not listening.
+        var listeningUntil: Date?
+        var basic: (user: String, password: String)?
+        var header: (name: String, value: String)?
+        /// What the last node outputs, from the received body.
+        var answer: @Sendable (Value) -> Value = { _ in ["ok": true] }
+        /// When set, the workflow later POSTs this to the body's `resume_url`.
+        var callback: (@Sendable (Value) -> Value)?
+    }
+
+    let workflows: Mutex<[String: Workflow]>
+    let received = Mutex<[(path: String, body: Value, headers: HTTPFields)]>([])
+    let callbacks = Mutex<[(url: String, status: Int)]>([])
+    /// Where callbacks go instead of the resume URL's own host (the server under test listens on a port chosen late).
+    let callbackBase = Mutex<String?>(nil)
+
+    init(_ workflows: [Workflow]) {
+        self.workflows = Mutex(Dictionary(uniqueKeysWithValues: workflows.map { ($0.path, $0) }))
+    }
+
+    var app: some ApplicationProtocol {
+        let router = Router()
+        for prefix in ["webhook", "webhook-test"] {
+            router.post(RouterPath("\(prefix)/{path}")) { request, context -> Response in
+                let path = context.parameters.get("path") ?? ""
+                let now = Date()
+                guard let w = self.workflows.withLock({ $0[path] }),
+                      prefix == "webhook" ? w.active : (w.listeningUntil.map { $0 > now } ?? false) else {
+                    return Self.json(.notFound, ["code": 404, "message": .string("The requested webhook \"POST \(path)\" is not registered."),
+                                                 "hint": "Click the 'Execute workflow' button on the canvas, then try again."])
+                }
+                if let basic = w.basic {
+                    guard let given = request.headers[.authorization] else { return Self.text(.unauthorized, "Authorization is required!") }
+                    guard given == "Basic " + Data("\(basic.user):\(basic.password)".utf8).base64EncodedString() else {
+                        return Self.text(.forbidden, "Authorization data is wrong!")
+                    }
+                }
+                if let header = w.header {
+                    guard let given = request.headers[HTTPField.Name(header.name)!] else { return Self.text(.unauthorized, "Authorization is required!") }
+                    guard given == header.value else { return Self.text(.forbidden, "Authorization data is wrong!") }
+                }
+                let body = Value(json: String(buffer: try await request.body.collect(upTo: 1 << 20))) ?? .null
+                self.received.withLock { $0.append((path, body, request.headers)) }
+                if let callback = w.callback, case .string(let resume) = body["resume_url"] {
+                    let result = callback(body)
+                    var target = resume
+                    if let base = self.callbackBase.withLock({ $0 }), let r = resume.range(of: "/webhooks/resume/") {
+                        target = base + resume[r.lowerBound...]
+                    }
+                    let url = target
+                    Task<Void, Never> { await self.callBack(url, result) }
+                    return Self.json(.ok, ["message": "Workflow was started"])
+                }
+                return Self.json(.ok, w.answer(body))
+            }
+        }
+        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    }
+
+    private func callBack(_ url: String, _ result: Value) async {
+        try? await Task.sleep(for: .milliseconds(50))
+        var post = HTTPClientRequest(url: url)
+        post.method = .POST
+        post.headers.add(name: "Content-Type", value: "application/json")
+        post.body = .bytes(ByteBuffer(string: result.jsonText))
+        var status = 0
+        if let response = try? await HTTPClient.shared.execute(post, timeout: .seconds(5)) { status = Int(response.status.code) }
+        callbacks.withLock { $0.append((url, status)) }
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ v: Value) -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: v.jsonText)))
+    }
+    static func text(_ status: HTTPResponse.Status, _ s: String) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: s)))
+    }
+}

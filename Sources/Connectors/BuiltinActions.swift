@@ -81,6 +81,18 @@ public enum BuiltinActions {
             result: object(["id": string])
         ),
         ActionDefinition(
+            name: "whatsapp.media",
+            summary: "Send an image, audio, video, document or sticker on WhatsApp, by uploaded media id or public link",
+            parameters: object([
+                "type": ["type": "string", "enum": ["image", "audio", "video", "document", "sticker"]],
+                "id": nonEmpty,
+                "link": ["type": "string", "pattern": "^https://"],
+                "caption": string,
+                "filename": string,
+            ], required: ["type"]),
+            result: object(["id": string])
+        ),
+        ActionDefinition(
             name: "email.send",
             summary: "Send an email over SMTP",
             parameters: object([

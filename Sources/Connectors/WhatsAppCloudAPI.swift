@@ -52,13 +52,43 @@ public struct WhatsAppCloudAPI: Sendable {
         return .map(body)
     }
 
-    /// Sends `message` to `to`; answers `{"id": "wamid…"}`.
+    /// An approved template (`template.name` in `language`), its body's `{{1}}`, `{{2}}`… filled with `parameters`.
+    /// Templates are what may be sent outside the 24-hour customer-service window.
+    public static func templateBody(to: String, name: String, language: String, parameters: [String]) -> Value {
+        var template: [String: Value] = ["name": .string(name), "language": ["code": .string(language)]]
+        if !parameters.isEmpty {
+            template["components"] = [["type": "body", "parameters": .list(parameters.map { ["type": "text", "text": .string($0)] })]]
+        }
+        return ["messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(to), "type": "template", "template": .map(template)]
+    }
+
+    /// Media by the id of an upload or by a public link: `image`, `audio`, `video`, `document` or `sticker`, with an
+    /// optional caption (not for audio and stickers) and file name (documents).
+    public static func mediaBody(to: String, type: String, id: String?, link: String?, caption: String?, filename: String?) -> Value {
+        var media: [String: Value] = [:]
+        if let id { media["id"] = .string(id) } else if let link { media["link"] = .string(link) }
+        if let caption, !["audio", "sticker"].contains(type) { media["caption"] = .string(caption) }
+        if let filename, type == "document" { media["filename"] = .string(filename) }
+        return ["messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(to), "type": .string(type), .init(type): .map(media)]
+    }
+
+    /// Sends `message` (the outbox's `{text, buttons?, list?}`) to `to`; answers `{"id": "wamid…"}`.
     public func send(to: String, message: Value, context: ConnectorContext) async throws -> Value {
+        try await post(Self.body(to: to, message: message), context: context)
+    }
+
+    /// Marks an inbound message read (blue ticks), as Meta asks of every business that has processed one.
+    public func markRead(_ messageID: String, context: ConnectorContext) async throws {
+        _ = try await post(["messaging_product": "whatsapp", "status": "read", "message_id": .string(messageID)], context: context)
+    }
+
+    /// POSTs a Graph message body; answers `{"id": "wamid…"}` (or `{}` for a read receipt).
+    public func post(_ body: Value, context: ConnectorContext) async throws -> Value {
         var request = HTTPClientRequest(url: "\(graphURL)/\(version)/\(phoneNumberID)/messages")
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: Self.body(to: to, message: message).jsonText))
+        request.body = .bytes(ByteBuffer(string: body.jsonText))
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
@@ -68,8 +98,9 @@ public struct WhatsAppCloudAPI: Sendable {
             throw ConnectorError(code: "unreachable", message: "the WhatsApp Cloud API did not answer", retryable: true)
         }
         let answer = Value(json: String(buffer: bytes)) ?? .null
-        if (200..<300).contains(Int(response.status.code)), case .string(let id) = answer["messages"][0]["id"] {
-            return ["id": .string(id)]
+        if (200..<300).contains(Int(response.status.code)) {
+            if case .string(let id) = answer["messages"][0]["id"] { return ["id": .string(id)] }
+            if answer["success"] == true { return [:] }
         }
         throw Self.failure(status: Int(response.status.code), answer: answer,
                            retryAfter: HTTPWebhookConnector.retryAfter(response.headers.first(name: "Retry-After"), now: Date()))

@@ -48,6 +48,9 @@ struct FlowAST: Sendable {
     var brokenBlocks: Set<String> = []
     /// Seconds to gather a burst of messages into one turn (`debounce:`).
     var debounce: Int?
+    /// The approved template WhatsApp sends, with the message text as its parameter, once the 24-hour window has
+    /// closed (`whatsapp_template: { name, language }`).
+    var whatsappTemplate: (name: String, language: String)?
     var location: SourcePosition
 
     func block(_ id: String) -> Block? { blockIndex[id].map { blocks[$0] } }

@@ -15,7 +15,7 @@ import FlowVM
 /// `timeout.next`, a `wait_for`'s `on_timeout`), `goto`, `call`.
 public enum FlowGraph {
     /// Top-level keys carried over as they are.
-    static let documentKeys = ["flow", "description", "trigger", "variables", "start", "debounce"]
+    static let documentKeys = ["flow", "description", "trigger", "variables", "start", "debounce", "whatsapp_template"]
     /// The block keys that become edges rather than parameters.
     static let blockTypes = ["text", "ask", "wait", "wait_for", "handoff", "ai", "webhook", "use", "set", "goto", "call", "end"]
 

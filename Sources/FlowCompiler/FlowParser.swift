@@ -3,7 +3,7 @@ import FlowVM
 /// Turns the located YAML/JSON tree into a `FlowAST`, reporting every shape mistake it finds and going on.
 struct FlowParser {
     /// `layout` holds the builder's node positions; the compiler ignores it.
-    static let topLevelKeys = ["flow", "description", "trigger", "variables", "start", "blocks", "debounce", "layout"]
+    static let topLevelKeys = ["flow", "description", "trigger", "variables", "start", "blocks", "debounce", "whatsapp_template", "layout"]
     /// The keys that say what a block does; exactly one (or none, with `next:`, for a condition).
     static let actionKeys = ["text", "ask", "wait", "wait_for", "handoff", "ai", "webhook", "use", "set", "goto", "call", "end"]
     static let blockKeys: [String: [String]] = [
@@ -152,6 +152,33 @@ struct FlowParser {
         }
     }
 
+    /// `{ name, language }`: names as WhatsApp Manager shows them (`follow_up`, `pt_BR`).
+    private mutating func whatsappTemplate(_ node: SourceNode) -> (name: String, language: String)? {
+        guard let entries = mapping(node, "whatsapp_template") else { return nil }
+        var name: Located<String>?, language: Located<String>?
+        for e in entries {
+            switch e.key {
+            case "name": name = string(e.value, "whatsapp_template.name")
+            case "language": language = string(e.value, "whatsapp_template.language")
+            default:
+                error("unknown-key", "whatsapp_template has no key '\(e.key)'", at: e.keyLocation, hint: "it takes name and language")
+            }
+        }
+        let valid: (String) -> Bool = { !$0.isEmpty && $0.count <= 512 && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") } }
+        var ok = true
+        for (field, value) in [("name", name), ("language", language)] {
+            if let value, !valid(value.value) {
+                error("invalid-value", "whatsapp_template \(field) '\(value.value.prefix(40))' may only have letters, digits and '_'", at: value.location)
+                ok = false
+            } else if value == nil {
+                error("missing-key", "whatsapp_template needs a '\(field)'", at: node.location, hint: "for example { name: follow_up, language: pt_BR }")
+                ok = false
+            }
+        }
+        guard ok, let name, let language else { return nil }
+        return (name.value, language.value)
+    }
+
     private mutating func mapping(_ node: SourceNode, _ what: String) -> [SourceNode.Entry]? {
         guard let entries = node.entries else {
             error("invalid-value", "\(what) must be a map, not \(node.kindName)", at: node.location)
@@ -178,6 +205,7 @@ struct FlowParser {
             case "variables": ast.variables = variables(e.value)
             case "start": ast.start = string(e.value, "start")
             case "debounce": ast.debounce = duration(e.value, "debounce")
+            case "whatsapp_template": ast.whatsappTemplate = whatsappTemplate(e.value)
             case "blocks":
                 guard let blockEntries = mapping(e.value, "blocks") else { continue }
                 var blocks: [Block] = []

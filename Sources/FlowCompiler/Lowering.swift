@@ -160,6 +160,7 @@ struct Lowering {
             ])
         }
         if let d = ast.debounce { metadata["debounce"] = .number(Double(d)) }
+        if let t = ast.whatsappTemplate { metadata["whatsapp_template"] = ["name": .string(t.name), "language": .string(t.language)] }
         return Program(
             name: ast.name?.value ?? "", sourceFile: file, metadata: .map(metadata), instructions: instructions,
             constants: asm.constants, variables: variables, blocks: blocks, sourceMap: asm.sourceMap

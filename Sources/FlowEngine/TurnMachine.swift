@@ -75,9 +75,12 @@ public enum TurnMachine {
                 let key = "\(conversation.id):\(effect.id)"
                 switch effect {
                 case .send(let id, let message):
-                    out.outbox.append(OutboxEntry(kind: .send, idempotencyKey: key, effectID: id, action: "channel.send", payload: [
+                    var payload: [String: Value] = [
                         "channel": .string(conversation.channel), "contact": .string(conversation.contact), "message": message.value,
-                    ]))
+                    ]
+                    // Where the channel has a messaging window (WhatsApp), what to send once it has closed.
+                    if case .map = vm.program.metadata["whatsapp_template"] { payload["fallback_template"] = vm.program.metadata["whatsapp_template"] }
+                    out.outbox.append(OutboxEntry(kind: .send, idempotencyKey: key, effectID: id, action: "channel.send", payload: .map(payload)))
                     out.messages.append(MessageRecord(direction: .outbound, text: message.text, extra: message.value, at: time))
                 case .perform(let id, let action, let parameters):
                     out.outbox.append(OutboxEntry(kind: .perform, idempotencyKey: key, effectID: id, action: action, payload: parameters))

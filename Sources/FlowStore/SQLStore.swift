@@ -742,7 +742,10 @@ public final class SQLStore: Store, @unchecked Sendable {
                     """, .int(d.id), .text(error), .int(now.milliseconds))
                 guard !updated.isEmpty else { return }
                 if d.entry.kind == .perform {
-                    try await self.postResult(d, .failure(code: "dead_letter", message: error), now: now, db)
+                    // `error` is a ConnectorError's "code: message": the flow gets the connector's code as `error.reason`.
+                    let code = error.firstIndex(of: ":").map { String(error[..<$0]) } ?? "dead_letter"
+                    let message = error.firstIndex(of: ":").map { String(error[error.index(after: $0)...]).trimmingCharacters(in: .whitespaces) } ?? error
+                    try await self.postResult(d, .failure(code: code, message: message), now: now, db)
                 } else {
                     // A message that can never be delivered: the conversation stops, visibly, with the reason.
                     try await db.execute(
@@ -846,6 +849,14 @@ public final class SQLStore: Store, @unchecked Sendable {
                 MessageRecord(direction: MessageRecord.Direction(rawValue: r.text("direction") ?? "") ?? .inbound, text: r.text("text") ?? "",
                               extra: Value(json: r.text("extra") ?? "null") ?? .null, at: Timestamp(milliseconds: r.int("at") ?? 0))
             }
+        }
+    }
+
+    /// When the contact last wrote in this conversation; nil when never. WhatsApp's 24-hour window runs from it.
+    public func lastInboundAt(conversation: String, tenant: String) async throws -> Timestamp? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT MAX(at) AS at FROM messages WHERE conversation_id = $1 AND tenant_id = $2 AND direction = 'in'",
+                                 .text(conversation), .text(tenant)).first?.int("at").map(Timestamp.init(milliseconds:))
         }
     }
 

@@ -46,7 +46,11 @@ public struct FlowVMError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The value a flow's `error` variable holds in an `on_error` block.
+    /// `{code, message, block}`, and for `effect_failed` the connector's own code as `reason` (`http_404`,
+    /// `whatsapp_131047`, `stripe_card_declined`...), so a flow can branch on what went wrong.
     public var value: Value {
-        .map(["code": .string(code.rawValue), "message": .string(message), "block": block.map(Value.string) ?? .null])
+        var v: [String: Value] = ["code": .string(code.rawValue), "message": .string(message), "block": block.map(Value.string) ?? .null]
+        if code == .effectFailed, let colon = message.firstIndex(of: ":") { v["reason"] = .string(String(message[..<colon])) }
+        return .map(v)
     }
 }

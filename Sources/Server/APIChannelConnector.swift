@@ -15,6 +15,8 @@ struct APIChannelConnector: Connector {
     let definitions = [ActionDefinition.channelSend]
     let store: SQLStore
     let secrets: SecretBox?
+    /// The engine's clock: the 24-hour window is measured on it.
+    let now: @Sendable () -> Timestamp
 
     func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
         guard case .string(let channelID) = parameters["channel"],
@@ -42,8 +44,42 @@ struct APIChannelConnector: Connector {
         }
     }
 
-    /// A WhatsApp conversation's message, through the Cloud API with the channel's sealed access token.
+    /// A WhatsApp conversation's message, through the Cloud API with the channel's sealed access token. Outside the
+    /// 24-hour customer-service window (by our clock, or by the Graph's 131047) only a template may be sent: the
+    /// flow's `whatsapp_template`, with the message text as its parameter, or the send fails with the reason.
     private func sendWhatsApp(_ channel: SQLStore.ChannelRecord, _ parameters: Value, _ context: ConnectorContext) async throws -> Value {
+        let api = try WhatsAppSender.api(channel, secrets)
+        let to = parameters["contact"].text
+        let fallback = parameters["fallback_template"]
+        func sendTemplate() async throws -> Value {
+            guard case .string(let name) = fallback["name"], case .string(let language) = fallback["language"] else {
+                throw ConnectorError(code: "whatsapp_window_closed",
+                                     message: "the 24-hour customer-service window is closed and the flow names no whatsapp_template to send instead",
+                                     retryable: false)
+            }
+            let answer = try await api.post(WhatsAppCloudAPI.templateBody(to: to, name: name, language: language,
+                                                                          parameters: [parameters["message"]["text"].text]), context: context)
+            return ["id": answer["id"], "template": .string(name)]
+        }
+        let last = try await store.lastInboundAt(conversation: context.conversation, tenant: context.tenant)
+        if let last, last.adding(seconds: 24 * 3600) <= now() { return try await sendTemplate() }
+        do {
+            return try await api.send(to: to, message: parameters["message"], context: context)
+        } catch let e as ConnectorError where e.code == "whatsapp_131047" {
+            return try await sendTemplate()
+        }
+    }
+}
+
+/// `whatsapp.template` and `whatsapp.media`: sends to the contact of the conversation running the flow, on its
+/// WhatsApp channel.
+struct WhatsAppSender: Connector {
+    let definitions = BuiltinActions.all.filter { ["whatsapp.template", "whatsapp.media"].contains($0.name) }
+    let store: SQLStore
+    let secrets: SecretBox?
+
+    /// The Cloud API of a WhatsApp channel, with its opened access token.
+    static func api(_ channel: SQLStore.ChannelRecord, _ secrets: SecretBox?) throws -> WhatsAppCloudAPI {
         let credentials: Value
         do { credentials = try channel.credentials(secrets) } catch {
             throw ConnectorError(code: "secret", message: "\(error)", retryable: true)
@@ -52,9 +88,26 @@ struct APIChannelConnector: Connector {
             throw ConnectorError(code: "no_access_token", message: "the WhatsApp channel has no access_token: it can receive but not send",
                                  retryable: false)
         }
-        var graph: String?
-        if case .string(let url) = channel.config["graph_url"] { graph = url }
-        let api = WhatsAppCloudAPI(phoneNumberID: channel.config["phone_number_id"].text, accessToken: token, graphURL: graph)
-        return try await api.send(to: parameters["contact"].text, message: parameters["message"], context: context)
+        return WhatsAppCloudAPI(phoneNumberID: channel.config["phone_number_id"].text, accessToken: token, graphURL: channel.config["graph_url"].optionalText)
+    }
+
+    func perform(action: String, parameters p: Value, context: ConnectorContext) async throws -> Value {
+        guard let conversation = try await store.conversation(id: context.conversation, tenant: context.tenant),
+              let channel = try await store.channel(id: conversation.channel, tenant: context.tenant), channel.kind == "whatsapp" else {
+            throw ConnectorError(code: "not_whatsapp", message: "\(action) needs a conversation on a WhatsApp channel", retryable: false)
+        }
+        let api = try Self.api(channel, secrets)
+        if action == "whatsapp.template" {
+            var parameters: [String] = []
+            if case .list(let list) = p["parameters"] { parameters = list.map(\.text) }
+            return try await api.post(WhatsAppCloudAPI.templateBody(to: conversation.contact, name: p["name"].text, language: p["language"].text,
+                                                                    parameters: parameters), context: context)
+        }
+        guard p["id"] != .null || p["link"] != .null else {
+            throw ConnectorError(code: "whatsapp_media", message: "whatsapp.media needs the media's id or link", retryable: false)
+        }
+        return try await api.post(WhatsAppCloudAPI.mediaBody(to: conversation.contact, type: p["type"].text, id: p["id"].optionalText,
+                                                             link: p["link"].optionalText, caption: p["caption"].optionalText,
+                                                             filename: p["filename"].optionalText), context: context)
     }
 }

@@ -84,9 +84,10 @@ public enum FlowlineServer {
 
     /// The engine's connectors when serving: the channels, the services bound to the tenant's channels, then the
     /// custom connectors (which may replace a built-in action).
-    public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = []) -> ConnectorRegistry {
+    public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = [],
+                                  clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) -> ConnectorRegistry {
         let tools = ToolBox()
-        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets)]
+        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, now: clock), WhatsAppSender(store: store, secrets: secrets)]
                                          + ServiceConnector.builtins(store: store, secrets: secrets, tools: tools) + custom)
         tools.set(registry)
         return registry

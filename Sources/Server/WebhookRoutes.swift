@@ -3,6 +3,7 @@ import FlowEngine
 import FlowStore
 import FlowVM
 import Hummingbird
+import Logging
 
 /// `/webhooks/...`: what providers post to. No API key: each request proves itself with the channel's secret
 /// (WhatsApp's `X-Hub-Signature-256`, Stripe's `Stripe-Signature`), checked on the raw bytes before anything is parsed.
@@ -76,6 +77,22 @@ struct WebhookRoutes {
         return json(["received": true, "event": .string(event.id), "resumed": .bool(resumed != nil)])
     }
 
+    /// Marks stored messages read (blue ticks) once they are safely stored. Best effort and off the request's path:
+    /// a failure costs a tick, never a message.
+    private func markRead(_ ids: [String], channel: SQLStore.ChannelRecord, logger: Logger) {
+        guard !ids.isEmpty, let api = try? WhatsAppSender.api(channel, secrets) else { return }
+        let http = engine.configuration.http
+        Task<Void, Never> {
+            for id in ids {
+                let context = ConnectorContext(tenant: channel.tenant, conversation: "", idempotencyKey: "read:" + id, attempt: 1, http: http,
+                                               deadline: .now + .seconds(10))
+                do { try await api.markRead(id, context: context) } catch {
+                    logger.notice("could not mark a WhatsApp message read", metadata: ["channel": "\(channel.id)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
     /// Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches; 403 otherwise.
     @Sendable func whatsAppVerify(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let (channel, opened) = try await self.channel("whatsapp", context)
@@ -106,6 +123,7 @@ struct WebhookRoutes {
         }
         let number = channel.config["phone_number_id"].text
         var stored = 0, duplicates = 0, ignored = 0
+        var read: [String] = []
         for m in notification.messages {
             guard m.phoneNumberID == number else {
                 ignored += 1  // another business number of the same app
@@ -117,12 +135,16 @@ struct WebhookRoutes {
             let result = try await engine.ingest(Inbound(
                 tenant: channel.tenant, channel: channel.id, channelKind: "whatsapp", contact: m.contact, contactName: m.name,
                 providerID: m.id, message: InboundMessage(text: m.text, payload: m.payload, kind: m.kind, data: data.isEmpty ? .null : .map(data))))
-            if case .duplicate = result { duplicates += 1 } else { stored += 1 }
+            if case .duplicate = result { duplicates += 1 } else {
+                stored += 1
+                read.append(m.id)
+            }
             if case .accepted(let conversation, _) = result {
                 context.logger.info("WhatsApp message stored", metadata: ["conversation": "\(conversation)", "channel": "\(channel.id)"])
             }
         }
-        // Delivery statuses are acknowledged; tracking them (read receipts, 131047 failures) comes with sends.
+        markRead(read, channel: channel, logger: context.logger)
+        // Delivery statuses are acknowledged and counted, not stored (see docs/api.md).
         return json(["stored": .number(Double(stored)), "duplicates": .number(Double(duplicates)), "ignored": .number(Double(ignored)),
                      "statuses": .number(Double(notification.statuses.count))])
     }

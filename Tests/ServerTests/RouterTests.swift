@@ -26,7 +26,8 @@ import Prometheus
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
-            let connectors = FlowlineServer.connectors(store: store, secrets: secrets)
+            let connectors = if let clock { FlowlineServer.connectors(store: store, secrets: secrets, clock: clock) }
+                             else { FlowlineServer.connectors(store: store, secrets: secrets) }
             var configuration = Engine.Configuration()
             // Resume links name a host the tests never call: fakes post to the server under test instead.
             if let secrets { configuration.resumeLinks = ResumeLinks(baseURL: "http://flowline.invalid", secrets: secrets) }

@@ -167,7 +167,8 @@ import Testing
                 #expect(sent[0]["interactive"]["action"]["buttons"][1]["reply"]["title"] == "Bruno")
                 // Outside the 24-hour window the send fails for good, and the conversation says why.
                 let dead = try await rig.store.deliveries(tenant: "a", state: .dead)
-                #expect(dead.count == 1 && dead[0].lastError?.contains("whatsapp_131047") == true)
+                #expect(dead.count == 1 && dead[0].lastError?.contains("whatsapp_window_closed") == true,
+                        "the Graph said 131047 and the flow names no whatsapp_template")
                 let closed = try await rig.store.conversations(tenant: "a", status: .failed, contact: "window-closed")
                 #expect(closed.first?.failure?.contains("24-hour") == true)
             }
@@ -337,6 +338,125 @@ import Testing
             #expect(ended)
             let texts = try await rig.store.messages(conversation: conversation.id, tenant: "a").map(\.text)
             #expect(texts.last == "Paid 4200 succeeded")
+        }
+        await rig.store.close()
+    }
+
+    // MARK: WhatsApp: the 24-hour window, templates, media, read receipts
+
+    static let followUpFlow = """
+        flow: follow-up
+        trigger: { channel: whatsapp }
+        whatsapp_template: { name: reengage, language: pt_BR }
+        start: hello
+        blocks:
+          hello:
+            text: "Oi! Vou te lembrar amanhã."
+            next: later
+          later:
+            wait: 25h
+            next: check
+          check:
+            next:
+              - when: now() < conversation.window_closes_at
+                goto: open
+              - goto: closed
+          open:
+            end: "still open"
+          closed:
+            end: "Sua consulta é amanhã."
+        """
+
+    static func waChannel(_ client: some TestClientProtocol, _ rig: RouterTests.Rig, graph port: Int) async throws -> String {
+        let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: RouterTests.auth(rig.adminA), body: RouterTests.body("""
+            {"kind": "whatsapp", "name": "main", "phone_number_id": "106540352242922", "verify_token": "verify-me-please",
+             "app_secret": "app-secret-0123", "access_token": "EAAG-token-xyz", "graph_url": "http://127.0.0.1:\(port)"}
+            """)) { RouterTests.json($0) }
+        return channel["webhook_path"].text
+    }
+
+    @Test func outsideTheWindowTheFlowsTemplateIsSentAndFlowsCanTestTheWindow() async throws {
+        let graph = FakeGraphAPI(token: "EAAG-token-xyz")
+        let clock = APIChannelConnectorTests.Clock()
+        let rig = try await RouterTests.Rig(clock: { clock.now })
+        try await graph.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let a = RouterTests.auth(rig.adminA)
+                try await client.execute(uri: "/v1/flows/follow-up", method: .put, headers: a, body: RouterTests.body(Self.followUpFlow)) {
+                    #expect(RouterTests.json($0)["valid"] == true)
+                }
+                try await client.execute(uri: "/v1/flows/follow-up/publish", method: .post, headers: a) { #expect($0.status == .created) }
+                let path = try await Self.waChannel(client, rig, graph: fake.port!)
+                let hi = Self.notification(#"{"from": "16505551234", "id": "wamid.hi", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
+                try await client.execute(uri: path, method: .post, headers: Self.signed(hi), body: RouterTests.body(hi)) { #expect($0.status == .ok) }
+                try await rig.engine.drain()
+                #expect(graph.messages.map { $0["type"].text } == ["text"], "inside the window, plain text")
+                // The message is marked read once stored.
+                _ = try await Peers.eventually("the message is marked read") { graph.reads.withLock { $0 } == ["wamid.hi"] ? true : nil }
+
+                clock.advance(seconds: 25 * 3600)
+                try await rig.engine.drain()
+                let sent = graph.messages
+                try #require(sent.count == 2)
+                // The flow saw the window closed, and the send went out as the flow's template, the text its parameter.
+                #expect(sent[1]["type"] == "template")
+                #expect(sent[1]["template"]["name"] == "reengage" && sent[1]["template"]["language"]["code"] == "pt_BR")
+                #expect(sent[1]["template"]["components"][0]["parameters"][0]["text"] == "Sua consulta é amanhã.")
+                #expect(try await rig.store.deliveries(tenant: "a", state: .dead).isEmpty)
+            }
+        }
+        await rig.store.close()
+    }
+
+    @Test func templatesAndMediaAreActionsFlowsUse() async throws {
+        let flow = """
+            flow: media
+            trigger: { channel: whatsapp }
+            start: picture
+            blocks:
+              picture:
+                use: whatsapp.media
+                with: { type: image, link: "https://clinic.example/map.png", caption: "Como chegar" }
+                next: doc
+              doc:
+                use: whatsapp.media
+                with: { type: document, id: "1013859600285441", filename: "receipt.pdf", caption: "Recibo" }
+                next: template
+              template:
+                use: whatsapp.template
+                with: { name: appointment_reminder, language: en_US, parameters: ["{{ contact.name ?? 'there' }}", "10:00"] }
+                save: sent
+                next: bad
+              bad:
+                use: whatsapp.template
+                with: { name: unapproved, language: en_US }
+                on_error: done
+              done:
+                end: "{{ error.reason }}"
+            """
+        let graph = FakeGraphAPI(token: "EAAG-token-xyz")
+        let rig = try await RouterTests.Rig()
+        try await graph.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let a = RouterTests.auth(rig.adminA)
+                try await client.execute(uri: "/v1/flows/media", method: .put, headers: a, body: RouterTests.body(flow)) {
+                    #expect(RouterTests.json($0)["valid"] == true)
+                }
+                try await client.execute(uri: "/v1/flows/media/publish", method: .post, headers: a)
+                let path = try await Self.waChannel(client, rig, graph: fake.port!)
+                let hi = Self.notification(#"{"from": "16505551234", "id": "wamid.m1", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
+                try await client.execute(uri: path, method: .post, headers: Self.signed(hi), body: RouterTests.body(hi))
+                try await rig.engine.drain()
+                let sent = graph.messages
+                try #require(sent.count == 4)
+                #expect(sent[0]["type"] == "image" && sent[0]["image"]["link"] == "https://clinic.example/map.png" && sent[0]["image"]["caption"] == "Como chegar")
+                #expect(sent[1]["document"]["id"] == "1013859600285441" && sent[1]["document"]["filename"] == "receipt.pdf")
+                #expect(sent[2]["template"]["components"][0]["parameters"] == [["type": "text", "text": "Sheena"], ["type": "text", "text": "10:00"]])
+                #expect(sent.allSatisfy { $0["to"] == "16505551234" })
+                let conversation = try #require(try await rig.store.conversations(tenant: "a", status: nil, contact: "16505551234").first)
+                #expect(try await rig.store.messages(conversation: conversation.id, tenant: "a").last?.text == "whatsapp_132001",
+                        "a template WhatsApp does not know goes to on_error with its Graph code")
+            }
         }
         await rig.store.close()
     }

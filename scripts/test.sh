@@ -57,6 +57,9 @@ flowline=.build/debug/flowline
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; bash scripts/peers.sh stop "$FLOWLINE_PEERS_DIR"; bash scripts/postgres.sh stop "$FLOWLINE_PG_DIR"' EXIT
 
+echo "== pywa checks the same WhatsApp fixtures and signatures as WhatsAppWebhookTests (an independent parser)"
+if .build-venv/bin/python scripts/pywa_check.py; then pass; else fail "pywa disagrees with Fixtures/whatsapp/expected.json"; fi
+
 echo "== flowline check flows/"
 if $flowline check flows/ 2>"$tmp/check.err"; then pass; else fail "flowline check flows/"; cat "$tmp/check.err"; fi
 if $flowline check --json flows/ >"$tmp/check.json" && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d == [], d' "$tmp/check.json"; then

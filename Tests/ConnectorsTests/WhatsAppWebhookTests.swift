@@ -115,4 +115,48 @@ import Testing
         #expect(WhatsAppWebhook.challenge(mode: "subscribe", token: nil, challenge: "1", verifyToken: "tok") == nil)
         #expect(WhatsAppWebhook.challenge(mode: "subscribe", token: "", challenge: "1", verifyToken: "") == nil)
     }
+
+    // MARK: The fixtures pywa checks too (scripts/pywa_check.py)
+
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/whatsapp")
+
+    static func fixture(_ name: String) throws -> [UInt8] { Array(try Data(contentsOf: fixtures.appendingPathComponent(name))) }
+
+    /// Every fixture reads as expected.json says, the file pywa is held to as well.
+    @Test func sharedFixturesParseAsExpected() throws {
+        let expected = try #require(Value(json: String(decoding: try Self.fixture("expected.json"), as: UTF8.self)))
+        guard case .map(let notifications) = expected["notifications"] else { Issue.record("no notifications"); return }
+        #expect(notifications.count >= 12)
+        for (name, want) in notifications.sorted(by: { $0.key < $1.key }) {
+            let parsed = try WhatsAppWebhook.parse(try Self.fixture(name))
+            if want["kind"] == "status" {
+                let status = try #require(parsed.statuses.first, "\(name)")
+                #expect(status.messageID == want["id"].text && status.status == want["status"].text, "\(name)")
+                #expect(Value.list(status.errors.map { .number(Double($0.code)) }) == want["error_codes"], "\(name)")
+                continue
+            }
+            let m = try #require(parsed.messages.first, "\(name)")
+            let location: Value = m.location.map { ["latitude": $0["latitude"], "longitude": $0["longitude"]] } ?? .null
+            let got: Value = [
+                "id": .string(m.id), "type": .string(m.kind), "user_id": m.userID.map(Value.string) ?? .null,
+                "wa_id": m.waID.map(Value.string) ?? .null, "name": m.name.map(Value.string) ?? .null, "text": .string(m.text),
+                "payload": m.payload.map(Value.string) ?? .null, "media_id": m.mediaID.map(Value.string) ?? .null, "location": location,
+            ]
+            for key in ["id", "type", "user_id", "wa_id", "name", "text", "payload", "media_id", "location"] {
+                #expect(got[key] == want[key], "\(name): \(key)")
+            }
+            #expect(m.contact == (m.userID ?? m.waID), "contacts are keyed by user_id, then wa_id")
+        }
+    }
+
+    @Test func sharedSignaturesVerifyAsExpected() throws {
+        let expected = try #require(Value(json: String(decoding: try Self.fixture("expected.json"), as: UTF8.self)))
+        guard case .list(let cases) = expected["signatures"] else { Issue.record("no signatures"); return }
+        #expect(cases.count >= 5)
+        for c in cases {
+            let header = c["header"].text
+            let verdict = WhatsAppWebhook.isSigned(try Self.fixture(c["file"].text), header: header.isEmpty ? nil : header, appSecret: c["secret"].text)
+            #expect(verdict == (c["valid"] == true), "\(c)")
+        }
+    }
 }

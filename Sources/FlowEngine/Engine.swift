@@ -121,6 +121,14 @@ public final class Engine: Sendable {
         return delivered
     }
 
+    /// Delivers a POST to a resume link (`ResumeLinks`) as the `resume` event its conversation waits for.
+    public func resume(token: String, payload: Value) async throws -> Bool {
+        guard let conversation = ResumeLinks.conversation(in: token) else { return false }
+        let delivered = try await store.postResume(conversation: conversation, token: token, payload: payload, now: now)
+        if delivered { wake.yield() }
+        return delivered
+    }
+
     /// Runs a failed conversation's failed block again.
     public func retry(conversation: String, tenant: String) async throws {
         guard try await store.post(.retry, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {

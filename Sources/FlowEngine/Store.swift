@@ -158,6 +158,9 @@ public protocol Store: Sendable {
     /// Stores an external event for the conversation waiting on `name` with `key`; false when none waits or
     /// `providerID` was delivered before.
     func postExternal(tenant: String, name: String, key: String, payload: Value, providerID: String?, now: Timestamp) async throws -> Bool
+    /// Stores the POST to a resume link for `conversation`, when it waits on `token` or on the connector call that
+    /// handed the link out; false otherwise (used, expired or never valid).
+    func postResume(conversation: String, token: String, payload: Value, now: Timestamp) async throws -> Bool
     /// Messages that arrived after their conversation ended, waiting to be routed again.
     func messagesToReroute(limit: Int) async throws -> [(sequence: Int64, inbound: Inbound)]
     /// Routes one of them, like `ingest` does.

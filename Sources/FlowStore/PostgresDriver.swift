@@ -36,6 +36,28 @@ final class PostgresDriver: SQLDriver, @unchecked Sendable {
     }
 }
 
+extension SQLStore {
+    /// Creates an empty database on the server of `url` (for tests and benchmarks, which each want their own) and
+    /// returns its URL.
+    public static func createPostgresDatabase(nextTo url: String, prefix: String = "t_") async throws -> String {
+        guard var c = URLComponents(string: url), let host = c.host, let user = c.user else {
+            throw StoreError(.configuration, "a PostgreSQL URL looks like postgres://user:password@host:5432/database")
+        }
+        let name = prefix + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+        var config = PostgresClient.Configuration(host: host, port: c.port ?? 5432, username: user, password: c.password,
+                                                  database: c.path.isEmpty ? nil : String(c.path.dropFirst()), tls: .disable)
+        config.options.maximumConnections = 1
+        let client = PostgresClient(configuration: config)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        }
+        c.path = "/" + name
+        return c.string!
+    }
+}
+
 struct PostgresExecutor: SQLExecutor {
     let connection: PostgresConnection
     let logger: Logger

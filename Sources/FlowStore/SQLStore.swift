@@ -478,6 +478,20 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
+    public func postResume(conversation: String, token: String, payload: Value, now: Timestamp) async throws -> Bool {
+        try await driver.transaction { db in
+            let rows = try await db.execute(
+                "SELECT tenant_id, channel, wait_kind, wait_key FROM conversations WHERE id = $1 AND status IN ('active', 'waiting', 'handoff')\(self.forUpdate)",
+                .text(conversation))
+            guard let row = rows.first, let tenant = row.text("tenant_id"), let channel = row.text("channel") else { return false }
+            // Waiting on this link, or still waiting for the call that handed it out (a fast system answers before
+            // the call's result is in): the event waits in order behind that result.
+            guard row.text("wait_key") == "resume:\(token)" || row.text("wait_kind") == "effect" else { return false }
+            return try await self.insertEvent(.external(name: "resume", key: token, payload: payload), tenant: tenant, channel: channel,
+                                              conversation: conversation, providerID: "resume:" + token, now: now, db)
+        }
+    }
+
     public func messagesToReroute(limit: Int) async throws -> [(sequence: Int64, inbound: Inbound)] {
         try await driver.transaction { db in
             try await db.execute(
@@ -766,19 +780,6 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     // MARK: Reads
-
-    /// A conversation by id alone, for resume links, which carry no API key: the token is proof enough only when
-    /// the conversation is waiting on exactly it.
-    public func conversation(id: String) async throws -> ConversationRecord? {
-        try await driver.transaction { db in
-            try await db.execute(
-                """
-                SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
-                FROM conversations WHERE id = $1
-                """, .text(id)
-            ).first.map(self.conversationRecord)
-        }
-    }
 
     public func conversation(id: String, tenant: String) async throws -> ConversationRecord? {
         try await driver.transaction { db in

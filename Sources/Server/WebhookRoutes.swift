@@ -29,9 +29,7 @@ struct WebhookRoutes {
             guard let v = Value(json: String(buffer: bytes)) else { throw Problem(.badRequest, "the body must be JSON") }
             payload = v
         }
-        guard let id = ResumeLinks.conversation(in: token), let conversation = try await store.conversation(id: id),
-              try await engine.deliverEvent(tenant: conversation.tenant, name: "resume", key: token, payload: payload,
-                                            providerID: "resume:" + token) else {
+        guard let id = ResumeLinks.conversation(in: token), try await engine.resume(token: token, payload: payload) else {
             throw Problem(.gone, "this resume link was used already, has expired, or never existed")
         }
         context.logger.info("conversation resumed by link", metadata: ["conversation": "\(id)"])

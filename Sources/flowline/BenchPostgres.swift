@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import ArgumentParser
 import FlowEngine
+import FlowStore
 import FlowVM
 import Foundation
 import Logging
@@ -40,11 +41,7 @@ struct BenchPostgres {
 
     /// Creates an empty database on the same server and returns its URL.
     func freshDatabase() async throws -> String {
-        let name = "bench_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
-        try await withClient { client in _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)")) }
-        var c = base
-        c.path = "/\(name)"
-        return c.string!
+        try await SQLStore.createPostgresDatabase(nextTo: base.string!, prefix: "bench_")
     }
 
     struct CeilingUpdate: PostgresPreparedStatement {

@@ -47,19 +47,7 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 enum TestPostgres {
     /// Creates a new database next to the one in `base` and returns its URL.
     static func freshDatabase(_ base: String) async throws -> String {
-        let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        guard var c = URLComponents(string: base) else { throw CancellationError() }
-        var config = PostgresClient.Configuration(host: c.host ?? "127.0.0.1", port: c.port ?? 5432, username: c.user ?? "postgres",
-                                                  password: c.password, database: String(c.path.dropFirst()), tls: .disable)
-        config.options.maximumConnections = 1
-        let client = PostgresClient(configuration: config)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-            group.cancelAll()
-        }
-        c.path = "/" + name
-        return c.string!
+        try await SQLStore.createPostgresDatabase(nextTo: base)
     }
 }
 

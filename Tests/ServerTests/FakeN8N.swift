@@ -21,8 +21,10 @@ final class FakeN8N: Sendable {
         var header: (name: String, value: String)?
         /// What the last node outputs, from the received body.
         var answer: @Sendable (Value) -> Value = { _ in ["ok": true] }
-        /// When set, the workflow later POSTs this to the body's `resume_url`.
+        /// When set, the workflow later POSTs this to the body's `resume_url`...
         var callback: (@Sendable (Value) -> Value)?
+        /// ...this long after it was started (0: at once, likely before its trigger's answer is even read).
+        var callbackDelay: Duration = .zero
     }
 
     let workflows: Mutex<[String: Workflow]>
@@ -65,7 +67,8 @@ final class FakeN8N: Sendable {
                         target = base + resume[r.lowerBound...]
                     }
                     let url = target
-                    Task<Void, Never> { await self.callBack(url, result) }
+                    let delay = w.callbackDelay
+                    Task<Void, Never> { await self.callBack(url, result, after: delay) }
                     return Self.json(.ok, ["message": "Workflow was started"])
                 }
                 return Self.json(.ok, w.answer(body))
@@ -74,8 +77,8 @@ final class FakeN8N: Sendable {
         return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
     }
 
-    private func callBack(_ url: String, _ result: Value) async {
-        try? await Task.sleep(for: .milliseconds(50))
+    private func callBack(_ url: String, _ result: Value, after delay: Duration) async {
+        try? await Task.sleep(for: delay)
         var post = HTTPClientRequest(url: url)
         post.method = .POST
         post.headers.add(name: "Content-Type", value: "application/json")

@@ -106,13 +106,14 @@ final class FakeStripe: Sendable {
     }
 
     /// The event Stripe sends when the session is paid (or, with `paid: false`, completed awaiting an async payment).
-    func completed(_ sessionID: String, paid: Bool = true, eventID: String = "evt_" + UUID().uuidString.prefix(12)) -> String {
+    func completed(_ sessionID: String, paid: Bool = true, eventID: String = "evt_" + UUID().uuidString.prefix(12),
+                   email: String = "ana@example.com") -> String {
         var session = objects.withLock { $0[sessionID] } ?? ["id": .string(sessionID), "metadata": [:]]
         if case .map(var m) = session {
             m["payment_status"] = paid ? "paid" : "unpaid"
             m["status"] = "complete"
             m["payment_intent"] = .string("pi_" + sessionID.suffix(8))
-            m["customer_details"] = ["email": "ana@example.com"]
+            m["customer_details"] = ["email": .string(email)]
             session = .map(m)
         }
         let event: Value = ["id": .string(eventID), "object": "event", "type": "checkout.session.completed",

@@ -86,8 +86,12 @@ import Testing
             end: "Approved: {{ result.approved }} by {{ result.by }}"
         """
 
-    @Test func aWorkflowCallsBackThroughItsResumeLinkOnce() async throws {
-        let fake = FakeN8N([FakeN8N.Workflow(path: "approve", callback: { body in ["approved": true, "by": "n8n", "item": body["item"]] })])
+    /// The workflow calls back at once: usually before the engine has even stored the trigger's answer, so the
+    /// conversation is not yet waiting on the link. The POST is kept behind that answer and applied after it.
+    @Test(arguments: [Duration.zero, .milliseconds(300)])
+    func aWorkflowCallsBackThroughItsResumeLinkOnce(after delay: Duration) async throws {
+        let fake = FakeN8N([FakeN8N.Workflow(path: "approve", callback: { body in ["approved": true, "by": "n8n", "item": body["item"]] },
+                                             callbackDelay: delay)])
         let rig = try await RouterTests.Rig()
         try await fake.app.test(.live) { n8n in
             try await rig.app.test(.live) { client in

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// A small SMTP client on SwiftNIO (RFC 5321): EHLO, STARTTLS and EHLO again, AUTH PLAIN or LOGIN, MAIL FROM,
 /// RCPT TO, DATA with CRLF line ends and dot-stuffing, QUIT. `tls` speaks TLS from the first byte (port 465).
@@ -62,6 +63,7 @@ public struct SMTPClient: Sendable {
         let configuration = configuration
         let tls = try makeTLSContext()
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let implicitHandshake = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(10))
@@ -70,16 +72,22 @@ public struct SMTPClient: Sendable {
                         if configuration.security == .tls {
                             try channel.pipeline.syncOperations.addHandler(
                                 NIOSSLClientHandler(context: tls, serverHostname: Self.sniName(configuration.host)))
+                            try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(implicitHandshake))
+                        } else {
+                            implicitHandshake.succeed()
                         }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(), maximumBufferSize: 64 * 1024))
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
         } catch {
+            implicitHandshake.succeed()
             throw ConnectorError(code: "smtp_unreachable", message: "the SMTP server did not accept a connection", retryable: true)
         }
         try await Self.withDeadline(deadline, channel: channel.channel) {
             try await channel.executeThenClose { inbound, outbound in
+                // A failed handshake must be reported as TLS, not as whatever read or write notices it first.
+                try await Self.handshake(implicitHandshake.futureResult)
                 var session = Session(lines: inbound.makeAsyncIterator(), outbound: outbound)
                 try await session.expect(220, "greeting")
                 var features = try await session.ehlo(configuration.clientName)
@@ -90,7 +98,11 @@ public struct SMTPClient: Sendable {
                     }
                     try await session.command("STARTTLS", expect: 220, "STARTTLS")
                     let handler = try NIOSSLClientHandler(context: tls, serverHostname: Self.sniName(configuration.host))
+                    let handshake = channel.channel.eventLoop.makePromise(of: Void.self)
+                    // The waiter goes right behind the TLS handler, which starts the handshake once added.
+                    try await channel.channel.pipeline.addHandler(TLSHandshakeWaiter(handshake), position: .first)
                     try await channel.channel.pipeline.addHandler(handler, position: .first)
+                    try await Self.handshake(handshake.futureResult)
                     features = try await session.ehlo(configuration.clientName)  // the server forgets everything at STARTTLS
                 }
                 if let user = configuration.username, let password = configuration.password {
@@ -103,6 +115,18 @@ public struct SMTPClient: Sendable {
                 try await session.expect(250, "the message")
                 try? await session.write("QUIT\r\n")
             }
+        }
+    }
+
+    /// Waits for a TLS handshake; any failure is `smtp_tls`, permanent (a certificate will not fix itself).
+    private static func handshake(_ done: EventLoopFuture<Void>) async throws {
+        do { try await done.get() } catch let error as NIOSSLError {
+            throw ConnectorError(code: "smtp_tls", message: "TLS with the SMTP server failed (\(Self.tlsReason(error)))", retryable: false)
+        } catch is BoringSSLError {
+            throw ConnectorError(code: "smtp_tls", message: "TLS with the SMTP server failed (its certificate is not trusted)", retryable: false)
+        } catch {
+            throw ConnectorError(code: "smtp_tls", message: "TLS with the SMTP server failed (the connection closed during the handshake)",
+                                 retryable: false)
         }
     }
 
@@ -247,5 +271,49 @@ struct LineDecoder: ByteToMessageDecoder {
         if line.readableBytesView.last == UInt8(ascii: "\r") { line.moveWriterIndex(to: line.writerIndex - 1) }
         context.fireChannelRead(Self.wrapInboundOut(line))
         return .continue
+    }
+}
+
+/// Completes its promise when the TLS handler in front of it reports the handshake done, and fails it with the
+/// first error or the connection closing before that.
+final class TLSHandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let promise: EventLoopPromise<Void>
+    private var done = false
+
+    init(_ promise: EventLoopPromise<Void>) {
+        self.promise = promise
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent, !done {
+            done = true
+            promise.succeed()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !done {
+            done = true
+            promise.fail(error)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !done {
+            done = true
+            promise.fail(ChannelError.eof)
+        }
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if !done {
+            done = true
+            promise.fail(ChannelError.eof)
+        }
     }
 }

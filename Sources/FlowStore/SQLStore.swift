@@ -133,6 +133,14 @@ public final class SQLStore: Store, @unchecked Sendable {
         ], [
             // A channel's settings that are not secret (a WhatsApp channel's phone number id), as JSON.
             "ALTER TABLE channels ADD COLUMN config TEXT",
+        ], [
+            // What became of each message sent through a provider that reports it (WhatsApp: sent, delivered, read,
+            // failed with a code). A status may arrive before the send's answer, so the conversation may be filled later.
+            """
+            CREATE TABLE message_statuses (channel TEXT NOT NULL, provider_id TEXT NOT NULL, tenant_id TEXT NOT NULL,
+              conversation_id TEXT, status TEXT NOT NULL, error_code TEXT, updated_at BIGINT NOT NULL, PRIMARY KEY (channel, provider_id))
+            """,
+            "CREATE INDEX message_statuses_conversation ON message_statuses (conversation_id)",
         ]]
     }
 
@@ -850,6 +858,55 @@ public final class SQLStore: Store, @unchecked Sendable {
                 MessageRecord(direction: MessageRecord.Direction(rawValue: r.text("direction") ?? "") ?? .inbound, text: r.text("text") ?? "",
                               extra: Value(json: r.text("extra") ?? "null") ?? .null, at: Timestamp(milliseconds: r.int("at") ?? 0))
             }
+        }
+    }
+
+    /// How far a message got, in order: a later report never takes a message back (`read` after `delivered` stays
+    /// `read`), and `failed` wins.
+    static let statusRank = ["accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4]
+
+    /// Notes a message the provider accepted (`providerID`, WhatsApp's `wamid`) for a conversation.
+    public func recordSent(channel: String, providerID: String, tenant: String, conversation: String, at: Timestamp) async throws {
+        try await driver.transaction { db in
+            try await db.execute(
+                """
+                INSERT INTO message_statuses (channel, provider_id, tenant_id, conversation_id, status, updated_at) VALUES ($1, $2, $3, $4, 'accepted', $5)
+                ON CONFLICT (channel, provider_id) DO UPDATE SET conversation_id = excluded.conversation_id
+                """, .text(channel), .text(providerID), .text(tenant), .text(conversation), .int(at.milliseconds))
+        }
+    }
+
+    /// Applies a provider's status report; answers the conversation it concerns when known, and whether the status moved.
+    @discardableResult
+    public func updateStatus(channel: String, providerID: String, tenant: String, status: String, errorCode: String?,
+                             at: Timestamp) async throws -> (conversation: String?, changed: Bool) {
+        guard let rank = Self.statusRank[status] else { return (nil, false) }
+        return try await driver.transaction { db in
+            let row = try await db.execute("SELECT status, conversation_id FROM message_statuses WHERE channel = $1 AND provider_id = $2\(self.forUpdate)",
+                                           .text(channel), .text(providerID)).first
+            guard let row else {
+                try await db.execute(
+                    """
+                    INSERT INTO message_statuses (channel, provider_id, tenant_id, status, error_code, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+                    ON CONFLICT (channel, provider_id) DO NOTHING
+                    """, .text(channel), .text(providerID), .text(tenant), .text(status), errorCode.map(SQLValue.text) ?? .null, .int(at.milliseconds))
+                return (nil, true)
+            }
+            let conversation = row.text("conversation_id")
+            guard rank > Self.statusRank[row.text("status") ?? "", default: 0] else { return (conversation, false) }
+            try await db.execute("UPDATE message_statuses SET status = $3, error_code = $4, updated_at = $5 WHERE channel = $1 AND provider_id = $2",
+                                 .text(channel), .text(providerID), .text(status), errorCode.map(SQLValue.text) ?? .null, .int(at.milliseconds))
+            return (conversation, true)
+        }
+    }
+
+    /// The reported statuses of a conversation's messages, oldest first.
+    public func statuses(conversation: String, tenant: String) async throws -> [(messageID: String, status: String, errorCode: String?, at: Timestamp)] {
+        try await driver.transaction { db in
+            try await db.execute(
+                "SELECT provider_id, status, error_code, updated_at FROM message_statuses WHERE conversation_id = $1 AND tenant_id = $2 ORDER BY updated_at, provider_id",
+                .text(conversation), .text(tenant)
+            ).map { ($0.text("provider_id") ?? "", $0.text("status") ?? "", $0.text("error_code"), Timestamp(milliseconds: $0.int("updated_at") ?? 0)) }
         }
     }
 

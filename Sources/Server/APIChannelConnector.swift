@@ -23,7 +23,11 @@ struct APIChannelConnector: Connector {
               let channel = try await store.channel(id: channelID, tenant: context.tenant) else {
             throw ConnectorError(code: "no_channel", message: "the conversation's channel does not exist", retryable: false)
         }
-        if channel.kind == "whatsapp" { return try await sendWhatsApp(channel, parameters, context) }
+        if channel.kind == "whatsapp" {
+            let answer = try await sendWhatsApp(channel, parameters, context)
+            try await WhatsAppSender.track(answer, channel: channel, store: store, context: context, at: now())
+            return answer
+        }
         guard let url = channel.callbackURL else { return ["stored": true] }
         let body: Value = [
             "id": .string(context.idempotencyKey), "conversation": .string(context.conversation), "channel": .string(channel.id),
@@ -77,6 +81,13 @@ struct WhatsAppSender: Connector {
     let definitions = BuiltinActions.all.filter { ["whatsapp.template", "whatsapp.media"].contains($0.name) }
     let store: SQLStore
     let secrets: SecretBox?
+    let now: @Sendable () -> Timestamp
+
+    /// Remembers which conversation a sent message belongs to, so its delivery statuses can be shown there.
+    static func track(_ answer: Value, channel: SQLStore.ChannelRecord, store: SQLStore, context: ConnectorContext, at: Timestamp) async throws {
+        guard case .string(let id) = answer["id"] else { return }
+        try await store.recordSent(channel: channel.id, providerID: id, tenant: context.tenant, conversation: context.conversation, at: at)
+    }
 
     /// The Cloud API of a WhatsApp channel, with its opened access token.
     static func api(_ channel: SQLStore.ChannelRecord, _ secrets: SecretBox?) throws -> WhatsAppCloudAPI {
@@ -97,17 +108,20 @@ struct WhatsAppSender: Connector {
             throw ConnectorError(code: "not_whatsapp", message: "\(action) needs a conversation on a WhatsApp channel", retryable: false)
         }
         let api = try Self.api(channel, secrets)
+        let body: Value
         if action == "whatsapp.template" {
             var parameters: [String] = []
             if case .list(let list) = p["parameters"] { parameters = list.map(\.text) }
-            return try await api.post(WhatsAppCloudAPI.templateBody(to: conversation.contact, name: p["name"].text, language: p["language"].text,
-                                                                    parameters: parameters), context: context)
+            body = WhatsAppCloudAPI.templateBody(to: conversation.contact, name: p["name"].text, language: p["language"].text, parameters: parameters)
+        } else {
+            guard p["id"] != .null || p["link"] != .null else {
+                throw ConnectorError(code: "whatsapp_media", message: "whatsapp.media needs the media's id or link", retryable: false)
+            }
+            body = WhatsAppCloudAPI.mediaBody(to: conversation.contact, type: p["type"].text, id: p["id"].optionalText, link: p["link"].optionalText,
+                                              caption: p["caption"].optionalText, filename: p["filename"].optionalText)
         }
-        guard p["id"] != .null || p["link"] != .null else {
-            throw ConnectorError(code: "whatsapp_media", message: "whatsapp.media needs the media's id or link", retryable: false)
-        }
-        return try await api.post(WhatsAppCloudAPI.mediaBody(to: conversation.contact, type: p["type"].text, id: p["id"].optionalText,
-                                                             link: p["link"].optionalText, caption: p["caption"].optionalText,
-                                                             filename: p["filename"].optionalText), context: context)
+        let answer = try await api.post(body, context: context)
+        try await Self.track(answer, channel: channel, store: store, context: context, at: now())
+        return answer
     }
 }

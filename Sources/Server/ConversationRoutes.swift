@@ -55,6 +55,10 @@ struct ConversationRoutes {
                 ["event": $0.event, "visited": .list($0.visited.map(Value.string)), "effects": $0.effects, "wait": $0.wait,
                  "status": .string($0.status.rawValue), "at": .string($0.at.iso8601)]
             })
+            m["deliveries"] = .list(try await store.statuses(conversation: c.id, tenant: caller.tenant).map {
+                ["message_id": .string($0.messageID), "status": .string($0.status), "error_code": $0.errorCode.map(Value.string) ?? .null,
+                 "at": .string($0.at.iso8601)]
+            })
             v = .map(m)
         }
         return json(v)

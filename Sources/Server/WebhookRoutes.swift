@@ -142,7 +142,17 @@ struct WebhookRoutes {
             }
         }
         markRead(read, channel: channel, logger: context.logger)
-        // Delivery statuses are acknowledged and counted, not stored (see docs/api.md).
+        for status in notification.statuses where status.phoneNumberID == number {
+            let code = status.errors.first.map { String($0.code) }
+            let (conversation, changed) = try await store.updateStatus(channel: channel.id, providerID: status.messageID, tenant: channel.tenant,
+                                                                       status: status.status, errorCode: code, at: engine.now)
+            if changed, status.status == "failed" {
+                // Accepted by the Graph, then not delivered (a late 131047 among others): visible in the conversation.
+                context.logger.warning("WhatsApp message failed after it was sent", metadata: [
+                    "channel": "\(channel.id)", "conversation": "\(conversation ?? "?")", "code": "\(code ?? "?")",
+                ])
+            }
+        }
         return json(["stored": .number(Double(stored)), "duplicates": .number(Double(duplicates)), "ignored": .number(Double(ignored)),
                      "statuses": .number(Double(notification.statuses.count))])
     }

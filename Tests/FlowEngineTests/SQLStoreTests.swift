@@ -66,4 +66,27 @@ import Testing
         #expect(try await store.messages(conversation: "conv-a", tenant: "t1").map(\.text) == ["hello", "Name?", "Ana", "Hi Ana", "Bye Ana"])
         await store.close()
     }
+
+    /// Provider statuses only move a message forward, may arrive before the send's own answer, and stay per tenant.
+    @Test(arguments: Backend.available)
+    func messageStatusesMoveForwardOnly(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let t = Timestamp(milliseconds: 1_000)
+        // "sent" reported before the send's answer came back: kept, and the conversation filled in later.
+        #expect(try await store.updateStatus(channel: "wa", providerID: "wamid.1", tenant: "t1", status: "sent", errorCode: nil, at: t) == (nil, true))
+        try await store.recordSent(channel: "wa", providerID: "wamid.1", tenant: "t1", conversation: "c1", at: t)
+        #expect(try await store.statuses(conversation: "c1", tenant: "t1").map(\.status) == ["sent"], "the earlier report is not taken back")
+        #expect(try await store.updateStatus(channel: "wa", providerID: "wamid.1", tenant: "t1", status: "read", errorCode: nil, at: t.adding(seconds: 2))
+                == ("c1", true))
+        #expect(try await store.updateStatus(channel: "wa", providerID: "wamid.1", tenant: "t1", status: "delivered", errorCode: nil, at: t.adding(seconds: 3))
+                == ("c1", false), "a late delivered does not undo read")
+        try await store.recordSent(channel: "wa", providerID: "wamid.2", tenant: "t1", conversation: "c1", at: t)
+        #expect(try await store.updateStatus(channel: "wa", providerID: "wamid.2", tenant: "t1", status: "failed", errorCode: "131047", at: t.adding(seconds: 4))
+                == ("c1", true))
+        #expect(try await store.updateStatus(channel: "wa", providerID: "wamid.2", tenant: "t1", status: "bogus", errorCode: nil, at: t) == (nil, false))
+        let statuses = try await store.statuses(conversation: "c1", tenant: "t1")
+        #expect(statuses.map(\.status) == ["read", "failed"] && statuses[1].errorCode == "131047")
+        #expect(try await store.statuses(conversation: "c1", tenant: "t2").isEmpty, "another tenant sees nothing")
+        await store.close()
+    }
 }

@@ -391,6 +391,22 @@ import Testing
                 try await client.execute(uri: path, method: .post, headers: Self.signed(hi), body: RouterTests.body(hi)) { #expect($0.status == .ok) }
                 try await rig.engine.drain()
                 #expect(graph.messages.map { $0["type"].text } == ["text"], "inside the window, plain text")
+                // WhatsApp reports what became of it: shown with the conversation, never going backwards.
+                let sentID = "wamid.fake.1"
+                let statuses = """
+                    {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                      "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                      "statuses": [{"id": "\(sentID)", "status": "read", "timestamp": "3", "recipient_id": "16505551234"},
+                                   {"id": "\(sentID)", "status": "delivered", "timestamp": "2", "recipient_id": "16505551234"}]}}]}]}
+                    """
+                try await client.execute(uri: path, method: .post, headers: Self.signed(statuses), body: RouterTests.body(statuses)) { r in
+                    #expect(RouterTests.json(r)["statuses"] == 2)
+                }
+                let conversationID = try #require(try await rig.store.conversations(tenant: "a", status: nil, contact: "16505551234").first?.id)
+                try await client.execute(uri: "/v1/conversations/\(conversationID)", method: .get, headers: a) { r in
+                    #expect(RouterTests.json(r)["deliveries"] == [["message_id": .string(sentID), "status": "read", "error_code": .null,
+                                                                   "at": RouterTests.json(r)["deliveries"][0]["at"]]])
+                }
                 // The message is marked read once stored.
                 _ = try await Peers.eventually("the message is marked read") { graph.reads.withLock { $0 } == ["wamid.hi"] ? true : nil }
 

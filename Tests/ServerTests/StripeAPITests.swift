@@ -109,15 +109,22 @@ import Testing
         }
     }
 
-    @Test func aStripeThatHangsTimesOutAsRetryable() async throws {
-        let api = StripeAPI(secretKey: "sk_test_x1234567", apiURL: "http://127.0.0.1:9", successURL: "https://x.example/ok")
-        var context = Self.context()
-        context.deadline = .now + .milliseconds(300)
-        do {
-            _ = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: context)
-            Issue.record("nothing listens on port 9")
-        } catch let e as ConnectorError {
-            #expect(e.code == "unreachable" && e.retryable)
+    /// A Stripe that accepts the connection and never answers, or hangs up at once: both retried later.
+    @Test func aStripeThatHangsOrHangsUpIsRetryable() async throws {
+        for hangUp in [false, true] {
+            let (server, port) = try await SMTPClientTests.silentServer(hangUp: hangUp)
+            let api = StripeAPI(secretKey: "sk_test_x1234567", apiURL: "http://127.0.0.1:\(port)", successURL: "https://x.example/ok")
+            var context = Self.context()
+            context.deadline = .now + .milliseconds(500)
+            let start = ContinuousClock.now
+            do {
+                _ = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: context)
+                Issue.record("nothing answers on port \(port)")
+            } catch let e as ConnectorError {
+                #expect(e.code == "unreachable" && e.retryable, "hang up: \(hangUp)")
+            }
+            #expect(ContinuousClock.now - start < .seconds(5), "the deadline ends the wait")
+            try await server.close()
         }
     }
 }

@@ -156,7 +156,7 @@ import Testing
                      "app_secret": "app-secret-0123", "access_token": "EAAG-token-xyz", "graph_url": "http://127.0.0.1:\(fake.port!)"}
                     """)) { RouterTests.json($0) }
                 let path = channel["webhook_path"].text
-                for (id, from) in [("wamid.1", "16505551234"), ("wamid.2", "window-closed")] {
+                for (id, from) in [("wamid.1", "16505551234"), ("wamid.2", "window-closed"), ("wamid.3", "rate-limited")] {
                     let body = Self.notification(#"{"from": "\#(from)", "id": "\#(id)", "timestamp": "1", "type": "text", "text": {"body": "hi"}}"#)
                     try await client.execute(uri: path, method: .post, headers: Self.signed(body), body: RouterTests.body(body)) { #expect($0.status == .ok) }
                 }
@@ -171,6 +171,10 @@ import Testing
                         "the Graph said 131047 and the flow names no whatsapp_template")
                 let closed = try await rig.store.conversations(tenant: "a", status: .failed, contact: "window-closed")
                 #expect(closed.first?.failure?.contains("24-hour") == true)
+                // A rate limit (130429) is retried later, not failed.
+                let pending = try await rig.store.deliveries(tenant: "a", state: .pending)
+                #expect(pending.count == 1 && pending[0].lastError?.contains("whatsapp_130429") == true)
+                #expect(try await rig.store.conversations(tenant: "a", status: .failed, contact: "rate-limited").isEmpty)
             }
         }
         await rig.store.close()

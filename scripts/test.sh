@@ -195,7 +195,7 @@ if [ -x "$venv/bin/schemathesis" ] && "$venv/bin/schemathesis" run "http://127.0
   pass
 else
   fail "schemathesis found server errors or responses that contradict /openapi.json"
-  grep -B2 -A14 "Server error\|Schema-violating\|Response violates\|Undocumented" "$tmp/schemathesis.log" | head -150
+  grep -B2 -A14 "Server error\|Schema-violating\|Schema-valid\|Response violates\|Undocumented" "$tmp/schemathesis.log" | head -150
   tail -30 "$tmp/schemathesis.log"
   echo "-- the server's errors and warnings:"
   grep -E " (error|warning|critical) " "$srv/out.log" | tail -20

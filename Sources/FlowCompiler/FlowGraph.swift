@@ -70,17 +70,19 @@ public enum FlowGraph {
         return .map(graph)
     }
 
-    /// The envelope's types: text where text belongs, nodes and edges as lists of maps. (The flow inside may still
-    /// have mistakes; the compiler reports those.)
     /// The ports an edge may leave a node from.
     public static let ports: Set<String> = ["next", "branch", "on_error", "on_invalid", "timeout", "goto", "call"]
 
+    /// The envelope's types: text where text belongs, nodes and edges as lists of maps, positions as maps, branch
+    /// indexes as integers. (The flow inside may still have mistakes; the compiler reports those.)
     static func isWellFormed(_ g: [String: Value]) -> Bool {
         func isText(_ v: Value?) -> Bool { if case .string = v ?? .string("") { true } else { false } }
         guard isText(g["flow"]), isText(g["start"]), isText(g["description"]), case .list(let nodes)? = g["nodes"] else { return false }
         for n in nodes {
             guard case .map = n, case .string = n["id"], case .string = n["type"] else { return false }
-            if n["params"] != .null, case .map = n["params"] {} else if n["params"] != .null { return false }
+            for key in ["params", "position"] where n[key] != .null {
+                guard case .map = n[key] else { return false }
+            }
         }
         switch g["edges"] {
         case nil: return true
@@ -88,6 +90,9 @@ public enum FlowGraph {
             return edges.allSatisfy { e in
                 guard case .map = e, case .string = e["from"], case .string(let port) = e["port"], ports.contains(port),
                       case .string = e["to"] else { return false }
+                if e["index"] != .null {
+                    guard case .number(let i) = e["index"], i == i.rounded(), abs(i) < 1e9 else { return false }
+                }
                 return e["when"] == .null || isText(e["when"])
             }
         default: return false

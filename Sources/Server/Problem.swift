@@ -14,8 +14,6 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         case forbidden
         case notFound = "not_found"
         case conflict
-        /// A single-use link that was used, expired or never existed.
-        case gone
         case invalidFlow = "invalid_flow"
         case methodNotAllowed = "method_not_allowed"
         case tooLarge = "too_large"
@@ -29,7 +27,6 @@ public struct Problem: Error, Sendable, HTTPResponseError {
             case .forbidden: .forbidden
             case .notFound: .notFound
             case .conflict: .conflict
-            case .gone: .gone
             case .invalidFlow: .conflict
             case .methodNotAllowed: .methodNotAllowed
             case .tooLarge: .contentTooLarge

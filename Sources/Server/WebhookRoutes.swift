@@ -20,7 +20,7 @@ struct WebhookRoutes {
     }
 
     /// A resume link (`ResumeLinks`): the posted JSON (or null for an empty body) resumes the one conversation
-    /// waiting on this token, once. 410 once used, timed out or never valid, so a caller knows to stop retrying.
+    /// waiting on this token, once. 404 once used, timed out or never valid, so a caller knows to stop retrying.
     @Sendable func resume(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let token = try context.parameters.require("token")
         let bytes = try await request.body.collect(upTo: context.maxUploadSize)
@@ -30,7 +30,7 @@ struct WebhookRoutes {
             payload = v
         }
         guard let id = ResumeLinks.conversation(in: token), try await engine.resume(token: token, payload: payload) else {
-            throw Problem(.gone, "this resume link was used already, has expired, or never existed")
+            throw Problem(.notFound, "no such resume link: it was used already, has expired, or never existed")
         }
         context.logger.info("conversation resumed by link", metadata: ["conversation": "\(id)"])
         return json(["resumed": true, "conversation": .string(id)], status: .accepted)

@@ -63,4 +63,17 @@ import Testing
         ]
         #expect(throws: FlowCompilerError.self) { try FlowGraph.source(fromGraph: graph) }
     }
+
+    /// Schemathesis found a graph whose node position was `false` saved as a draft: the envelope's types are checked.
+    @Test func positionsAndBranchIndexesOfTheWrongTypeAreRefused() throws {
+        func graph(position: Value, index: Value) -> Value {
+            ["flow": "g", "start": "a",
+             "nodes": [["id": "a", "type": "text", "params": ["text": "hi"], "position": position], ["id": "b", "type": "end", "params": ["end": "x"]]],
+             "edges": [["from": "a", "port": "branch", "index": index, "to": "b"]]]
+        }
+        #expect(throws: Never.self) { try FlowGraph.source(fromGraph: graph(position: ["x": 1, "y": 2], index: 0)) }
+        #expect(throws: FlowCompilerError.self) { try FlowGraph.source(fromGraph: graph(position: false, index: 0)) }
+        #expect(throws: FlowCompilerError.self) { try FlowGraph.source(fromGraph: graph(position: .null, index: 0.5)) }
+        #expect(throws: FlowCompilerError.self) { try FlowGraph.source(fromGraph: graph(position: .null, index: "1")) }
+    }
 }

@@ -119,10 +119,10 @@ import Testing
 
                 // The link is single-use; a made-up or malformed one resumes nothing either.
                 let path = String(url.dropFirst("http://flowline.invalid".count))
-                try await client.execute(uri: path, method: .post, body: RouterTests.body(#"{"approved": false}"#)) { #expect($0.status == .gone) }
+                try await client.execute(uri: path, method: .post, body: RouterTests.body(#"{"approved": false}"#)) { #expect($0.status == .notFound) }
                 let forged = "/webhooks/resume/\(conversation.id).\(String(repeating: "ab", count: 32))"
-                try await client.execute(uri: forged, method: .post, body: RouterTests.body("{}")) { #expect($0.status == .gone) }
-                try await client.execute(uri: "/webhooks/resume/nonsense", method: .post, body: RouterTests.body("{}")) { #expect($0.status == .gone) }
+                try await client.execute(uri: forged, method: .post, body: RouterTests.body("{}")) { #expect($0.status == .notFound) }
+                try await client.execute(uri: "/webhooks/resume/nonsense", method: .post, body: RouterTests.body("{}")) { #expect($0.status == .notFound) }
             }
         }
         await rig.store.close()
@@ -149,7 +149,7 @@ import Testing
                 try await client.execute(uri: String(path), method: .post, body: RouterTests.body("not json")) { #expect($0.status == .badRequest) }
                 clock.advance(seconds: 3601)
                 try await rig.engine.drain()
-                try await client.execute(uri: String(path), method: .post, body: RouterTests.body("{}")) { #expect($0.status == .gone) }
+                try await client.execute(uri: String(path), method: .post, body: RouterTests.body("{}")) { #expect($0.status == .notFound) }
                 let conversation = try #require(try await rig.store.conversations(tenant: "a", status: .ended, contact: "4").first)
                 #expect(try await rig.store.messages(conversation: conversation.id, tenant: "a").last?.text == "No answer")
             }

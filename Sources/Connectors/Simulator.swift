@@ -51,8 +51,13 @@ public struct Simulator: Sendable {
             return ["id": .string("wamid.sim\(id)")]
         case "email.send":
             return ["id": .string("<sim\(id)@flowline.local>")]
+        case "whatsapp.media":
+            return ["id": .string("wamid.sim\(id)")]
         case "n8n.trigger":
-            return ["ok": true]
+            guard parameters["wait"] == "callback" else { return ["ok": true] }
+            let token = "sim-resume-\(id)"
+            return ["status": "started", "resume_token": .string(token), "resume_url": .string("https://flowline.invalid/webhooks/resume/\(token)"),
+                    "response": ["message": "Workflow was started"]]
         default:
             return ["ok": true]
         }

@@ -136,9 +136,11 @@ public final class SQLStore: Store, @unchecked Sendable {
         ], [
             // What became of each message sent through a provider that reports it (WhatsApp: sent, delivered, read,
             // failed with a code). A status may arrive before the send's answer, so the conversation may be filled later.
+            // `fallback` is what to send instead if the provider reports the window closed after all (JSON).
             """
             CREATE TABLE message_statuses (channel TEXT NOT NULL, provider_id TEXT NOT NULL, tenant_id TEXT NOT NULL,
-              conversation_id TEXT, status TEXT NOT NULL, error_code TEXT, updated_at BIGINT NOT NULL, PRIMARY KEY (channel, provider_id))
+              conversation_id TEXT, status TEXT NOT NULL, error_code TEXT, updated_at BIGINT NOT NULL, fallback TEXT,
+              PRIMARY KEY (channel, provider_id))
             """,
             "CREATE INDEX message_statuses_conversation ON message_statuses (conversation_id)",
         ]]
@@ -865,38 +867,56 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// `read`), and `failed` wins.
     static let statusRank = ["accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4]
 
-    /// Notes a message the provider accepted (`providerID`, WhatsApp's `wamid`) for a conversation.
-    public func recordSent(channel: String, providerID: String, tenant: String, conversation: String, at: Timestamp) async throws {
+    /// Notes a message the provider accepted (`providerID`, WhatsApp's `wamid`) for a conversation, with what to send
+    /// instead should the provider fail it later for a reason a template gets around (`fallback`).
+    public func recordSent(channel: String, providerID: String, tenant: String, conversation: String, at: Timestamp,
+                           fallback: Value = .null) async throws {
         try await driver.transaction { db in
             try await db.execute(
                 """
-                INSERT INTO message_statuses (channel, provider_id, tenant_id, conversation_id, status, updated_at) VALUES ($1, $2, $3, $4, 'accepted', $5)
-                ON CONFLICT (channel, provider_id) DO UPDATE SET conversation_id = excluded.conversation_id
-                """, .text(channel), .text(providerID), .text(tenant), .text(conversation), .int(at.milliseconds))
+                INSERT INTO message_statuses (channel, provider_id, tenant_id, conversation_id, status, updated_at, fallback)
+                VALUES ($1, $2, $3, $4, 'accepted', $5, $6)
+                ON CONFLICT (channel, provider_id) DO UPDATE SET conversation_id = excluded.conversation_id, fallback = excluded.fallback
+                """, .text(channel), .text(providerID), .text(tenant), .text(conversation), .int(at.milliseconds),
+                fallback == .null ? .null : .text(fallback.jsonText))
         }
     }
 
-    /// Applies a provider's status report; answers the conversation it concerns when known, and whether the status moved.
+    /// What a status report changed: the conversation when known, whether the status moved, and the message's
+    /// fallback when it has one.
+    public struct StatusChange: Sendable, Equatable {
+        public var conversation: String?
+        public var changed: Bool
+        public var fallback: Value
+        public init(conversation: String?, changed: Bool, fallback: Value = .null) {
+            self.conversation = conversation
+            self.changed = changed
+            self.fallback = fallback
+        }
+    }
+
+    /// Applies a provider's status report: a message only moves forward (`read` after `delivered` stays `read`).
     @discardableResult
     public func updateStatus(channel: String, providerID: String, tenant: String, status: String, errorCode: String?,
-                             at: Timestamp) async throws -> (conversation: String?, changed: Bool) {
-        guard let rank = Self.statusRank[status] else { return (nil, false) }
+                             at: Timestamp) async throws -> StatusChange {
+        guard let rank = Self.statusRank[status] else { return StatusChange(conversation: nil, changed: false) }
         return try await driver.transaction { db in
-            let row = try await db.execute("SELECT status, conversation_id FROM message_statuses WHERE channel = $1 AND provider_id = $2\(self.forUpdate)",
-                                           .text(channel), .text(providerID)).first
+            let row = try await db.execute(
+                "SELECT status, conversation_id, fallback FROM message_statuses WHERE channel = $1 AND provider_id = $2\(self.forUpdate)",
+                .text(channel), .text(providerID)).first
             guard let row else {
                 try await db.execute(
                     """
                     INSERT INTO message_statuses (channel, provider_id, tenant_id, status, error_code, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
                     ON CONFLICT (channel, provider_id) DO NOTHING
                     """, .text(channel), .text(providerID), .text(tenant), .text(status), errorCode.map(SQLValue.text) ?? .null, .int(at.milliseconds))
-                return (nil, true)
+                return StatusChange(conversation: nil, changed: true)
             }
             let conversation = row.text("conversation_id")
-            guard rank > Self.statusRank[row.text("status") ?? "", default: 0] else { return (conversation, false) }
+            guard rank > Self.statusRank[row.text("status") ?? "", default: 0] else { return StatusChange(conversation: conversation, changed: false) }
             try await db.execute("UPDATE message_statuses SET status = $3, error_code = $4, updated_at = $5 WHERE channel = $1 AND provider_id = $2",
                                  .text(channel), .text(providerID), .text(status), errorCode.map(SQLValue.text) ?? .null, .int(at.milliseconds))
-            return (conversation, true)
+            return StatusChange(conversation: conversation, changed: true, fallback: row.text("fallback").flatMap { Value(json: $0) } ?? .null)
         }
     }
 

@@ -25,7 +25,13 @@ struct APIChannelConnector: Connector {
         }
         if channel.kind == "whatsapp" {
             let answer = try await sendWhatsApp(channel, parameters, context)
-            try await WhatsAppSender.track(answer, channel: channel, store: store, context: context, at: now())
+            // A plain message may still be refused later (a 131047 in a `failed` status): keep the template to send then.
+            var fallback: Value = .null
+            if answer["template"] == .null, case .map(var template) = parameters["fallback_template"] {
+                template["text"] = parameters["message"]["text"]
+                fallback = .map(template)
+            }
+            try await WhatsAppSender.track(answer, channel: channel, store: store, context: context, at: now(), fallback: fallback)
             return answer
         }
         guard let url = channel.callbackURL else { return ["stored": true] }
@@ -84,9 +90,11 @@ struct WhatsAppSender: Connector {
     let now: @Sendable () -> Timestamp
 
     /// Remembers which conversation a sent message belongs to, so its delivery statuses can be shown there.
-    static func track(_ answer: Value, channel: SQLStore.ChannelRecord, store: SQLStore, context: ConnectorContext, at: Timestamp) async throws {
+    static func track(_ answer: Value, channel: SQLStore.ChannelRecord, store: SQLStore, context: ConnectorContext, at: Timestamp,
+                      fallback: Value = .null) async throws {
         guard case .string(let id) = answer["id"] else { return }
-        try await store.recordSent(channel: channel.id, providerID: id, tenant: context.tenant, conversation: context.conversation, at: at)
+        try await store.recordSent(channel: channel.id, providerID: id, tenant: context.tenant, conversation: context.conversation, at: at,
+                                   fallback: fallback)
     }
 
     /// The Cloud API of a WhatsApp channel, with its opened access token.

@@ -480,4 +480,41 @@ import Testing
         }
         await rig.store.close()
     }
+
+    /// A message the Graph accepted can still fail later with 131047 (the window had closed): it goes out again as
+    /// the flow's template, once, and the failure is shown with the conversation.
+    @Test func aLate131047SendsTheFlowsTemplateOnce() async throws {
+        let graph = FakeGraphAPI(token: "EAAG-token-xyz")
+        let rig = try await RouterTests.Rig()
+        try await graph.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let a = RouterTests.auth(rig.adminA)
+                try await client.execute(uri: "/v1/flows/follow-up", method: .put, headers: a, body: RouterTests.body(Self.followUpFlow))
+                try await client.execute(uri: "/v1/flows/follow-up/publish", method: .post, headers: a) { #expect($0.status == .created) }
+                let path = try await Self.waChannel(client, rig, graph: fake.port!)
+                let hi = Self.notification(#"{"from": "16505551234", "id": "wamid.in", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
+                try await client.execute(uri: path, method: .post, headers: Self.signed(hi), body: RouterTests.body(hi))
+                try await rig.engine.drain()
+                try #require(graph.messages.count == 1)
+                let failed = """
+                    {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                      "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                      "statuses": [{"id": "wamid.fake.1", "status": "failed", "timestamp": "5", "recipient_id": "16505551234",
+                                    "errors": [{"code": 131047, "title": "Re-engagement message"}]}]}}]}]}
+                    """
+                for _ in 0..<2 {
+                    try await client.execute(uri: path, method: .post, headers: Self.signed(failed), body: RouterTests.body(failed)) { #expect($0.status == .ok) }
+                }
+                let sent = graph.messages
+                try #require(sent.count == 2, "one template, for two copies of the status")
+                #expect(sent[1]["type"] == "template" && sent[1]["template"]["name"] == "reengage")
+                #expect(sent[1]["template"]["components"][0]["parameters"][0]["text"] == "Oi! Vou te lembrar amanhã.")
+                let conversation = try #require(try await rig.store.conversations(tenant: "a", status: nil, contact: "16505551234").first)
+                let deliveries = try await rig.store.statuses(conversation: conversation.id, tenant: "a")
+                #expect(deliveries.map(\.messageID) == ["wamid.fake.2", "wamid.fake.1"] || deliveries.map(\.messageID) == ["wamid.fake.1", "wamid.fake.2"])
+                #expect(deliveries.first { $0.messageID == "wamid.fake.1" }?.errorCode == "131047")
+            }
+        }
+        await rig.store.close()
+    }
 }

@@ -67,14 +67,7 @@ public struct CRMConnector: Connector {
         request.headers.add(name: "Accept", value: "application/json")
         request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
 
-        let response: HTTPClientResponse
-        let body: ByteBuffer
-        do {
-            response = try await context.http.execute(request, timeout: context.remaining)
-            body = try await response.body.collect(upTo: 1 << 20)
-        } catch {
-            throw ConnectorError(code: "unreachable", message: "the CRM did not answer", retryable: true)
-        }
+        let (response, body) = try await context.send(request, to: "the CRM")
         switch response.status.code {
         case 200:
             guard let customer = Value(json: String(buffer: body)), case .map = customer else {

@@ -186,14 +186,7 @@ public struct AIConnector: Connector {
         if let apiKey, !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: body.jsonText))
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            response = try await context.http.execute(request, timeout: context.remaining)
-            bytes = try await response.body.collect(upTo: 4 << 20)
-        } catch {
-            throw ConnectorError(code: "unreachable", message: "the AI provider did not answer in time or refused the connection", retryable: true)
-        }
+        let (response, bytes) = try await context.send(request, to: "the AI provider", limit: 4 << 20)
         let status = Int(response.status.code)
         let answer = Value(json: String(buffer: bytes)) ?? .null
         if (200..<300).contains(status), case .map = answer { return answer }

@@ -128,18 +128,14 @@ public struct EmailConnector: Connector {
             let bytes = Array(line.utf8)
             for (i, b) in bytes.enumerated() {
                 let last = i == bytes.count - 1
-                var piece: String
-                if (b >= 33 && b <= 126 && b != 61) || ((b == 32 || b == 9) && !last) {
-                    piece = String(UnicodeScalar(b))
-                } else {
-                    piece = String(format: "=%02X", b)
-                }
+                // Printable ASCII but `=` stays as is; so do spaces and tabs, except at a line's end.
+                let literal = (b >= 33 && b <= 126 && b != 61) || ((b == 32 || b == 9) && !last)
+                let piece = literal ? String(UnicodeScalar(b)) : String(format: "=%02X", b)
                 if current.count + piece.count > 75 {
                     encoded += current + "=\r\n"
                     current = ""
                 }
                 current += piece
-                piece = ""
             }
             out.append(encoded + current)
         }

@@ -70,19 +70,12 @@ public struct HTTPWebhookConnector: Connector {
         }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
 
-        var timeout = context.remaining
+        // The block's own `timeout:` may be shorter than the engine's deadline.
+        var attempt = context
         if case .string(let t) = parameters["timeout"], let seconds = DurationParser.seconds(t) {
-            timeout = min(timeout, .seconds(seconds))
+            attempt.deadline = min(context.deadline, .now + .seconds(seconds))
         }
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            response = try await context.http.execute(request, timeout: timeout)
-            bytes = try await response.body.collect(upTo: Self.maxResponse)
-        } catch {
-            throw ConnectorError(code: "unreachable", message: "the webhook did not answer in time or refused the connection",
-                                 retryable: true)
-        }
+        let (response, bytes) = try await attempt.send(request, to: "the webhook", limit: Self.maxResponse)
         let status = Int(response.status.code)
         switch status {
         case 200..<300:

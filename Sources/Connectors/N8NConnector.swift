@@ -62,14 +62,7 @@ public struct N8NConnector: Connector {
             request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
         }
         request.body = .bytes(ByteBuffer(string: Value.map(body).jsonText))
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            response = try await context.http.execute(request, timeout: context.remaining)
-            bytes = try await response.body.collect(upTo: 4 << 20)
-        } catch {
-            throw ConnectorError(code: "unreachable", message: "n8n did not answer in time or refused the connection", retryable: true)
-        }
+        let (response, bytes) = try await context.send(request, to: "n8n", limit: 4 << 20)
         let status = Int(response.status.code)
         let text = String(buffer: bytes)
         switch status {

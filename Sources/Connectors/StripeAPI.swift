@@ -112,14 +112,7 @@ public struct StripeAPI: Connector {
         request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
         request.headers.add(name: "User-Agent", value: "Flowline")
         request.body = .bytes(ByteBuffer(string: Self.formEncode(form)))
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            response = try await context.http.execute(request, timeout: context.remaining)
-            bytes = try await response.body.collect(upTo: 1 << 20)
-        } catch {
-            throw ConnectorError(code: "unreachable", message: "Stripe did not answer in time or refused the connection", retryable: true)
-        }
+        let (response, bytes) = try await context.send(request, to: "Stripe")
         let status = Int(response.status.code)
         let answer = Value(json: String(buffer: bytes)) ?? .null
         if (200..<300).contains(status), case .string = answer["id"] { return answer }
@@ -136,13 +129,5 @@ public struct StripeAPI: Connector {
         if shouldRetry == "false" { retryable = false }
         return ConnectorError(code: "stripe_\(what)", message: "Stripe refused the request (\(status), \(what))", retryable: retryable,
                               retryAfter: retryAfter)
-    }
-}
-
-extension Value {
-    /// The text of a non-empty string value; nil otherwise.
-    var nonEmptyText: String? {
-        if case .string(let s) = self, !s.isEmpty { return s }
-        return nil
     }
 }

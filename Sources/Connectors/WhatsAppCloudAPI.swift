@@ -89,14 +89,7 @@ public struct WhatsAppCloudAPI: Sendable {
         request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: body.jsonText))
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            response = try await context.http.execute(request, timeout: context.remaining)
-            bytes = try await response.body.collect(upTo: 1 << 20)
-        } catch {
-            throw ConnectorError(code: "unreachable", message: "the WhatsApp Cloud API did not answer", retryable: true)
-        }
+        let (response, bytes) = try await context.send(request, to: "the WhatsApp Cloud API")
         let answer = Value(json: String(buffer: bytes)) ?? .null
         if (200..<300).contains(Int(response.status.code)) {
             if case .string(let id) = answer["messages"][0]["id"] { return ["id": .string(id)] }

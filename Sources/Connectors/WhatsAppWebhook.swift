@@ -108,7 +108,7 @@ public enum WhatsAppWebhook {
                         }
                         out.statuses.append(Status(
                             phoneNumberID: phoneNumberID, messageID: s["id"].text, status: s["status"].text,
-                            recipient: nonEmpty(s["recipient_user_id"]) ?? s["recipient_id"].text,
+                            recipient: s["recipient_user_id"].nonEmptyText ?? s["recipient_id"].text,
                             timestamp: Int64(s["timestamp"].text) ?? 0, errors: failures))
                     }
                 }
@@ -117,43 +117,38 @@ public enum WhatsAppWebhook {
         return out
     }
 
-    private static func nonEmpty(_ v: Value) -> String? {
-        if case .string(let s) = v, !s.isEmpty { return s }
-        return nil
-    }
-
     private static func message(_ m: Value, contacts: [Value], phoneNumberID: String) -> Message? {
         let id = m["id"].text
         guard !id.isEmpty else { return nil }
-        let from = nonEmpty(m["from"])
-        let fromUser = nonEmpty(m["from_user_id"])
+        let from = m["from"].nonEmptyText
+        let fromUser = m["from_user_id"].nonEmptyText
         // The contact entry of this sender: by user id, by WhatsApp id, or the only one there is when it names no
         // one else.
         let contact = contacts.first { c in
-            (fromUser != nil && nonEmpty(c["user_id"]) == fromUser) || (from != nil && nonEmpty(c["wa_id"]) == from)
+            (fromUser != nil && c["user_id"].nonEmptyText == fromUser) || (from != nil && c["wa_id"].nonEmptyText == from)
         } ?? contacts.first { c in
-            contacts.count == 1 && (from == nil || nonEmpty(c["wa_id"]) == nil) && (fromUser == nil || nonEmpty(c["user_id"]) == nil)
+            contacts.count == 1 && (from == nil || c["wa_id"].nonEmptyText == nil) && (fromUser == nil || c["user_id"].nonEmptyText == nil)
         }
-        let userID = fromUser ?? contact.flatMap { nonEmpty($0["user_id"]) }
-        let waID = contact.flatMap { nonEmpty($0["wa_id"]) } ?? from
+        let userID = fromUser ?? contact.flatMap { $0["user_id"].nonEmptyText }
+        let waID = contact.flatMap { $0["wa_id"].nonEmptyText } ?? from
         guard let who = userID ?? waID else { return nil }
 
         let kind = m["type"].text
         var message = Message(phoneNumberID: phoneNumberID, id: id, contact: who, userID: userID, waID: waID,
-                              name: contact.flatMap { nonEmpty($0["profile"]["name"]) }, timestamp: Int64(m["timestamp"].text) ?? 0,
+                              name: contact.flatMap { $0["profile"]["name"].nonEmptyText }, timestamp: Int64(m["timestamp"].text) ?? 0,
                               kind: kind, text: "", payload: nil, mediaID: nil, location: nil)
         switch kind {
         case "text":
             message.text = m["text"]["body"].text
         case "button":
             message.text = m["button"]["text"].text
-            message.payload = nonEmpty(m["button"]["payload"])
+            message.payload = m["button"]["payload"].nonEmptyText
         case "interactive":
             let reply = m["interactive"][m["interactive"]["type"].text]
             message.text = reply["title"].text
-            message.payload = nonEmpty(reply["id"])
+            message.payload = reply["id"].nonEmptyText
         case "image", "audio", "document", "video", "sticker":
-            message.mediaID = nonEmpty(m[kind]["id"])
+            message.mediaID = m[kind]["id"].nonEmptyText
             message.text = m[kind]["caption"].text
         case "location":
             let l = m["location"]

@@ -25,6 +25,20 @@ public struct ConnectorContext: Sendable {
     /// Time left until `deadline`, as AsyncHTTPClient's `timeout:` takes it.
     public var remaining: TimeAmount { .nanoseconds(max(0, Int64((deadline - .now) / .nanoseconds(1)))) }
 
+    /// Sends `request` through `http` within the time left and reads at most `limit` bytes of the answer. A timeout,
+    /// a refused or dropped connection is a retryable `unreachable` naming `service` (never the URL, which may
+    /// carry a token).
+    public func send(_ request: HTTPClientRequest, to service: String, limit: Int = 1 << 20)
+        async throws -> (response: HTTPClientResponse, body: ByteBuffer)
+    {
+        do {
+            let response = try await http.execute(request, timeout: remaining)
+            return (response, try await response.body.collect(upTo: limit))
+        } catch {
+            throw ConnectorError(code: "unreachable", message: "\(service) did not answer in time or refused the connection", retryable: true)
+        }
+    }
+
     public init(tenant: String, conversation: String, idempotencyKey: String, attempt: Int,
                 logger: Logger = Logger(label: "flowline.connector"), http: HTTPClient = .shared,
                 deadline: ContinuousClock.Instant = .now + .seconds(30), resume: ResumeLink? = nil) {

@@ -33,6 +33,12 @@ public enum Value: Sendable, Hashable {
         }
     }
 
+    /// The text of a non-empty string value; nil for anything else (a missing parameter, an empty field).
+    public var nonEmptyText: String? {
+        if case .string(let s) = self, !s.isEmpty { return s }
+        return nil
+    }
+
     /// The text a template shows for this value.
     public var text: String {
         switch self {

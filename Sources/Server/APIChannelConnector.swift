@@ -107,7 +107,7 @@ struct WhatsAppSender: Connector {
             throw ConnectorError(code: "no_access_token", message: "the WhatsApp channel has no access_token: it can receive but not send",
                                  retryable: false)
         }
-        return WhatsAppCloudAPI(phoneNumberID: channel.config["phone_number_id"].text, accessToken: token, graphURL: channel.config["graph_url"].optionalText)
+        return WhatsAppCloudAPI(phoneNumberID: channel.config["phone_number_id"].text, accessToken: token, graphURL: channel.config["graph_url"].nonEmptyText)
     }
 
     func perform(action: String, parameters p: Value, context: ConnectorContext) async throws -> Value {
@@ -125,8 +125,8 @@ struct WhatsAppSender: Connector {
             guard p["id"] != .null || p["link"] != .null else {
                 throw ConnectorError(code: "whatsapp_media", message: "whatsapp.media needs the media's id or link", retryable: false)
             }
-            body = WhatsAppCloudAPI.mediaBody(to: conversation.contact, type: p["type"].text, id: p["id"].optionalText, link: p["link"].optionalText,
-                                              caption: p["caption"].optionalText, filename: p["filename"].optionalText)
+            body = WhatsAppCloudAPI.mediaBody(to: conversation.contact, type: p["type"].text, id: p["id"].nonEmptyText, link: p["link"].nonEmptyText,
+                                              caption: p["caption"].nonEmptyText, filename: p["filename"].nonEmptyText)
         }
         let answer = try await api.post(body, context: context)
         try await Self.track(answer, channel: channel, store: store, context: context, at: now())

@@ -33,19 +33,19 @@ struct ServiceConnector: Connector {
         func actions(_ prefix: String) -> [ActionDefinition] { BuiltinActions.all.filter { $0.name.hasPrefix(prefix) } }
         return [
             ServiceConnector(kind: "stripe", definitions: actions("stripe."), store: store, secrets: secrets) { config, credentials in
-                StripeAPI(secretKey: credentials["secret_key"].text, apiURL: config["api_url"].optionalText,
-                          successURL: config["success_url"].optionalText, cancelURL: config["cancel_url"].optionalText)
+                StripeAPI(secretKey: credentials["secret_key"].text, apiURL: config["api_url"].nonEmptyText,
+                          successURL: config["success_url"].nonEmptyText, cancelURL: config["cancel_url"].nonEmptyText)
             },
             ServiceConnector(kind: "email", definitions: actions("email."), store: store, secrets: secrets) { config, credentials in
-                let security = SMTPClient.Security(rawValue: config["security"].optionalText ?? "starttls") ?? .starttls
+                let security = SMTPClient.Security(rawValue: config["security"].nonEmptyText ?? "starttls") ?? .starttls
                 let port: Int? = if case .number(let n) = config["port"] { Int(n) } else { nil }
                 return EmailConnector(smtp: SMTPClient(.init(
-                    host: config["host"].text, port: port, security: security, username: config["username"].optionalText,
-                    password: credentials["password"].optionalText, trustedCertificatePEM: config["ca_certificate"].optionalText)),
+                    host: config["host"].text, port: port, security: security, username: config["username"].nonEmptyText,
+                    password: credentials["password"].nonEmptyText, trustedCertificatePEM: config["ca_certificate"].nonEmptyText)),
                     from: config["from"].text)
             },
             ServiceConnector(kind: "ai", definitions: actions("ai."), store: store, secrets: secrets) { config, credentials in
-                AIConnector(baseURL: config["base_url"].optionalText, apiKey: credentials["api_key"].optionalText, model: config["model"].optionalText,
+                AIConnector(baseURL: config["base_url"].nonEmptyText, apiKey: credentials["api_key"].nonEmptyText, model: config["model"].nonEmptyText,
                             history: { context, n in
                                 try await store.messages(conversation: context.conversation, tenant: context.tenant).suffix(n)
                                     .map { AIConnector.Turn(fromContact: $0.direction == .inbound, text: $0.text) }
@@ -53,8 +53,8 @@ struct ServiceConnector: Connector {
                             tools: tools.definitions, performTool: tools.perform)
             },
             ServiceConnector(kind: "n8n", definitions: actions("n8n."), store: store, secrets: secrets) { config, credentials in
-                let auth: N8NConnector.Auth = switch config["auth"].optionalText {
-                case "header": .header(name: config["auth_header"].optionalText ?? "Authorization", value: credentials["auth_value"].text)
+                let auth: N8NConnector.Auth = switch config["auth"].nonEmptyText {
+                case "header": .header(name: config["auth_header"].nonEmptyText ?? "Authorization", value: credentials["auth_value"].text)
                 case "basic": .basic(user: config["username"].text, password: credentials["password"].text)
                 default: .none
                 }
@@ -81,13 +81,5 @@ final class ToolBox: Sendable {
             throw ConnectorError(code: "ai_tool_unknown", message: "no connector performs \(action)", retryable: false)
         }
         return try await connector.perform(action: action, parameters: parameters, context: context)
-    }
-}
-
-extension Value {
-    /// The text of a string value, nil for anything else.
-    var optionalText: String? {
-        if case .string(let s) = self { return s }
-        return nil
     }
 }

@@ -25,6 +25,8 @@ final class FakeN8N: Sendable {
         var callback: (@Sendable (Value) -> Value)?
         /// ...this long after it was started (0: at once, likely before its trigger's answer is even read).
         var callbackDelay: Duration = .zero
+        /// How long the Webhook node takes to answer its trigger (a slow workflow in "last node" mode).
+        var answerDelay: Duration = .zero
     }
 
     let workflows: Mutex<[String: Workflow]>
@@ -69,6 +71,7 @@ final class FakeN8N: Sendable {
                     let url = target
                     let delay = w.callbackDelay
                     Task<Void, Never> { await self.callBack(url, result, after: delay) }
+                    try await Task.sleep(for: w.answerDelay)
                     return Self.json(.ok, ["message": "Workflow was started"])
                 }
                 return Self.json(.ok, w.answer(body))

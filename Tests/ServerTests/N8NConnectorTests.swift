@@ -86,12 +86,13 @@ import Testing
             end: "Approved: {{ result.approved }} by {{ result.by }}"
         """
 
-    /// The workflow calls back at once: usually before the engine has even stored the trigger's answer, so the
-    /// conversation is not yet waiting on the link. The POST is kept behind that answer and applied after it.
-    @Test(arguments: [Duration.zero, .milliseconds(300)])
-    func aWorkflowCallsBackThroughItsResumeLinkOnce(after delay: Duration) async throws {
+    /// Either order: the workflow calls back after its trigger was answered, or while the trigger is still waiting
+    /// for its answer (the conversation is not yet waiting on the link): that POST is kept behind the answer, and
+    /// both are accepted (the fake records 202).
+    @Test(arguments: [(Duration.milliseconds(300), Duration.zero), (.zero, .milliseconds(300))])
+    func aWorkflowCallsBackThroughItsResumeLinkOnce(callbackDelay: Duration, answerDelay: Duration) async throws {
         let fake = FakeN8N([FakeN8N.Workflow(path: "approve", callback: { body in ["approved": true, "by": "n8n", "item": body["item"]] },
-                                             callbackDelay: delay)])
+                                             callbackDelay: callbackDelay, answerDelay: answerDelay)])
         let rig = try await RouterTests.Rig()
         try await fake.app.test(.live) { n8n in
             try await rig.app.test(.live) { client in

@@ -54,12 +54,20 @@ struct Checker {
 
     // MARK: Structure and references
 
+    /// "Did you mean" for the first few unknown blocks only: each search is bounded, and so is their number.
+    private var suggestionsLeft = 20
+    private mutating func suggestBlock(_ word: String, _ ids: [String]) -> String? {
+        guard suggestionsLeft > 0 else { return nil }
+        suggestionsLeft -= 1
+        return Suggest.hint(word, ids)
+    }
+
     private mutating func checkStructure() {
         let ids = ast.blocks.map(\.id)
         if let start = ast.start {
             if ast.block(start.value) == nil && !ast.brokenBlocks.contains(start.value) {
                 report(.error, "unknown-block", "start block '\(start.value)' does not exist", at: start.location,
-                       hint: Suggest.hint(start.value, ids))
+                       hint: suggestBlock(start.value, ids))
             }
         } else {
             report(.error, "missing-start", "the flow has no 'start:' block", at: ast.location,
@@ -73,7 +81,7 @@ struct Checker {
             block = b.id
             for target in b.successors where ast.block(target.value) == nil && !ast.brokenBlocks.contains(target.value) {
                 report(.error, "unknown-block", "block '\(target.value)' does not exist", at: target.location,
-                       hint: Suggest.hint(target.value, ids))
+                       hint: suggestBlock(target.value, ids))
             }
         }
         block = nil
@@ -285,8 +293,8 @@ struct Checker {
             if tb != .string, tb != .any {
                 report(.error, "type-mismatch", "'matches' needs a text pattern on the right", at: l)
             }
-            if case .literal(.string(let p), let pl) = b, (try? NSRegularExpression(pattern: p)) == nil {
-                report(.error, "invalid-regex", "'\(p)' is not a valid pattern", at: pl)
+            if case .literal(.string(let p), let pl) = b, let problem = PatternCheck.problem(p) {
+                report(.error, problem.code, problem.message, at: pl)
             }
             return .bool
         }
@@ -531,6 +539,48 @@ struct Checker {
         block = nil
     }
 
+    /// Tarjan's algorithm with an explicit stack, so a flow of thousands of chained blocks costs memory, not the
+    /// thread's stack.
+    static func stronglyConnectedComponents(_ edges: [[Int]]) -> [[Int]] {
+        let n = edges.count
+        var order = Array(repeating: -1, count: n), low = order, onStack = Array(repeating: false, count: n)
+        var stack: [Int] = [], counter = 0
+        var components: [[Int]] = []
+        // Each frame is a vertex and how many of its edges have been followed.
+        var frames: [(v: Int, next: Int)] = []
+        for root in 0..<n where order[root] < 0 {
+            frames.append((root, 0))
+            order[root] = counter; low[root] = counter; counter += 1
+            stack.append(root); onStack[root] = true
+            while let (v, next) = frames.last {
+                if next < edges[v].count {
+                    frames[frames.count - 1].next += 1
+                    let w = edges[v][next]
+                    if order[w] < 0 {
+                        order[w] = counter; low[w] = counter; counter += 1
+                        stack.append(w); onStack[w] = true
+                        frames.append((w, 0))
+                    } else if onStack[w] {
+                        low[v] = min(low[v], order[w])
+                    }
+                    continue
+                }
+                frames.removeLast()
+                if let parent = frames.last { low[parent.v] = min(low[parent.v], low[v]) }
+                if low[v] == order[v] {
+                    var component: [Int] = []
+                    while let w = stack.popLast() {
+                        onStack[w] = false
+                        component.append(w)
+                        if w == v { break }
+                    }
+                    components.append(component)
+                }
+            }
+        }
+        return components
+    }
+
     /// A cycle through blocks none of which waits would spin forever within one turn: Tarjan's SCCs over
     /// the non-waiting blocks.
     private mutating func checkSpinLoops() {
@@ -539,31 +589,7 @@ struct Checker {
         var edges = nodes.map { b in b.successors.compactMap { index[$0.value] } }
         // `on_error` runs only when the block failed, which is no loop by itself; the budget bounds a failing retry loop.
         for (i, b) in nodes.enumerated() { if let e = b.onError, let j = index[e.value] { edges[i].removeAll { $0 == j } } }
-        var order = Array(repeating: -1, count: nodes.count), low = order, onStack = Array(repeating: false, count: nodes.count)
-        var stack: [Int] = [], counter = 0
-        var components: [[Int]] = []
-        func connect(_ v: Int) {
-            order[v] = counter; low[v] = counter; counter += 1
-            stack.append(v); onStack[v] = true
-            for w in edges[v] {
-                if order[w] < 0 {
-                    connect(w)
-                    low[v] = min(low[v], low[w])
-                } else if onStack[w] {
-                    low[v] = min(low[v], order[w])
-                }
-            }
-            if low[v] == order[v] {
-                var component: [Int] = []
-                while let w = stack.popLast() {
-                    onStack[w] = false
-                    component.append(w)
-                    if w == v { break }
-                }
-                components.append(component)
-            }
-        }
-        for v in 0..<nodes.count where order[v] < 0 { connect(v) }
+        let components = Checker.stronglyConnectedComponents(edges)
         for c in components where c.count > 1 || edges[c[0]].contains(c[0]) {
             let members = c.sorted().map { nodes[$0] }
             let first = members[0]

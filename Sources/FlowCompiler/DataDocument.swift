@@ -7,7 +7,7 @@ public enum DataDocument {
     public static func value(from source: String, file: String) throws -> Value {
         switch SourceNode.parse(source) {
         case .failure(let e):
-            throw FlowCompilerError(.invalidFlow, diagnostics: [Diagnostic(.error, "syntax", e.message, file: file, at: e.location)])
+            throw FlowCompilerError(.invalidFlow, diagnostics: [Diagnostic(.error, e.code ?? "syntax", e.message, file: file, at: e.location)])
         case .success(nil): return .null
         case .success(let node?): return convert(node)
         }

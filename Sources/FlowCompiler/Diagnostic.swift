@@ -76,35 +76,70 @@ public struct FlowCompilerError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Suggestions for misspellings: the closest candidate within a small edit distance.
+///
+/// Its cost is bounded whatever the flow: words and candidates past `FlowLimits.maxIdentifierLength` are not
+/// compared, candidates whose length alone rules them out are skipped, at most `maxCandidates` are looked at, and
+/// the distance is computed only within the band it may still win in, stopping as soon as it cannot.
 enum Suggest {
+    static let maxCandidates = 2_000
+
     static func closest(to word: String, in candidates: some Sequence<String>) -> String? {
-        let w = Array(word.lowercased())
+        guard word.utf8.count <= FlowLimits.maxIdentifierLength * 4 else { return nil }
+        let w = Suggest.scalars(word)
+        guard w.count <= FlowLimits.maxIdentifierLength else { return nil }
         var best: (String, Int)?
+        var examined = 0
         for c in candidates {
-            let d = distance(w, Array(c.lowercased()))
-            let limit = max(1, min(3, c.count / 3))
-            if d <= limit, best == nil || d < best!.1 { best = (c, d) }
+            examined += 1
+            if examined > maxCandidates { break }
+            guard c.utf8.count <= FlowLimits.maxIdentifierLength * 4 else { continue }
+            let candidate = Suggest.scalars(c)
+            let limit = min(max(1, min(3, candidate.count / 3)), (best?.1 ?? Int.max) - 1)
+            guard limit >= 0, abs(candidate.count - w.count) <= limit else { continue }
+            if let d = distance(w, candidate, atMost: limit) { best = (c, d) }
         }
         return best?.0
     }
 
     /// Optimal string alignment distance: edits, with a swap of two neighbours counting as one typo.
-    static func distance(_ a: [Character], _ b: [Character]) -> Int {
+    static func distance(_ a: String, _ b: String) -> Int {
+        let (x, y) = (scalars(a), scalars(b))
+        return distance(x, y, atMost: max(x.count, y.count))!
+    }
+
+    /// Lower-cased Unicode scalars: comparing them is cheap, unlike `Character`s.
+    static func scalars(_ s: String) -> [UInt32] { s.lowercased().unicodeScalars.map(\.value) }
+
+    /// The distance when it is at most `bound`, else nil; only cells within `bound` of the diagonal are computed.
+    static func distance(_ a: [UInt32], _ b: [UInt32], atMost bound: Int) -> Int? {
+        guard abs(a.count - b.count) <= bound else { return nil }
         if a.isEmpty { return b.count }
         if b.isEmpty { return a.count }
-        var d = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
-        for i in 0...a.count { d[i][0] = i }
-        for j in 0...b.count { d[0][j] = j }
+        let infinity = bound + 1
+        let width = b.count + 1
+        var previous2 = [Int](repeating: infinity, count: width)
+        var previous = (0..<width).map { $0 <= bound ? $0 : infinity }
+        var current = [Int](repeating: infinity, count: width)
         for i in 1...a.count {
-            for j in 1...b.count {
-                let cost = a[i - 1] == b[j - 1] ? 0 : 1
-                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+            let low = max(1, i - bound), high = min(b.count, i + bound)
+            // Only the band and its two edges are read from this row later.
+            for j in max(0, low - 1)...min(b.count, high + 1) { current[j] = infinity }
+            current[0] = i <= bound ? i : infinity
+            var rowBest = current[0]
+            if low <= high {
+                for j in low...high {
+                    let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                    var d = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+                    if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d = min(d, previous2[j - 2] + 1) }
+                    current[j] = min(d, infinity)
+                    rowBest = min(rowBest, current[j])
                 }
             }
+            if rowBest > bound { return nil }
+            (previous2, previous, current) = (previous, current, previous2)
         }
-        return d[a.count][b.count]
+        let d = previous[b.count]
+        return d <= bound ? d : nil
     }
 
     /// `did you mean 'x'?` or nil.

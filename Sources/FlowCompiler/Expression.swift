@@ -41,6 +41,27 @@ indirect enum Expr: Sendable {
         }
     }
 
+    /// The depth of this expression's tree, measured without recursion (it runs before the depth is known to be safe).
+    var height: Int {
+        var deepest = 0
+        var stack: [(Expr, Int)] = [(self, 1)]
+        while let (e, d) = stack.popLast() {
+            deepest = max(deepest, d)
+            if deepest > FlowLimits.maxExpressionDepth { return deepest }
+            switch e {
+            case .literal, .variable: break
+            case .member(let a, _, _), .unary(_, let a, _): stack.append((a, d + 1))
+            case .index(let a, let b, _), .binary(_, let a, let b, _), .and(let a, let b, _), .or(let a, let b, _),
+                 .coalesce(let a, let b, _):
+                stack.append((a, d + 1))
+                stack.append((b, d + 1))
+            case .call(_, let args, _), .list(let args, _), .concat(let args, _): for a in args { stack.append((a, d + 1)) }
+            case .map(let pairs, _): for (_, a) in pairs { stack.append((a, d + 1)) }
+            }
+        }
+        return deepest
+    }
+
     /// The root variables this expression reads.
     func variables(into out: inout [(String, SourcePosition)]) {
         switch self {
@@ -81,6 +102,8 @@ struct Template: Sendable {
 struct ExpressionError: Error {
     var message: String
     var location: SourcePosition
+    /// A diagnostic code of its own (`too-deep`, `too-large`); nil for the context's usual syntax code.
+    var code: String? = nil
 }
 
 /// Reads expressions with a hand-written Pratt parser.
@@ -94,6 +117,8 @@ struct ExpressionParser {
 
     private var tokens: [(Token, Int)] = []
     private var position = 0
+    /// How deep the parser has recursed: brackets, parentheses, `not`s and operands of operators.
+    private var depth = 0
     private let base: SourcePosition
     private let source: String
 
@@ -102,6 +127,11 @@ struct ExpressionParser {
         var p = try ExpressionParser(text, base: base)
         let e = try p.expression(0)
         guard p.peek == .end else { throw p.error("unexpected \(p.describe(p.peek))") }
+        // A long chain of operators (`a + a + … + a`) is flat in the text but deep as a tree; later stages recurse.
+        if e.height > FlowLimits.maxExpressionDepth {
+            throw ExpressionError(message: "this expression is more than \(FlowLimits.maxExpressionDepth) operations deep; split it with set:",
+                                  location: base, code: "too-deep")
+        }
         return e
     }
 
@@ -109,6 +139,18 @@ struct ExpressionParser {
         self.base = base
         self.source = text
         tokens = try ExpressionParser.lex(Array(text.unicodeScalars), base: base)
+        if tokens.count > FlowLimits.maxExpressionTokens {
+            throw ExpressionError(message: "this expression has more than \(FlowLimits.maxExpressionTokens) parts", location: base, code: "too-large")
+        }
+    }
+
+    /// Enters one level of nesting, refusing past the limit with a located `too-deep`.
+    private mutating func descend() throws(ExpressionError) {
+        depth += 1
+        if depth > FlowLimits.maxExpressionDepth {
+            throw ExpressionError(message: "brackets, parentheses or 'not's are nested more than \(FlowLimits.maxExpressionDepth) deep here",
+                                  location: here, code: "too-deep")
+        }
     }
 
     private var peek: Token { tokens[position].0 }
@@ -232,6 +274,8 @@ struct ExpressionParser {
     }
 
     private mutating func expression(_ minPrecedence: Int) throws(ExpressionError) -> Expr {
+        try descend()
+        defer { depth -= 1 }
         var left = try prefix()
         while let (op, prec) = infix(peek), prec > minPrecedence {
             let loc = here
@@ -323,7 +367,12 @@ struct ExpressionParser {
 
     private mutating func postfix(_ e: Expr) throws(ExpressionError) -> Expr {
         var e = e
+        var chain = 0
         while true {
+            chain += 1
+            if chain > FlowLimits.maxExpressionDepth {
+                throw ExpressionError(message: "more than \(FlowLimits.maxExpressionDepth) '.' and '[…]' in a row", location: here, code: "too-deep")
+            }
             let loc = here
             if peek == .symbol(".") {
                 _ = advance()

@@ -22,7 +22,7 @@ public struct FlowCompiler: Sendable {
         let root: SourceNode
         switch SourceNode.parse(source) {
         case .failure(let e):
-            return Compilation(program: nil, diagnostics: [Diagnostic(.error, "syntax", e.message, file: file, at: e.location)])
+            return Compilation(program: nil, diagnostics: [Diagnostic(.error, e.code ?? "syntax", e.message, file: file, at: e.location)])
         case .success(nil):
             return Compilation(program: nil, diagnostics: [
                 Diagnostic(.error, "empty-flow", "the file is empty", file: file, at: SourcePosition(line: 1, column: 1)),

@@ -76,7 +76,7 @@ struct FlowParser {
         do {
             return try TemplateParser.parse(s.text, at: s.contentLocation, continuationColumn: s.continuationColumn)
         } catch {
-            self.error("expression-syntax", error.message, at: error.location)
+            self.error(error.code ?? "expression-syntax", error.message, at: error.location)
             return nil
         }
     }
@@ -89,7 +89,7 @@ struct FlowParser {
         do {
             return try ExpressionParser.parse(s.text, at: s.contentLocation)
         } catch {
-            self.error("expression-syntax", error.message, at: error.location)
+            self.error(error.code ?? "expression-syntax", error.message, at: error.location)
             return nil
         }
     }
@@ -197,7 +197,9 @@ struct FlowParser {
             switch e.key {
             case "flow":
                 ast.name = string(e.value, "flow")
-                if let n = ast.name, !n.value.allSatisfy({ $0.isLetter || $0.isNumber || "-_".contains($0) }) || n.value.isEmpty {
+                if let n = ast.name, n.value.count > FlowLimits.maxIdentifierLength {
+                    error("identifier-too-long", "the flow name is longer than \(FlowLimits.maxIdentifierLength) characters", at: n.location)
+                } else if let n = ast.name, !n.value.allSatisfy({ $0.isLetter || $0.isNumber || "-_".contains($0) }) || n.value.isEmpty {
                     error("invalid-value", "flow name '\(n.value)' may only have letters, digits, '-' and '_'", at: n.location)
                 }
             case "description": ast.description = string(e.value, "description")?.value
@@ -208,6 +210,11 @@ struct FlowParser {
             case "whatsapp_template": ast.whatsappTemplate = whatsappTemplate(e.value)
             case "blocks":
                 guard let blockEntries = mapping(e.value, "blocks") else { continue }
+                if blockEntries.count > FlowLimits.maxBlocks {
+                    error("too-large", "the flow has \(blockEntries.count) blocks; at most \(FlowLimits.maxBlocks) are allowed", at: e.keyLocation,
+                          hint: "split it into several flows")
+                    continue
+                }
                 var blocks: [Block] = []
                 for b in blockEntries {
                     block = b.key
@@ -278,6 +285,11 @@ struct FlowParser {
 
     private mutating func parseBlock(_ entry: SourceNode.Entry) -> Block? {
         let id = entry.key
+        if id.count > FlowLimits.maxIdentifierLength {
+            error("identifier-too-long", "block id '\(id.prefix(40))…' is longer than \(FlowLimits.maxIdentifierLength) characters",
+                  at: entry.keyLocation)
+            return nil
+        }
         if id.isEmpty || !id.allSatisfy({ $0.isLetter || $0.isNumber || "-_".contains($0) }) {
             error("invalid-value", "block id '\(id)' may only have letters, digits, '-' and '_'", at: entry.keyLocation)
         }
@@ -491,8 +503,8 @@ struct FlowParser {
                 error("unknown-type", "unknown validation type '\(type)'", at: (v["type"] ?? v).location,
                       hint: Suggest.hint(type, Validation.types) ?? "use one of: \(Validation.types.sorted().joined(separator: ", "))")
             }
-            if case .string(let p)? = spec["pattern"], (try? NSRegularExpression(pattern: p)) == nil {
-                error("invalid-regex", "'\(p)' is not a valid pattern", at: v["pattern"]!.location)
+            if case .string(let p)? = spec["pattern"], let problem = PatternCheck.problem(p) {
+                error(problem.code, problem.message, at: v["pattern"]!.location)
             }
             if case .string(let tz)? = spec["timezone"], TimeZone(identifier: tz) == nil {
                 error("unknown-timezone", "unknown time zone '\(tz)'", at: v["timezone"]!.location,

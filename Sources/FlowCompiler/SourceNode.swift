@@ -52,6 +52,14 @@ indirect enum SourceNode: Sendable {
 
     /// Parses YAML or JSON; a syntax error comes back as a located message.
     static func parse(_ text: String) -> Result<SourceNode?, ExpressionError> {
+        if text.utf8.count > FlowLimits.maxSourceBytes {
+            return .failure(ExpressionError(message: "the flow is larger than \(FlowLimits.maxSourceBytes / 1024) KiB",
+                                            location: SourcePosition(line: 1, column: 1), code: "too-large"))
+        }
+        // Yams composes recursively and expands aliases in full: measure first, without recursion.
+        if let refused = YAMLScan.check(text) {
+            return .failure(ExpressionError(message: refused.message, location: refused.location, code: refused.code))
+        }
         do {
             guard let node = try Yams.compose(yaml: text) else { return .success(nil) }
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false)

@@ -14,6 +14,8 @@ public final class Engine: Sendable {
     public struct Configuration: Sendable {
         /// Conversations per turn transaction: batching shares one commit among many turns.
         public var turnBatch = 64
+        /// Seconds a claimed conversation is reserved for its turn; a worker that dies mid-turn delays it this long.
+        public var turnLease: Int64 = 15
         public var deliveryBatch = 64
         /// Most messages stored in one transaction, and how many such transactions may run at once.
         public var ingestBatch = 64
@@ -41,11 +43,13 @@ public final class Engine: Sendable {
     private static let flowCacheLifetime: Duration = .seconds(5)
     /// Concurrent ingests share transactions (group commit): a burst of messages costs a few fsyncs, not one each.
     private let ingests: GroupCommit<IngestItem, IngestResult>
-    private let wakeups: AsyncStream<Void>
+    /// Wakes the turn loop when events are stored.
+    private let wake = WakeSignal()
     /// Wakes the delivery loop when turns have queued outbox rows.
-    private let deliveryWakeups: AsyncStream<Void>
-    private let deliveryWake: AsyncStream<Void>.Continuation
-    private let wake: AsyncStream<Void>.Continuation
+    private let deliveryWake = WakeSignal()
+    /// Passes the work loops have made (each asks the store for work once): an idle engine makes few.
+    private let passCount = Atomic<Int>(0)
+    public var passes: Int { passCount.load(ordering: .relaxed) }
 
     public init(store: any Store, connectors: ConnectorRegistry, configuration: Configuration = Configuration(),
                 logger: Logger = Logger(label: "flowline.engine"), clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) {
@@ -54,8 +58,6 @@ public final class Engine: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
-        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        (deliveryWakeups, deliveryWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         ingests = GroupCommit(
             maxBatch: configuration.ingestBatch, maxLeaders: configuration.ingestCommits,
             batch: { [store] items in try await store.ingest(batch: items, now: clock()) },
@@ -101,7 +103,7 @@ public final class Engine: Sendable {
         let start = TriggerMatcher.match(text: inbound.message.text, channelKind: inbound.channelKind,
                                          flows: try await publishedFlows(inbound.tenant))
         let result = try await ingests.submit(IngestItem(inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased()))
-        if case .accepted = result { wake.yield() }
+        if case .accepted = result { wake.signal() }
         return result
     }
 
@@ -110,22 +112,24 @@ public final class Engine: Sendable {
         guard try await store.post(.handback, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {
             throw EngineError(.notFound, "no conversation \(conversation)")
         }
-        wake.yield()
+        wake.signal()
     }
 
     /// Delivers an external event (a payment, a callback) to the conversation waiting on `name` with `key`.
     @discardableResult
     public func deliverEvent(tenant: String, name: String, key: String, payload: Value, providerID: String?) async throws -> Bool {
         let delivered = try await store.postExternal(tenant: tenant, name: name, key: key, payload: payload, providerID: providerID, now: now)
-        if delivered { wake.yield() }
+        if delivered { wake.signal() }
         return delivered
     }
 
     /// Delivers a POST to a resume link (`ResumeLinks`) as the `resume` event its conversation waits for.
     public func resume(token: String, payload: Value) async throws -> Bool {
-        guard let conversation = ResumeLinks.conversation(in: token) else { return false }
-        let delivered = try await store.postResume(conversation: conversation, token: token, payload: payload, now: now)
-        if delivered { wake.yield() }
+        guard let links = configuration.resumeLinks, let conversation = ResumeLinks.conversation(in: token) else { return false }
+        let delivered = try await store.postResume(conversation: conversation, token: token, payload: payload, now: now) { tenant, effectKey in
+            links.link(tenant: tenant, conversation: conversation, effectKey: effectKey).token
+        }
+        if delivered { wake.signal() }
         return delivered
     }
 
@@ -134,7 +138,7 @@ public final class Engine: Sendable {
         guard try await store.post(.retry, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {
             throw EngineError(.notFound, "no conversation \(conversation)")
         }
-        wake.yield()
+        wake.signal()
     }
 
     /// Ends a conversation, whatever it was doing.
@@ -142,7 +146,7 @@ public final class Engine: Sendable {
         guard try await store.post(.cancel, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {
             throw EngineError(.notFound, "no conversation \(conversation)")
         }
-        wake.yield()
+        wake.signal()
     }
 
     /// What an explicit migration to a flow's latest version did.
@@ -193,7 +197,7 @@ public final class Engine: Sendable {
     @discardableResult
     public func runTurns() async throws -> Int {
         let started = ContinuousClock.now
-        let count = try await store.runTurns(limit: configuration.turnBatch, now: now) { work, load in
+        let count = try await store.runTurns(limit: configuration.turnBatch, now: now, lease: configuration.turnLease) { work, load in
             let vm = try await self.vm(work.conversation.programHash, load)
             var debounce: Int64?
             if case .number(let d) = vm.program.metadata["debounce"] { debounce = Int64(d) }
@@ -205,7 +209,7 @@ public final class Engine: Sendable {
             return outcome
         }
         if count > 0 {
-            deliveryWake.yield()
+            deliveryWake.signal()
             EngineMetrics.turns.increment(by: count)
             let elapsed = ContinuousClock.now - started
             EngineMetrics.turnBatchDuration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
@@ -243,7 +247,7 @@ public final class Engine: Sendable {
         }
         try await store.finishDeliveries(finished, now: now)
         if finished.contains(where: { $0.0.entry.kind == .perform }) {
-            wake.yield()  // a connector's result (or failure) is an event its conversation waits for
+            wake.signal()  // a connector's result (or failure) is an event its conversation waits for
         }
         return claimed.count
     }
@@ -338,14 +342,15 @@ public final class Engine: Sendable {
     /// run in two loops, so a slow connector never holds up the next turn.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.loop(self.wakeups) { try await self.runTurns() + self.reroute() } }
-            group.addTask { await self.loop(self.deliveryWakeups) { try await self.dispatch() } }
+            group.addTask { await self.loop(self.wake) { try await self.runTurns() + self.reroute() } }
+            group.addTask { await self.loop(self.deliveryWake) { try await self.dispatch() } }
         }
     }
 
     /// Repeats `pass` while it finds work; then sleeps until woken or the poll interval passes.
-    private func loop(_ wakeups: AsyncStream<Void>, _ pass: @Sendable () async throws -> Int) async {
+    private func loop(_ signal: WakeSignal, _ pass: @Sendable () async throws -> Int) async {
         while !Task.isCancelled {
+            passCount.add(1, ordering: .relaxed)
             do {
                 if try await pass() > 0 { continue }
             } catch is CancellationError {
@@ -353,12 +358,7 @@ public final class Engine: Sendable {
             } catch {
                 logger.error("engine pass failed; retrying", metadata: ["error": "\(error)"])
             }
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { for await _ in wakeups { return } }
-                group.addTask { [interval = configuration.pollInterval] in try? await Task.sleep(for: interval) }
-                await group.next()
-                group.cancelAll()
-            }
+            await signal.wait(timeout: configuration.pollInterval)
         }
     }
 }

@@ -158,17 +158,20 @@ public protocol Store: Sendable {
     /// Stores an external event for the conversation waiting on `name` with `key`; false when none waits or
     /// `providerID` was delivered before.
     func postExternal(tenant: String, name: String, key: String, payload: Value, providerID: String?, now: Timestamp) async throws -> Bool
-    /// Stores the POST to a resume link for `conversation`, when it waits on `token` or on the connector call that
-    /// handed the link out; false otherwise (used, expired or never valid).
-    func postResume(conversation: String, token: String, payload: Value, now: Timestamp) async throws -> Bool
+    /// Stores the POST to a resume link for `conversation`, when it waits on `token`, or on the connector call that
+    /// handed the link out and `token` is the one `expectedToken` makes for that call's tenant and effect key (in
+    /// constant time); false otherwise (used, expired, forged or never valid).
+    func postResume(conversation: String, token: String, payload: Value, now: Timestamp,
+                    expectedToken: @Sendable (_ tenant: String, _ effectKey: String) -> String) async throws -> Bool
     /// Messages that arrived after their conversation ended, waiting to be routed again.
     func messagesToReroute(limit: Int) async throws -> [(sequence: Int64, inbound: Inbound)]
     /// Routes one of them, like `ingest` does.
     func reroute(sequence: Int64, inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws
 
-    /// Claims up to `limit` conversations that are due (pending events, a deadline passed), locks them, runs
-    /// `turn` for each and writes the outcomes, all in one transaction. Returns how many turns ran.
-    func runTurns(limit: Int, now: Timestamp,
+    /// Claims up to `limit` conversations that are due (pending events, a deadline passed) under a lease of `lease`
+    /// seconds, runs `turn` for each outside any transaction, and writes the outcomes in one; a conversation whose
+    /// saved state cannot be read is marked failed and skipped. Returns how many conversations it handled.
+    func runTurns(limit: Int, now: Timestamp, lease: Int64,
                   _ turn: @Sendable (TurnWork, @Sendable (String) async throws -> Program?) async throws -> TurnMachine.Outcome)
         async throws -> Int
 

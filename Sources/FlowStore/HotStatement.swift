@@ -16,7 +16,7 @@ enum Hot {
     enum UpdateConversation: HotStatement {
         static let sql = """
             UPDATE conversations SET continuation = $2, status = $3, wait_kind = $4, wait_key = $5, wake_at = $6, due_at = $7,
-              step = $8, row_version = row_version + 1, failure = $9, updated_at = $10 WHERE id = $1
+              step = $8, row_version = row_version + 1, failure = $9, updated_at = $10, lease_until = NULL WHERE id = $1
             """
     }
     enum InsertOutbox: HotStatement {

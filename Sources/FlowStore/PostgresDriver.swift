@@ -82,7 +82,7 @@ struct PostgresExecutor: SQLExecutor {
             switch b {
             case .null: bindings.appendNull()
             case .int(let i): bindings.append(i)
-            case .text(let s): bindings.append(s)
+            case .text(let s): bindings.append(SQLValue.storable(s))
             case .blob(let bytes): bindings.append(ByteBuffer(bytes: bytes))
             }
         }

@@ -70,7 +70,10 @@ extension SQLExecutor {
             _ = try await query("COMMIT", [])
             return result
         } catch {
-            _ = try? await query("ROLLBACK", [])
+            // Not cancellable: SQLiteNIO refuses work from a cancelled task, and a ROLLBACK refused would leave the
+            // connection inside this transaction, so that every later BEGIN fails (a worker told to stop mid-turn).
+            let executor = self
+            _ = try? await Task { try await executor.query("ROLLBACK", []) }.value
             throw error
         }
     }
@@ -86,4 +89,17 @@ extension SQLExecutor {
 
     @discardableResult
     func execute(_ sql: String, _ binds: SQLValue...) async throws -> [SQLRow] { try await query(sql, binds) }
+}
+
+extension SQLValue {
+    /// Text as both databases can keep it whole: PostgreSQL refuses U+0000 in text and SQLite's reader stops at it
+    /// (a message id `"a\u{0}b"` would read back as `"a"` and collide with another). The API refuses NUL at its
+    /// boundary; anything that still carries one (a provider's payload, a connector's answer) is stored with
+    /// U+FFFD in its place, the same way every time, so de-duplication still holds.
+    static func storable(_ s: String) -> String {
+        guard s.utf8.contains(0) else { return s }
+        var out = String.UnicodeScalarView()
+        for c in s.unicodeScalars { out.append(c == "\u{0}" ? "\u{FFFD}" : c) }
+        return String(out)
+    }
 }

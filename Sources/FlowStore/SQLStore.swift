@@ -143,6 +143,10 @@ public final class SQLStore: Store, @unchecked Sendable {
               PRIMARY KEY (channel, provider_id))
             """,
             "CREATE INDEX message_statuses_conversation ON message_statuses (conversation_id)",
+        ], [
+            // Turns run outside any transaction: a claimed conversation is leased until this instant (ms), so no
+            // other worker runs it meanwhile, and a worker that died only delays it until then.
+            "ALTER TABLE conversations ADD COLUMN lease_until BIGINT",
         ]]
     }
 
@@ -488,15 +492,26 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
-    public func postResume(conversation: String, token: String, payload: Value, now: Timestamp) async throws -> Bool {
+    public func postResume(conversation: String, token: String, payload: Value, now: Timestamp,
+                           expectedToken: @Sendable (_ tenant: String, _ effectKey: String) -> String) async throws -> Bool {
         try await driver.transaction { db in
             let rows = try await db.execute(
-                "SELECT tenant_id, channel, wait_kind, wait_key FROM conversations WHERE id = $1 AND status IN ('active', 'waiting', 'handoff')\(self.forUpdate)",
+                "SELECT tenant_id, channel, wait_kind, wait_key, step FROM conversations WHERE id = $1 AND status IN ('active', 'waiting', 'handoff')\(self.forUpdate)",
                 .text(conversation))
             guard let row = rows.first, let tenant = row.text("tenant_id"), let channel = row.text("channel") else { return false }
-            // Waiting on this link, or still waiting for the call that handed it out (a fast system answers before
-            // the call's result is in): the event waits in order behind that result.
-            guard row.text("wait_key") == "resume:\(token)" || row.text("wait_kind") == "effect" else { return false }
+            let given = Array(token.utf8)
+            // Waiting on this link: the key it waits on is the token itself. Still waiting for the call that handed
+            // it out (a fast system answers before the call's result is in): the token must be the one that call's
+            // key makes. Either way compared in constant time; the event then waits in order behind that result.
+            let genuine: Bool
+            if row.text("wait_kind") == "effect", let step = row.int("step") {
+                genuine = SecretBox.constantTimeEqual(given, Array(expectedToken(tenant, "\(conversation):\(step)").utf8))
+            } else if let key = row.text("wait_key"), key.hasPrefix("resume:") {
+                genuine = SecretBox.constantTimeEqual(Array("resume:".utf8) + given, Array(key.utf8))
+            } else {
+                genuine = false
+            }
+            guard genuine else { return false }
             return try await self.insertEvent(.external(name: "resume", key: token, payload: payload), tenant: tenant, channel: channel,
                                               conversation: conversation, providerID: "resume:" + token, now: now, db)
         }
@@ -533,42 +548,130 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     // MARK: Turns
 
-    public func runTurns(limit: Int, now: Timestamp,
+    public func runTurns(limit: Int, now: Timestamp, lease: Int64,
                          _ turn: @Sendable (TurnWork, @Sendable (String) async throws -> Program?) async throws -> TurnMachine.Outcome)
         async throws -> Int
     {
+        // 1. Claim: a short transaction leases the due conversations and reads what their turns need. No flow runs
+        //    while a lock is held, so a slow turn (a pattern near its budget, a large value) delays only itself.
+        let claimed = try await claimTurns(limit: limit, now: now, lease: lease)
+        guard !claimed.works.isEmpty || claimed.poisoned > 0 else { return 0 }
+        // 2. Run every turn outside any transaction.
+        var outcomes: [(work: TurnWork, outcome: TurnMachine.Outcome)] = []
+        for work in claimed.works {
+            let outcome: TurnMachine.Outcome
+            do {
+                outcome = try await turn(work) { hash in try await self.program(hash: hash) }
+            } catch {
+                // A turn that cannot run (its program is missing or unreadable) fails the conversation, visibly.
+                outcome = Self.failed(work.conversation, "turn could not run: \(error)")
+            }
+            outcomes.append((work, outcome))
+        }
+        // 3. Write: one transaction for the batch; should it fail, each turn on its own, so one outcome the database
+        //    refuses fails its own conversation and no other.
+        do {
+            try await retryingConflicts { try await self.writeTurns(outcomes, now: now) }
+        } catch {
+            logger.warning("a batch of turns could not be written together; writing them one by one",
+                           metadata: ["turns": "\(outcomes.count)", "error": "\(String(reflecting: type(of: error)))"])
+            for item in outcomes {
+                do {
+                    try await writeTurns([item], now: now)
+                } catch {
+                    logger.warning("a turn could not be written; its conversation is marked failed",
+                                   metadata: ["conversation": "\(item.work.conversation.id)", "error": "\(String(reflecting: type(of: error)))"])
+                    let failed = Self.failed(item.work.conversation, "its turn could not be stored (\(String(reflecting: type(of: error))))")
+                    try? await writeTurns([(item.work, failed)], now: now)
+                }
+            }
+        }
+        return claimed.works.count + claimed.poisoned
+    }
+
+    /// A conversation failed with `reason`, its events left as they are (kept, unprocessed, for an operator).
+    private static func failed(_ record: ConversationRecord, _ reason: String) -> TurnMachine.Outcome {
+        var failed = TurnMachine.Outcome(conversation: record)
+        failed.conversation.status = .failed
+        failed.conversation.failure = reason
+        return failed
+    }
+
+    /// Leases up to `limit` due conversations and reads their events and contacts. A row whose saved state cannot be
+    /// read is marked failed here, with the reason, and skipped: it must not stop the batch, nor every batch after it.
+    private func claimTurns(limit: Int, now: Timestamp, lease: Int64) async throws -> (works: [TurnWork], poisoned: Int) {
         try await driver.transaction { db in
             let due = try await db.execute(
                 """
                 SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at
-                FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2\(self.skipLocked)
+                FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+                ORDER BY due_at LIMIT $2\(self.skipLocked)
                 """, .int(now.milliseconds), .int(Int64(limit)))
-            let records = try due.map(self.conversationRecord)
-            guard !records.isEmpty else { return 0 }
-            // Reads and writes are per batch, not per conversation: a batch of turns costs a handful of round
-            // trips and one commit (see docs/engine.md, "Batched turns").
+            var records: [ConversationRecord] = []
+            var poisoned = 0
+            for row in due {
+                do {
+                    records.append(try self.conversationRecord(row, strict: true))
+                } catch {
+                    poisoned += 1
+                    let id = row.text("id") ?? ""
+                    self.logger.warning("a conversation's saved state cannot be read; it is marked failed",
+                                        metadata: ["conversation": "\(id)", "error": "\(error)"])
+                    try await db.execute(
+                        """
+                        UPDATE conversations SET status = 'failed', failure = $2, due_at = NULL, wake_at = NULL, wait_kind = NULL,
+                          wait_key = NULL, lease_until = NULL, row_version = row_version + 1, updated_at = $3 WHERE id = $1
+                        """, .text(id), .text("its saved state cannot be read: \(error)"), .int(now.milliseconds))
+                }
+            }
+            guard !records.isEmpty else { return ([], poisoned) }
+            try await db.query(
+                "UPDATE conversations SET lease_until = $1 WHERE id IN (\(Self.placeholders(records.count, from: 2)))",
+                [.int(now.milliseconds + lease * 1000)] + records.map { .text($0.id) })
+            // Reads are per batch, not per conversation: a batch of turns costs a handful of round trips
+            // (see docs/engine.md, "Batched turns").
             let events = try await self.pendingEvents(of: records, db)
             let names = try await self.contactNames(of: records, db)
-            var writes = TurnWrites()
-            for record in records {
+            let works = records.map { record in
                 var contact: [String: Value] = ["id": .string(record.contact), "phone": .string(record.contact)]
                 if let name = names[ContactAddress(record)] { contact["name"] = .string(name) }
-                let work = TurnWork(conversation: record, events: events[record.id] ?? [], contact: .map(contact))
-                let outcome: TurnMachine.Outcome
-                do {
-                    outcome = try await turn(work) { hash in try await self.loadProgram(hash, db) }
-                } catch {
-                    // A turn that cannot run (its program is missing or unreadable) fails the conversation, visibly.
-                    var failed = TurnMachine.Outcome(conversation: record)
-                    failed.conversation.status = .failed
-                    failed.conversation.failure = "turn could not run: \(error)"
-                    try await self.write(failed, now: now, into: &writes, db)
-                    continue
-                }
-                try await self.write(outcome, now: now, into: &writes, db)
+                return TurnWork(conversation: record, events: events[record.id] ?? [], contact: .map(contact))
             }
+            return (works, poisoned)
+        }
+    }
+
+    /// Writes turns' outcomes in one transaction. A conversation changed since its claim (its lease ran out and
+    /// another worker ran it, or it was migrated) keeps that change and this outcome is dropped: one outcome lands
+    /// per claim. An event that arrived while the turn ran leaves its conversation due.
+    private func writeTurns(_ outcomes: [(work: TurnWork, outcome: TurnMachine.Outcome)], now: Timestamp) async throws {
+        try await driver.transaction { db in
+            let ids = outcomes.map(\.work.conversation.id)
+            // Locked in id order, as ingest locks them, so two writers never wait on each other in a circle.
+            let current = try await db.query(
+                "SELECT id, row_version FROM conversations WHERE id IN (\(Self.placeholders(ids.count))) ORDER BY id\(self.forUpdate)",
+                ids.map(SQLValue.text))
+            var versions: [String: Int64] = [:]
+            for r in current { if let id = r.text("id") { versions[id] = r.int("row_version") ?? -1 } }
+            let fresh = outcomes.filter { versions[$0.work.conversation.id] == $0.work.conversation.version }
+            if fresh.count < outcomes.count {
+                self.logger.debug("turns dropped: their conversations changed since they were claimed",
+                                  metadata: ["dropped": "\(outcomes.count - fresh.count)"])
+            }
+            guard !fresh.isEmpty else { return }
+            var writes = TurnWrites()
+            for item in fresh { try await self.write(item.outcome, now: now, into: &writes, db) }
             try await self.flush(writes, now: now, db)
-            return records.count
+            // Events stored while the turns ran (their due mark came before this write and was overwritten).
+            let seen = Set(fresh.flatMap { $0.work.events.map(\.sequence) })
+            let pending = try await db.query(
+                "SELECT conversation_id, seq FROM events WHERE processed_at IS NULL AND conversation_id IN (\(Self.placeholders(fresh.count)))",
+                fresh.map { .text($0.work.conversation.id) })
+            let late = Set(pending.compactMap { r -> String? in
+                guard let seq = r.int("seq"), !seen.contains(seq) else { return nil }
+                return r.text("conversation_id")
+            })
+            for id in late { try await self.markDue(id, now: now, db) }
         }
     }
 
@@ -647,7 +750,7 @@ public final class SQLStore: Store, @unchecked Sendable {
             // One UPDATE … FROM (VALUES …) per batch; the casts give each column its type.
             for chunk in w.conversations.chunked(200) {
                 try await valuesStatement(
-                    "UPDATE conversations AS c SET continuation = v.continuation, status = v.status, wait_kind = v.wait_kind, wait_key = v.wait_key, wake_at = v.wake_at, due_at = v.due_at, step = v.step, row_version = c.row_version + 1, failure = v.failure, updated_at = v.updated_at FROM (",
+                    "UPDATE conversations AS c SET continuation = v.continuation, status = v.status, wait_kind = v.wait_kind, wait_key = v.wait_key, wake_at = v.wake_at, due_at = v.due_at, step = v.step, row_version = c.row_version + 1, failure = v.failure, updated_at = v.updated_at, lease_until = NULL FROM (",
                     tuple: "(?::text, ?::bytea, ?::text, ?::text, ?::text, ?::bigint, ?::bigint, ?::bigint, ?::text, ?::bigint)",
                     rows: Array(chunk),
                     suffix: ") AS v(id, continuation, status, wait_kind, wait_key, wake_at, due_at, step, failure, updated_at) WHERE c.id = v.id", db)
@@ -702,17 +805,32 @@ public final class SQLStore: Store, @unchecked Sendable {
         return try await db.query(sql + suffix, rows.flatMap { $0 })
     }
 
-    private func conversationRecord(_ r: SQLRow) throws -> ConversationRecord {
+    /// A conversation row. Lenient (for listings and reads) a continuation that cannot be decoded reads as none,
+    /// with the reason in `failure`, so one bad row never fails a page of them; strict (for turns) it throws.
+    private func conversationRecord(_ r: SQLRow, strict: Bool) throws -> ConversationRecord {
         var continuation: Continuation?
-        if let bytes = r.blob("continuation") { continuation = try Continuation(decoding: bytes) }
+        var unreadable: String?
+        if let bytes = r.blob("continuation") {
+            do {
+                continuation = try Continuation(decoding: bytes)
+            } catch {
+                if strict { throw error }
+                unreadable = "its saved state cannot be read: \(error)"
+            }
+        }
         var record = ConversationRecord(
             id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "",
             contact: r.text("contact") ?? "", flow: r.text("flow") ?? "", programHash: r.text("program_hash") ?? "",
             continuation: continuation, status: ConversationStatus(rawValue: r.text("status") ?? "") ?? .failed,
-            failure: r.text("failure"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
+            failure: r.text("failure") ?? unreadable, createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
             updatedAt: Timestamp(milliseconds: r.int("updated_at") ?? 0))
         record.version = r.int("row_version") ?? 0
         return record
+    }
+
+    private func conversationRecord(_ r: SQLRow) -> ConversationRecord {
+        // Lenient never throws.
+        (try? conversationRecord(r, strict: false))!
     }
 
     // MARK: Outbox
@@ -1260,7 +1378,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                   updated_at, agent FROM conversations WHERE tenant_id = $1 AND status = 'handoff' ORDER BY updated_at, id
                 """, .text(tenant)
             ).compactMap { r in
-                let c = try self.conversationRecord(r)
+                let c = self.conversationRecord(r)
                 guard case .handoff(let q)? = c.continuation?.wait, queue == nil || q == queue else { return nil }
                 return InboxEntry(conversation: c, queue: q, agent: r.text("agent"))
             }

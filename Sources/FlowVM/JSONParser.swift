@@ -3,8 +3,14 @@ struct JSONParser {
     private let bytes: [UInt8]
     private var i = 0
     private var depth = 0
+    /// Set when a document is refused for a reason worth telling (a repeated key, too deep).
+    private(set) var problem: JSONProblem?
+    var offset: Int { i }
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Below the VM's own limit, so what arrives still fits once the engine wraps it (a message in `message`).
+    static let maxDepth = ValueLimits.maxDepth - 4
 
     mutating func parseDocument() -> Value? {
         guard let v = parseValue() else { return nil }
@@ -103,7 +109,10 @@ struct JSONParser {
         i += 1
         depth += 1
         defer { depth -= 1 }
-        guard depth < 128 else { return nil }
+        guard depth <= JSONParser.maxDepth else {
+            problem = JSONProblem(reason: "arrays and objects nested more than \(JSONParser.maxDepth) deep", offset: i)
+            return nil
+        }
         var items: [Value] = []
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .list(items) }
@@ -122,13 +131,21 @@ struct JSONParser {
         i += 1
         depth += 1
         defer { depth -= 1 }
-        guard depth < 128 else { return nil }
+        guard depth <= JSONParser.maxDepth else {
+            problem = JSONProblem(reason: "arrays and objects nested more than \(JSONParser.maxDepth) deep", offset: i)
+            return nil
+        }
         var map: [String: Value] = [:]
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .map(map) }
         while true {
             skipSpace()
+            let keyOffset = i
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), let key = parseString() else { return nil }
+            if map[key] != nil {
+                problem = JSONProblem(reason: "the key \"\(key.prefix(40))\" appears twice in one object", offset: keyOffset)
+                return nil
+            }
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
             i += 1

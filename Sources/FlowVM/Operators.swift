@@ -107,16 +107,47 @@ enum Operators {
             }
         case .matches:
             guard case .string(let pattern) = b else { throw error("'matches' needs a text pattern") }
-            return (.bool(try regexMatches(a.text, pattern)), a.text.utf8.count / 64)
+            let (matched, reports) = try regexMatch(a.text, pattern)
+            return (.bool(matched), a.text.utf8.count / 64 + reports / 16)
         }
     }
 
-    static func regexMatches(_ subject: String, _ pattern: String) throws -> Bool {
+    /// How long one match may run. ICU calls back at every start position it tries and about every 10,000 steps
+    /// of its matcher, and a match still running past this is stopped: linear patterns on the longest subject take
+    /// well under a millisecond; one that backtracks exponentially (`(x+x+)+y`) or quadratically on a long reply
+    /// (`.*@.*` on 10,000 characters) meets the budget instead of holding a core.
+    static let regexBudget: Duration = .milliseconds(25)
+
+    /// Whether `pattern` finds a match in `subject`, and how many progress calls it took (the VM charges them as
+    /// fuel); throws when the pattern is invalid or the match ran past its budget.
+    static func regexMatch(_ subject: String, _ pattern: String, budget: Duration = regexBudget) throws -> (matched: Bool, cost: Int) {
         guard subject.utf16.count <= maxRegexSubject else { throw error("text too long to match a pattern against") }
         guard let re = compiledPattern(pattern) else {
             throw error("invalid pattern '\(pattern.prefix(60))'")
         }
-        return re.firstMatch(in: subject, range: NSRange(subject.startIndex..., in: subject)) != nil
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: budget)
+        var matched = false, reports = 0, exhausted = false
+        re.enumerateMatches(in: subject, options: [.reportProgress], range: NSRange(subject.startIndex..., in: subject)) { result, _, stop in
+            if result != nil {
+                matched = true
+                stop.pointee = true
+                return
+            }
+            reports += 1
+            if clock.now > deadline {
+                exhausted = true
+                stop.pointee = true
+            }
+        }
+        if exhausted && !matched {
+            throw FlowVMError(.expression, "the pattern '\(pattern.prefix(60))' took longer than its budget to match this text")
+        }
+        return (matched, reports)
+    }
+
+    static func regexMatches(_ subject: String, _ pattern: String) throws -> Bool {
+        try regexMatch(subject, pattern).matched
     }
 
     /// Compiled patterns, shared by every VM: a flow's patterns are few and compiling one costs far more than

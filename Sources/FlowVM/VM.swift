@@ -97,6 +97,12 @@ public struct VM: Sendable {
         default:
             return ignored(c)
         }
+        // What arrives from outside is held to the same limits as what a flow makes.
+        do {
+            try VM.checkLimits(of: event)
+        } catch {
+            guard route(error, &c) else { return StepResult(continuation: c, effects: [], visited: [], instructions: 0, ignored: false) }
+        }
         return run(c, now: now)
     }
 
@@ -186,24 +192,28 @@ public struct VM: Sendable {
                     let b = c.stack.removeLast()
                     let a = c.stack.removeLast()
                     let (v, cost) = try Operators.binary(op, a, b)
-                    fuel -= cost
+                    fuel -= cost + (try ValueLimits.check(v))
                     c.stack.append(v)
                 case .call(let f, let argc):
                     let args = Array(c.stack.suffix(Int(argc)))
                     c.stack.removeLast(Int(argc))
                     let (v, cost) = try f.apply(args, now: now)
-                    fuel -= cost
+                    fuel -= cost + (try ValueLimits.check(v))
                     c.stack.append(v)
                 case .makeList(let n):
                     let items = Array(c.stack.suffix(Int(n)))
                     c.stack.removeLast(Int(n))
-                    c.stack.append(.list(items))
+                    let list = Value.list(items)
+                    fuel -= try ValueLimits.check(list)
+                    c.stack.append(list)
                 case .makeMap(let n):
                     var m: [String: Value] = [:]
                     let pairs = Array(c.stack.suffix(Int(n) * 2))
                     c.stack.removeLast(Int(n) * 2)
                     for p in stride(from: 0, to: pairs.count, by: 2) { m[pairs[p].text] = pairs[p + 1] }
-                    c.stack.append(.map(m))
+                    let map = Value.map(m)
+                    fuel -= try ValueLimits.check(map)
+                    c.stack.append(map)
                 case .concat(let n):
                     var s = ""
                     for v in c.stack.suffix(Int(n)) { s += v.text }
@@ -304,7 +314,28 @@ public struct VM: Sendable {
     }
 
     private func result(_ c: Continuation, _ effects: [Effect], _ visited: [String], _ fuel: Int) -> StepResult {
-        StepResult(continuation: c, effects: effects, visited: visited, instructions: budget - fuel, ignored: false)
+        var c = c
+        // What a conversation keeps between turns is bounded as a whole, so its stored row stays small.
+        if case .waiting = c.status {
+            do {
+                try ValueLimits.check(c)
+            } catch {
+                var e = error
+                e.block = blockID(c.block)
+                c.stack.removeAll()
+                c.status = .failed(e)
+            }
+        }
+        return StepResult(continuation: c, effects: effects, visited: visited, instructions: budget - fuel, ignored: false)
+    }
+
+    private static func checkLimits(of event: Event) throws(FlowVMError) {
+        switch event {
+        case .message(let m): _ = try ValueLimits.measure(m.value, depth: 1)
+        case .external(_, _, let payload): _ = try ValueLimits.measure(payload, depth: 1)
+        case .effectResult(_, .success(let v)): _ = try ValueLimits.measure(v, depth: 1)
+        default: break
+        }
     }
 
     /// Builds a message from its text and the options constant the compiler laid out.

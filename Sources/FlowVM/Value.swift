@@ -110,11 +110,21 @@ public enum Value: Sendable, Hashable {
         out += "\""
     }
 
-    /// Parses JSON text into a value; nil when the text is not JSON.
+    /// Parses JSON text into a value; nil when the text is not JSON, repeats a key in an object, or nests deeper
+    /// than `ValueLimits.maxDepth`.
     public init?(json: String) {
-        var parser = JSONParser(Array(json.utf8))
-        guard let v = parser.parseDocument() else { return nil }
+        guard case .success(let v) = Value.parse(json: json) else { return nil }
         self = v
+    }
+
+    /// Parses JSON text strictly, saying why it was refused: a repeated key is an error, not "the last one wins"
+    /// (a body `{"role": "agent", "role": "admin"}` must not be read as either).
+    public static func parse(json: String) -> Result<Value, JSONProblem> {
+        var parser = JSONParser(Array(json.utf8))
+        guard let v = parser.parseDocument() else {
+            return .failure(parser.problem ?? JSONProblem(reason: "not valid JSON", offset: parser.offset))
+        }
+        return .success(v)
     }
 
     /// The list item at `index`, or null.
@@ -148,4 +158,11 @@ extension Value: CustomStringConvertible {
         if case .string(let s) = self { return "\"\(s)\"" }
         return jsonText
     }
+}
+
+/// Why a JSON text was refused, and the byte where it was noticed.
+public struct JSONProblem: Error, Sendable, Hashable, CustomStringConvertible {
+    public var reason: String
+    public var offset: Int
+    public var description: String { "\(reason) (at byte \(offset))" }
 }

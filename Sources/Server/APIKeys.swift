@@ -41,6 +41,7 @@ enum APIKeys {
 /// Authenticates `Authorization: Bearer <key>` and puts the caller in the context; 401 otherwise.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = FlowlineRequestContext
+    static let platformRoute = "/v1/tenants"
     let store: SQLStore
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -53,6 +54,10 @@ struct AuthMiddleware: RouterMiddleware {
               APIKeys.equal(record.hash, APIKeys.hash(key)), let role = Caller.Role(rawValue: record.role)
         else {
             throw Problem(.unauthorized, "missing or invalid API key")
+        }
+        // The platform key creates tenants and nothing else: on a tenant's routes it would read as a tenant of its own.
+        if role == .platform, !(request.method == .post && request.uri.path == AuthMiddleware.platformRoute) {
+            throw Problem(.forbidden, "the platform key may only create tenants (POST \(AuthMiddleware.platformRoute))")
         }
         var context = context
         context.caller = Caller(tenant: record.tenant, role: role, keyID: record.id)

@@ -45,9 +45,7 @@ struct ChannelRoutes {
         guard case .string(let kindName)? = body["kind"], let kind = ChannelKind.all[kindName] else {
             throw Problem(.badRequest, "kind must be one of " + ChannelKind.all.keys.sorted().joined(separator: ", "))
         }
-        guard case .string(let name)? = body["name"], !name.isEmpty, name.count <= 100 else {
-            throw Problem(.badRequest, "name is required (at most 100 characters)")
-        }
+        guard let name = try BodyText.identifier(body, "name", max: 100) else { throw Problem(.badRequest, "name is required") }
         // Every field the document describes is checked whatever the kind, so a request is valid or not on its own.
         try ChannelKind.checkFields(body)
         // The secret that signs callbacks is write-only: given by the caller, or generated and shown once.
@@ -105,9 +103,9 @@ struct ChannelRoutes {
             throw Problem(.conflict, "inbound is for api channels; a \(channel.kind) channel receives at its webhook_path")
         }
         let body = try await request.jsonObject(context: context)
-        guard case .string(let from)? = body["from"], !from.isEmpty, from.count <= 128 else { throw Problem(.badRequest, "from is required") }
-        guard case .string(let messageID)? = body["id"], !messageID.isEmpty, messageID.count <= 256 else {
-            throw Problem(.badRequest, "id is required: the sender's message id, used to ignore repeats")
+        guard let from = try BodyText.identifier(body, "from", max: 128, what: "the contact's address"),
+              let messageID = try BodyText.identifier(body, "id", max: 256, what: "the sender's message id, used to ignore repeats") else {
+            throw Problem(.badRequest, "from and id are required")
         }
         var text = ""
         if let t = body["text"] {
@@ -121,10 +119,7 @@ struct ChannelRoutes {
         }
         guard body["text"] != nil || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
         var name: String?
-        if let n = body["name"] {
-            guard case .string(let s) = n else { throw Problem(.badRequest, "name must be text") }
-            name = s
-        }
+        if body["name"] != nil { name = try BodyText.identifier(body, "name", max: 256, required: false) }
         let result = try await engine.ingest(Inbound(
             tenant: caller.tenant, channel: channel.id, channelKind: channel.kind, contact: from, contactName: name, providerID: messageID,
             message: InboundMessage(text: text, payload: payload, kind: payload == nil ? "text" : "button")))

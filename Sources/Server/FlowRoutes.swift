@@ -11,6 +11,8 @@ struct FlowRoutes {
     let store: SQLStore
     let engine: Engine
     let compiler: FlowCompiler
+    /// Compiling, converting and diffing run under it, off the request threads.
+    let limiter: WorkLimiter
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.get("flows", use: list)
@@ -32,6 +34,11 @@ struct FlowRoutes {
             ["severity": .string(x.severity.rawValue), "code": .string(x.code), "message": .string(x.message), "line": .number(Double(x.line)),
              "column": .number(Double(x.column)), "block": x.block.map(Value.string) ?? .null, "hint": x.hint.map(Value.string) ?? .null]
         })
+    }
+
+    /// Compiles under the limiter.
+    private func compile(_ source: String, _ name: String, _ caller: Caller) async throws -> FlowCompiler.Compilation {
+        try await limiter.run(tenant: caller.tenant) { [compiler] in compiler.compile(source: source, file: "\(name).yaml") }
     }
 
     private func name(_ context: FlowlineRequestContext) throws -> String {
@@ -62,18 +69,26 @@ struct FlowRoutes {
         }
         let contentType = request.headers[.contentType] ?? ""
         if contentType.hasPrefix("application/json") || contentType.hasPrefix(Self.graphType) {
-            guard let value = Value(json: source) else { throw Problem(.badRequest, "the body is not valid JSON") }
+            let value: Value
+            switch Value.parse(json: source) {
+            case .success(let v): value = v
+            case .failure(let problem): throw Problem(.badRequest, "the body is not acceptable JSON: \(problem)")
+            }
             // The builder's graph form (nodes and edges) is stored as the flow document it stands for.
             if contentType.hasPrefix(Self.graphType) || value["nodes"] != .null {
-                do {
-                    source = try FlowGraph.source(fromGraph: value)
-                } catch {
-                    throw Problem(.badRequest, "a graph needs a nodes list, and edges from a node's port (\(FlowGraph.ports.sorted().joined(separator: ", "))) to a node")
+                source = try await limiter.run(tenant: caller.tenant) {
+                    do {
+                        return try FlowGraph.source(fromGraph: value)
+                    } catch {
+                        throw Problem(.badRequest, "a graph needs a nodes list, and edges from a node's port (\(FlowGraph.ports.sorted().joined(separator: ", "))) to a node")
+                    }
                 }
             }
         }
-        let result = compiler.compile(source: source, file: "\(name).yaml")
-        if let declared = try? DataDocument.value(from: source, file: name)["flow"], declared != .null, declared.text != name {
+        let (result, declared) = try await limiter.run(tenant: caller.tenant) { [compiler, source] in
+            (compiler.compile(source: source, file: "\(name).yaml"), try? DataDocument.value(from: source, file: name)["flow"])
+        }
+        if let declared, declared != .null, declared.text != name {
             throw Problem(.conflict, "the document's flow: is '\(declared.text)' but the URL names '\(name)'")
         }
         let created = try await store.saveDraft(tenant: caller.tenant, name: name, source: source, at: engine.now)
@@ -87,7 +102,7 @@ struct FlowRoutes {
         let name = try name(context)
         guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
         if request.headers[.accept]?.contains(Self.graphType) == true {
-            guard let graph = try? FlowGraph.graph(fromSource: source, file: name) else {
+            guard let graph = try await limiter.run(tenant: caller.tenant, { try? FlowGraph.graph(fromSource: source, file: name) }) else {
                 throw Problem(.conflict, "the draft cannot be read as a graph until its syntax errors are fixed")
             }
             return Response(status: .ok, headers: [.contentType: Self.graphType],
@@ -96,19 +111,19 @@ struct FlowRoutes {
         if request.headers[.accept]?.contains("yaml") == true {
             return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: source)))
         }
-        let result = compiler.compile(source: source, file: "\(name).yaml")
+        let result = try await compile(source, name, caller)
         return json(["name": .string(name), "source": .string(source), "valid": .bool(!result.hasErrors),
                      "diagnostics": Self.diagnostics(result.diagnostics)])
     }
 
     @Sendable func validate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        _ = try context.requireCaller()
+        let caller = try context.requireCaller()
         let name = try name(context)
         let source = try await request.text(context: context)
         guard !source.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw Problem(.badRequest, "the body must be the flow, in YAML or JSON")
         }
-        let result = compiler.compile(source: source, file: "\(name).yaml")
+        let result = try await compile(source, name, caller)
         return json(["valid": .bool(!result.hasErrors), "diagnostics": Self.diagnostics(result.diagnostics)])
     }
 
@@ -117,7 +132,7 @@ struct FlowRoutes {
         guard caller.allows(.supervisor) else { throw Problem(.forbidden, "publishing needs a supervisor or admin key") }
         let name = try name(context)
         guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
-        let result = compiler.compile(source: source, file: "\(name).yaml")
+        let result = try await compile(source, name, caller)
         guard let program = result.program else {
             throw Problem(.invalidFlow, "the flow has errors; fix them before publishing",
                           extra: ["diagnostics": Self.diagnostics(result.diagnostics)])
@@ -162,7 +177,7 @@ struct FlowRoutes {
         }
         let a = try await version(name, from, caller.tenant), b = try await version(name, to, caller.tenant)
         return json(["from": .number(Double(from)), "to": .number(Double(to)), "same_program": .bool(a.programHash == b.programHash),
-                     "lines": .list(LineDiff.diff(a.source, b.source).map(Value.string))])
+                     "lines": .list(try await limiter.run(tenant: caller.tenant) { LineDiff.diff(a.source, b.source) }.map(Value.string))])
     }
 
     /// `{"version": N}`: publishes version N's source again as the newest version (history stays immutable).

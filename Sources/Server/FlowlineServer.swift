@@ -34,6 +34,35 @@ public struct ServerConfiguration: Sendable {
     public var publicURL: String?
 
     public init() {}
+
+    /// Checks what can be checked before anything is started, so a mistake in the environment is one clear line.
+    public func validate() throws(StartupError) {
+        for (name, key) in [("FLOWLINE_ADMIN_KEY", adminKey), ("FLOWLINE_PLATFORM_KEY", platformKey)] {
+            guard let key else { continue }
+            let parts = key.split(separator: "_", omittingEmptySubsequences: false)
+            let safe: (Substring) -> Bool = { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
+            guard parts.count == 3, parts[0] == "fl", safe(parts[1]), safe(parts[2]), parts[2].count >= 16 else {
+                throw StartupError("\(name) must look like fl_<prefix>_<secret>: letters and digits, a secret of at least 16")
+            }
+        }
+        if let secretKey, (try? SecretBox(base64: secretKey)) == nil {
+            throw StartupError("FLOWLINE_SECRET_KEY must be 32 bytes in base64 (openssl rand -base64 32)")
+        }
+        guard (1...65535).contains(port) else { throw StartupError("the port must be from 1 to 65535, not \(port)") }
+        if let publicURL, URLComponents(string: publicURL)?.host == nil {
+            throw StartupError("FLOWLINE_PUBLIC_URL must be an absolute URL such as https://flows.example.com")
+        }
+        guard database.hasPrefix("sqlite:") || database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") else {
+            throw StartupError("the database must be sqlite:PATH or postgres://user:password@host:port/db")
+        }
+    }
+}
+
+/// Why `flowline serve` could not start: one line for people, never a secret.
+public struct StartupError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
 
 /// The HTTP API: builds the router and the application, and bootstraps a fresh database.
@@ -41,11 +70,16 @@ public enum FlowlineServer {
     /// The router with every route collection; used by `serve` and by router tests.
     public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?,
                               metrics: PrometheusCollectorRegistry? = nil) -> Router<FlowlineRequestContext> {
+        router(store: store, engine: engine, catalog: catalog, secrets: secrets, metrics: metrics, limiter: WorkLimiter())
+    }
+
+    static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?,
+                       metrics: PrometheusCollectorRegistry?, limiter: WorkLimiter) -> Router<FlowlineRequestContext> {
         let router = Router(context: FlowlineRequestContext.self)
         let table = RouteTable()
         // Every request gets one log line with its id (hb.request.id), method, path and status; the auth middleware
         // adds the tenant and key id, and routes that feed a conversation log its id.
-        router.add(middleware: LogRequestsMiddleware(.info))
+        router.add(middleware: RequestLogMiddleware())
         router.add(middleware: ProblemMiddleware(routes: table))
         router.add(middleware: MetricsMiddleware())
         if let metrics {
@@ -69,12 +103,12 @@ public enum FlowlineServer {
         WebhookRoutes(store: store, engine: engine, secrets: secrets).addRoutes(to: router)
         let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store))
         let compiler = FlowCompiler(catalog: catalog)
-        FlowRoutes(store: store, engine: engine, compiler: compiler).addRoutes(to: v1)
+        FlowRoutes(store: store, engine: engine, compiler: compiler, limiter: limiter).addRoutes(to: v1)
         ConversationRoutes(store: store, engine: engine).addRoutes(to: v1)
         ChannelRoutes(store: store, engine: engine, secrets: secrets).addRoutes(to: v1)
         KeyRoutes(store: store, engine: engine).addRoutes(to: v1)
         CatalogRoutes(catalog: catalog).addRoutes(to: v1)
-        SimulateRoutes(store: store, compiler: compiler).addRoutes(to: v1)
+        SimulateRoutes(store: store, compiler: compiler, limiter: limiter).addRoutes(to: v1)
         InboxRoutes(store: store, engine: engine).addRoutes(to: v1)
         EventRoutes(store: store).addRoutes(to: v1)
         TenantRoutes(store: store, engine: engine).addRoutes(to: v1)
@@ -167,11 +201,54 @@ public enum FlowlineServer {
 
     /// Runs the server and the engine until SIGTERM or SIGINT; in-flight turns finish before it exits.
     public static func run(_ configuration: ServerConfiguration, logger: Logger) async throws {
+        // Everything that can be refused is refused before anything is started; what is started is shut down on
+        // every path out, so a failure is an error to print, never a crash in a deinit.
+        try configuration.validate()
+        // Before any metric is made: one made earlier would stay bound to the no-op backend.
         let metrics = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
-        let secrets = try secretBox(configuration, logger: logger)
-        let store = try await SQLStore.open(configuration.database, logger: logger)
+        let secrets: SecretBox?
+        do {
+            secrets = try secretBox(configuration, logger: logger)
+        } catch {
+            throw StartupError("cannot read the key for channel secrets: \(error)")
+        }
+        let store: SQLStore
+        do {
+            store = try await SQLStore.open(configuration.database, logger: logger)
+        } catch {
+            throw StartupError("cannot open the database \(redacted(configuration.database)): \(String(describing: error).prefix(300))")
+        }
+        do {
+            try await reachable(store, within: .seconds(15))
+        } catch {
+            await store.close()
+            throw StartupError("cannot reach the database \(redacted(configuration.database)) within 15 s")
+        }
         let http = makeHTTPClient()
+        do {
+            try await serve(configuration, store: store, http: http, secrets: secrets, metrics: metrics, logger: logger)
+        } catch {
+            try? await http.shutdown()
+            await store.close()
+            throw error
+        }
+        try? await http.shutdown()
+        await store.close()
+    }
+
+    /// Pings the database, giving up after `limit` (a pool retries an unreachable server for minutes).
+    private static func reachable(_ store: SQLStore, within limit: Duration) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await store.ping(); return true }
+            group.addTask { try await Task.sleep(for: limit); return false }
+            defer { group.cancelAll() }
+            guard try await group.next() == true else { throw StartupError("timed out") }
+        }
+    }
+
+    private static func serve(_ configuration: ServerConfiguration, store: SQLStore, http: HTTPClient, secrets: SecretBox?,
+                              metrics: PrometheusCollectorRegistry, logger: Logger) async throws {
         let registry = connectors(store: store, secrets: secrets,
                                   custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
         var engineConfiguration = Engine.Configuration()
@@ -181,7 +258,15 @@ public enum FlowlineServer {
                                                           secrets: secrets)
         }
         let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
-        if let keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger) {
+        let keys: (admin: String, platform: String)?
+        do {
+            keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger)
+        } catch let e as StartupError {
+            throw e
+        } catch {
+            throw StartupError("cannot prepare the database: \(String(describing: error).prefix(300))")
+        }
+        if let keys {
             say("""
                 Admin API key for tenant '\(configuration.demoTenant)' (shown once, store it now):
                   \(keys.admin)
@@ -197,8 +282,6 @@ public enum FlowlineServer {
             logger: logger)
         say("Flowline listening on http://\(configuration.host):\(configuration.port) (database \(redacted(configuration.database)))")
         try await app.runService()
-        try? await http.shutdown()
-        await store.close()
     }
 
     /// Prints to stdout unbuffered, so a supervisor or a pipe sees it at once.

@@ -27,10 +27,7 @@ struct KeyRoutes {
             throw Problem(.badRequest, "role must be admin, supervisor or agent")
         }
         var label = ""
-        if let l = body["label"] {
-            guard case .string(let text) = l, text.count <= 100 else { throw Problem(.badRequest, "label must be text (at most 100 characters)") }
-            label = text
-        }
+        if let l = body["label"], l != .string("") { label = try BodyText.identifier(body, "label", max: 100, required: false) ?? "" }
         let (key, record) = try await APIKeys.create(store: store, tenant: caller.tenant, role: role, label: label)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.create", subject: record.id, at: engine.now)
         return json(["id": .string(record.id), "key": .string(key), "prefix": .string(record.prefix), "role": .string(role.rawValue),
@@ -108,10 +105,7 @@ struct TenantRoutes {
             throw Problem(.badRequest, "id must be 2 to 64 lowercase letters, digits or '-'")
         }
         var name = id
-        if let n = body["name"] {
-            guard case .string(let text) = n, !text.isEmpty, text.count <= 200 else { throw Problem(.badRequest, "name must be text") }
-            name = text
-        }
+        if body["name"] != nil { name = try BodyText.identifier(body, "name", max: 200, required: false) ?? id }
         guard try await !store.tenantExists(id) else { throw Problem(.conflict, "tenant \(id) exists") }
         try await store.ensureTenant(id: id, name: name)
         let (key, record) = try await APIKeys.create(store: store, tenant: id, role: .admin, label: "created by the platform")

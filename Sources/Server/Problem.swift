@@ -17,6 +17,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         case invalidFlow = "invalid_flow"
         case methodNotAllowed = "method_not_allowed"
         case tooLarge = "too_large"
+        case tooManyRequests = "too_many_requests"
         case unavailable
         case internalError = "internal_error"
 
@@ -30,6 +31,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
             case .invalidFlow: .conflict
             case .methodNotAllowed: .methodNotAllowed
             case .tooLarge: .contentTooLarge
+            case .tooManyRequests: .tooManyRequests
             case .unavailable: .serviceUnavailable
             case .internalError: .internalServerError
             }
@@ -42,12 +44,15 @@ public struct Problem: Error, Sendable, HTTPResponseError {
     public var extra: [String: Value]
     /// The `Allow` header of a 405.
     public var allow: String?
+    /// Seconds for the `Retry-After` header of a 429 or 503.
+    public var retryAfter: Int?
 
-    public init(_ kind: Kind, _ detail: String, extra: [String: Value] = [:], allow: String? = nil) {
+    public init(_ kind: Kind, _ detail: String, extra: [String: Value] = [:], allow: String? = nil, retryAfter: Int? = nil) {
         self.kind = kind
         self.detail = detail
         self.extra = extra
         self.allow = allow
+        self.retryAfter = retryAfter
     }
 
     public var status: HTTPResponse.Status { kind.status }
@@ -60,6 +65,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         body["detail"] = .string(detail)
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let allow { headers[.allow] = allow }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(
             status: status,
             headers: headers,
@@ -120,12 +126,58 @@ extension Request {
         return String(buffer: buffer)
     }
 
-    /// The body as a JSON object, or a 400 problem.
+    /// The body as a JSON object, or a 400 problem that says why: not JSON, a key given twice, nested too deep, or
+    /// a NUL character anywhere (no database keeps one, and a text cut short at it would be a different text).
     func jsonObject(context: some RequestContext) async throws -> [String: Value] {
-        guard case .map(let m)? = Value(json: try await text(context: context)) else {
-            throw Problem(.badRequest, "the body must be a JSON object")
+        switch Value.parse(json: try await text(context: context)) {
+        case .failure(let problem):
+            throw Problem(.badRequest, "the body is not acceptable JSON: \(problem)")
+        case .success(let v):
+            guard case .map(let m) = v else { throw Problem(.badRequest, "the body must be a JSON object") }
+            if BodyText.containsNUL(v) { throw Problem(.badRequest, "text in the body may not contain the NUL character (\\u0000)") }
+            return m
         }
-        return m
+    }
+}
+
+/// Checks on text that crosses the API boundary.
+enum BodyText {
+    /// Whether any text in `value`, keys included, has a U+0000; without recursion (bodies are at most 60 deep anyway).
+    static func containsNUL(_ value: Value) -> Bool {
+        var stack = [value]
+        while let v = stack.popLast() {
+            switch v {
+            case .string(let s): if s.utf8.contains(0) { return true }
+            case .list(let items): stack.append(contentsOf: items)
+            case .map(let m):
+                for (k, item) in m {
+                    if k.utf8.contains(0) { return true }
+                    stack.append(item)
+                }
+            default: break
+            }
+        }
+        return false
+    }
+
+    /// An identifier or address (a contact, a message id, a name or label): present, at most `max` characters,
+    /// and free of control characters, which would show one thing in a list and route to another.
+    static func identifier(_ body: [String: Value], _ key: String, max: Int, required: Bool = true, what: String? = nil) throws -> String? {
+        guard let value = body[key], value != .null else {
+            if required { throw Problem(.badRequest, "\(key) is required" + (what.map { ": \($0)" } ?? "")) }
+            return nil
+        }
+        guard case .string(let s) = value, !s.isEmpty, s.count <= max else {
+            throw Problem(.badRequest, "\(key) must be text of 1 to \(max) characters")
+        }
+        guard !hasControlCharacters(s) else {
+            throw Problem(.badRequest, "\(key) may not contain control characters")
+        }
+        return s
+    }
+
+    static func hasControlCharacters(_ s: String) -> Bool {
+        s.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" }
     }
 }
 

@@ -9,6 +9,7 @@ import Hummingbird
 struct SimulateRoutes {
     let store: SQLStore
     let compiler: FlowCompiler
+    let limiter: WorkLimiter
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.post("flows/{name}/simulate", use: simulate)
@@ -21,10 +22,6 @@ struct SimulateRoutes {
         let name = try context.parameters.require("name")
         guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
         let body = try await request.jsonObject(context: context)
-        guard let program = compiler.compile(source: source, file: "\(name).yaml").program else {
-            throw Problem(.invalidFlow, "the draft has errors",
-                          extra: ["diagnostics": FlowRoutes.diagnostics(compiler.compile(source: source, file: "\(name).yaml").diagnostics)])
-        }
         var inputs: [String] = []
         switch body["inputs"] {
         case nil: break
@@ -46,13 +43,21 @@ struct SimulateRoutes {
             }
             start = t
         }
-        var session = ChatSession(program: program, simulator: Simulator(mocks: body["mocks"] ?? .null), now: start)
-        var transcript = session.start()
-        for input in inputs where !session.isFinished {
-            transcript.append("you: \(input)")
-            transcript += session.input(input)
+        // Compiling and running the turns is CPU work: under the limiter, off the request threads.
+        let (transcript, finished) = try await limiter.run(tenant: caller.tenant) { [compiler, start, inputs] in
+            let compilation = compiler.compile(source: source, file: "\(name).yaml")
+            guard let program = compilation.program else {
+                throw Problem(.invalidFlow, "the draft has errors", extra: ["diagnostics": FlowRoutes.diagnostics(compilation.diagnostics)])
+            }
+            var session = ChatSession(program: program, simulator: Simulator(mocks: body["mocks"] ?? .null), now: start)
+            var transcript = session.start()
+            for input in inputs where !session.isFinished {
+                transcript.append("you: \(input)")
+                transcript += session.input(input)
+            }
+            if let waiting = session.waitingLine { transcript.append(waiting) }
+            return (transcript, session.isFinished)
         }
-        if let waiting = session.waitingLine { transcript.append(waiting) }
-        return json(["transcript": .list(transcript.map(Value.string)), "finished": .bool(session.isFinished)])
+        return json(["transcript": .list(transcript.map(Value.string)), "finished": .bool(finished)])
     }
 }

@@ -49,7 +49,7 @@ struct Work: AsyncParsableCommand {
     @Option(help: "Append outbound messages to this JSON-lines file (the channel for local runs and tests).")
     var channelFile: String?
 
-    @Option(help: "Seconds a claimed delivery stays with this worker before others may retry it.")
+    @Option(help: "Seconds a claimed delivery or turn stays with this worker before others may take it over.")
     var lease: Int64 = 60
 
     @Option(help: "Conversations per turn transaction.")
@@ -68,6 +68,7 @@ struct Work: AsyncParsableCommand {
         var config = Engine.Configuration()
         config.turnBatch = batch
         config.delivery.lease = lease
+        config.turnLease = lease
         config.pollInterval = .milliseconds(50)
         let engine = Engine(store: store, connectors: connectors, configuration: config, logger: logger)
         if untilIdle {

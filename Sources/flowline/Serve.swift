@@ -31,6 +31,15 @@ struct Serve: AsyncParsableCommand {
         config.flowsDirectory = flows
         var logger = Logger(label: "flowline")
         logger.logLevel = env["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        try await FlowlineServer.run(config, logger: logger)
+        do {
+            try await FlowlineServer.run(config, logger: logger)
+        } catch let e as StartupError {
+            FileHandle.standardError.write(Data("flowline serve: \(e.message)\n".utf8))
+            throw ExitCode.failure
+        } catch {
+            // Only the error's type and a bounded description: never a backtrace for a configuration mistake.
+            FileHandle.standardError.write(Data("flowline serve: \(String(describing: error).prefix(300))\n".utf8))
+            throw ExitCode.failure
+        }
     }
 }

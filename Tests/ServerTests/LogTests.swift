@@ -51,14 +51,38 @@ import Testing
             return conversation
         }
         let lines = sink.all
-        #expect(lines.filter { $0.hasPrefix("Request |") }.count >= 4)
-        #expect(lines.filter { $0.hasPrefix("Request |") }.allSatisfy { $0.contains("hb.request.id=") })
+        #expect(lines.filter { $0.hasPrefix("request |") }.count >= 4)
+        #expect(lines.filter { $0.hasPrefix("request |") }.allSatisfy { $0.contains("hb.request.id=") && $0.contains("hb.response.status=") })
         let stored = try #require(lines.first { $0.hasPrefix("inbound message stored") })
         #expect(stored.contains("conversation=\(conversation)") && stored.contains("tenant=a") && stored.contains("hb.request.id="))
         #expect(lines.contains { $0.hasPrefix("turn |") && $0.contains("conversation=\(conversation)") }, "the engine's turn names it too")
         let keySecret = String(rig.adminA.split(separator: "_").last!)
         #expect(!lines.contains { $0.contains(keySecret) }, "no API key in any log line")
         #expect(!lines.contains { $0.contains("my secret plan") }, "no message text in any log line")
+        await rig.store.close()
+    }
+
+    /// A WhatsApp verification handshake carries its verify token in the query, and a resume link is a bearer
+    /// secret in the path: neither reaches the log, even when the request fails.
+    @Test func secretsInPathsAndQueriesAreNotLogged() async throws {
+        let sink = Lines()
+        var logger = Logger(label: "flowline.test") { _ in Capture(sink: sink) }
+        logger.logLevel = .debug
+        let rig = try await RouterTests.Rig(logger: logger)
+        let token = "c0ffee-conversation." + String(repeating: "ab", count: 32)
+        try await rig.app.test(.router) { client in
+            try await client.execute(uri: "/webhooks/whatsapp/ch_none?hub.mode=subscribe&hub.verify_token=very-secret-token&hub.challenge=42",
+                                     method: .get) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/webhooks/resume/\(token)", method: .post, body: RouterTests.body("{}")) {
+                #expect($0.status == .notFound)
+            }
+        }
+        let requests = sink.all.filter { $0.hasPrefix("request |") }
+        #expect(requests.count == 2)
+        #expect(requests.contains { $0.contains("hb.request.path=/webhooks/resume/***") && $0.contains("hb.response.status=404") })
+        #expect(requests.contains { $0.contains("hb.request.query=redacted") })
+        #expect(!sink.all.contains { $0.contains("very-secret-token") }, "the verify token stays out of the log")
+        #expect(!sink.all.contains { $0.contains(String(repeating: "ab", count: 32)) }, "the resume token stays out of the log")
         await rig.store.close()
     }
 }

@@ -507,8 +507,16 @@ import Prometheus
                 #expect($0.status == .forbidden, "an admin of one tenant cannot create tenants")
             }
             try await client.execute(uri: "/v1/keys", method: .get, headers: Self.auth(platform)) { #expect($0.status == .forbidden) }
-            try await client.execute(uri: "/v1/conversations", method: .get, headers: Self.auth(platform)) { r in
-                #expect(Self.json(r)["total"] == 0, "the platform key sees no tenant's conversations")
+            // Everywhere but POST /v1/tenants the platform key is refused, not shown an empty tenant of its own.
+            for (uri, method) in [("/v1/conversations", HTTPRequest.Method.get), ("/v1/flows", .get), ("/v1/channels", .get),
+                                  ("/v1/inbox", .get), ("/v1/blocks", .get)] {
+                try await client.execute(uri: uri, method: method, headers: Self.auth(platform)) { r in
+                    #expect(r.status == .forbidden, "\(method) \(uri)")
+                    #expect(Self.json(r)["detail"].text.contains("only create tenants"))
+                }
+            }
+            try await client.execute(uri: "/v1/flows/x", method: .put, headers: Self.auth(platform), body: Self.body("flow: x")) {
+                #expect($0.status == .forbidden)
             }
             try await client.execute(uri: "/v1/keys", method: .post, headers: Self.auth(rig.adminA), body: Self.body(#"{"role": "platform"}"#)) {
                 #expect($0.status == .badRequest, "platform keys are not handed out by tenants")

@@ -1,0 +1,233 @@
+import FlowEngine
+@testable import FlowStore
+import FlowVM
+import Foundation
+import Synchronization
+import Testing
+
+/// What one conversation, one slow turn or one forged request can do to everyone else: nothing.
+@Suite struct EngineHardeningTests {
+    typealias Rig = EngineTests.Rig
+
+    /// Waits for `condition` with a deadline, polling; records an issue when the deadline passes.
+    static func eventually(within limit: Duration = .seconds(5), _ what: String,
+                           _ condition: @Sendable () async throws -> Bool) async rethrows {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("not within \(limit): \(what)")
+    }
+
+    /// A latch a turn waits on, so a test can act while a turn is running.
+    final class Latch: Sendable {
+        private let state = Mutex<(entered: Int, open: Bool)>((0, false))
+        var entered: Int { state.withLock { $0.entered } }
+        func open() { state.withLock { $0.open = true } }
+        func pass() async {
+            state.withLock { $0.entered += 1 }
+            while !state.withLock({ $0.open }) { try? await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    /// What `Engine.runTurns` does with a claimed turn, with a latch in front.
+    static func turn(_ latch: Latch?, now: Timestamp) -> @Sendable (TurnWork, @Sendable (String) async throws -> Program?) async throws -> TurnMachine.Outcome {
+        { work, load in
+            await latch?.pass()
+            let program = try #require(try await load(work.conversation.programHash))
+            return TurnMachine.run(TurnMachine.Input(conversation: work.conversation, events: work.events, now: now, contact: work.contact),
+                                   vm: VM(program: program))
+        }
+    }
+
+    @Test(arguments: Backend.available)
+    func aConversationWhoseStateCannotBeReadFailsAloneAndTheRestGoOn(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(EngineTests.greeter)
+        guard case .accepted(let bad, _) = try await rig.engine.ingest(inbound("oi", from: "1", id: "a1")),
+              case .accepted(let good, _) = try await rig.engine.ingest(inbound("oi", from: "2", id: "b1")) else {
+            Issue.record("not accepted")
+            return
+        }
+        try await rig.engine.drain()
+        // A continuation that cannot be decoded (a value nested past what the reader accepts, say).
+        try await rig.store.driver.transaction { db in
+            try await db.execute("UPDATE conversations SET continuation = $1 WHERE id = $2", .blob([0xFF, 0x00, 0x13, 0x37]), .text(bad))
+        }
+        _ = try await rig.engine.ingest(inbound("Ana", from: "1", id: "a2"))
+        _ = try await rig.engine.ingest(inbound("Bia", from: "2", id: "b2"))
+        try await rig.engine.drain(maxPasses: 50)
+        #expect(rig.channel.texts(to: "2") == ["Name?", "Hi Bia", "Bye Ana"], "the healthy conversation went on")
+        let failed = try #require(try await rig.store.conversation(id: bad, tenant: "t1"))
+        #expect(failed.status == .failed)
+        #expect(failed.failure?.contains("saved state cannot be read") == true)
+        #expect(try await rig.store.conversation(id: good, tenant: "t1")?.status == .ended)
+        // Listing still answers, and the bad row is not due any more: the engine is idle, not spinning on it.
+        let all = try await rig.store.conversations(tenant: "t1", status: nil, contact: nil)
+        #expect(all.count == 2)
+        #expect(try await rig.engine.step() == 0)
+        // The message it could not take is kept, not dropped.
+        #expect(try await rig.store.messages(conversation: bad, tenant: "t1").map(\.text) == ["oi", "Name?"])
+        let kept = try await rig.store.driver.transaction { db in
+            try await db.execute("SELECT COUNT(*) AS n FROM events WHERE conversation_id = $1 AND processed_at IS NULL", .text(bad))
+        }
+        #expect(kept.first?.int("n") == 1)
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func turnsRunOutsideAnyTransaction(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(EngineTests.greeter)
+        _ = try await rig.engine.ingest(inbound("oi", from: "1", id: "a1"))
+        let latch = Latch()
+        let store = rig.store, now = rig.clock.now
+        let running = Task { try await store.runTurns(limit: 8, now: now, lease: 15, Self.turn(latch, now: now)) }
+        await Self.eventually("the turn started") { latch.entered == 1 }
+        // While the turn is held, other work on the database goes through: on SQLite, with one writer, it would
+        // wait for the turn's transaction if the turn ran inside one.
+        let started = ContinuousClock.now
+        let other = try await rig.engine.ingest(inbound("oi", from: "2", id: "b1"))
+        guard case .accepted = other else {
+            Issue.record("not accepted: \(other)")
+            return
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(try await rig.store.conversations(tenant: "t1", status: nil, contact: nil).count == 2)
+        latch.open()
+        #expect(try await running.value == 1)
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func aMessageThatArrivesDuringItsTurnIsTakenNext(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(EngineTests.greeter)
+        _ = try await rig.engine.ingest(inbound("oi", from: "1", id: "a1"))
+        let latch = Latch()
+        let store = rig.store, now = rig.clock.now
+        let running = Task { try await store.runTurns(limit: 8, now: now, lease: 15, Self.turn(latch, now: now)) }
+        await Self.eventually("the turn started") { latch.entered == 1 }
+        _ = try await rig.engine.ingest(inbound("Bia", from: "1", id: "a2"))
+        latch.open()
+        _ = try await running.value
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "1") == ["Name?", "Hi Bia", "Bye Ana"], "the reply sent mid-turn was not lost")
+        #expect(try await rig.store.backlog(now: rig.clock.now) == (0, 0))
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func aClaimedConversationRunsOnceAndALateWriterLoses(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(EngineTests.greeter)
+        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "1", id: "a1")) else {
+            Issue.record("not accepted")
+            return
+        }
+        let latch = Latch()
+        let store = rig.store, now = rig.clock.now
+        let slow = Task { try await store.runTurns(limit: 8, now: now, lease: 15, Self.turn(latch, now: now)) }
+        await Self.eventually("the turn started") { latch.entered == 1 }
+        // Leased: nobody else takes it.
+        #expect(try await store.runTurns(limit: 8, now: now, lease: 15, Self.turn(nil, now: now)) == 0)
+        // Once the lease has run out (the first worker looks dead), another worker runs it...
+        let later = now.adding(seconds: 16)
+        #expect(try await store.runTurns(limit: 8, now: later, lease: 15, Self.turn(nil, now: later)) == 1)
+        let after = try #require(try await store.conversation(id: id, tenant: "t1"))
+        // ...and the first worker's outcome, written last, is dropped: the conversation changed since its claim.
+        latch.open()
+        _ = try await slow.value
+        let final = try #require(try await store.conversation(id: id, tenant: "t1"))
+        #expect(final.version == after.version)
+        #expect(try await store.traces(conversation: id, tenant: "t1").count == 1, "one turn landed, not two")
+        await rig.store.close()
+    }
+
+    /// A transaction whose task is cancelled midway is rolled back and leaves the connection usable: SQLiteNIO
+    /// refuses work from a cancelled task, ROLLBACK included, which left the one SQLite connection inside it.
+    @Test(arguments: Backend.available)
+    func aCancelledTransactionLeavesTheStoreUsable(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        let inside = Latch()
+        let task = Task {
+            try await store.driver.transaction { db in
+                try await db.execute("INSERT INTO tenants (id, name, created_at) VALUES ('gone', 'gone', 0)")
+                await inside.pass()
+                try await db.execute("SELECT 1 AS one")
+            }
+        }
+        await Self.eventually("the transaction began") { inside.entered == 1 }
+        task.cancel()
+        inside.open()
+        _ = await task.result
+        try await store.ensureTenant(id: "t1", name: "after")
+        #expect(try await store.tenantExists("t1"))
+        #expect(try await !store.tenantExists("gone"), "the cancelled transaction was rolled back")
+        await store.close()
+    }
+
+    /// An idle engine sleeps: each loop asks the database once per poll interval. It used to spin (cancelling the
+    /// task that iterated its wake-up stream finished the stream, so every later wait returned at once).
+    @Test func anIdleEngineIsIdle() async throws {
+        let store = try await Backend.sqlite.makeStore()
+        var config = Engine.Configuration()
+        config.pollInterval = .milliseconds(100)
+        let engine = Engine(store: store, connectors: ConnectorRegistry(), configuration: config)
+        let running = Task { await engine.run() }
+        try await Task.sleep(for: .seconds(1))
+        running.cancel()
+        await running.value
+        // Two loops, ten intervals each, and a few passes of slack.
+        #expect(engine.passes >= 2)
+        #expect(engine.passes <= 30, "\(engine.passes) passes in one idle second")
+        // A wake-up still ends the sleep at once.
+        let woken = Task { await engine.run() }
+        try await Task.sleep(for: .milliseconds(150))
+        let before = engine.passes
+        try await store.ensureTenant(id: "t1", name: "t1")
+        _ = try await engine.ingest(inbound("nobody listens", from: "9", id: "z"))
+        await Self.eventually(within: .milliseconds(80), "the ingest woke the turn loop") { engine.passes > before }
+        woken.cancel()
+        await woken.value
+        await store.close()
+    }
+
+    @Test(arguments: Backend.available)
+    func aForgedResumeLinkIsRefusedWhileTheCallIsInFlight(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        var config = Engine.Configuration()
+        let links = ResumeLinks(baseURL: "https://flows.example", secrets: try SecretBox(base64: SecretBox.generateKey()))
+        config.resumeLinks = links
+        let engine = Engine(store: rig.store, connectors: ConnectorRegistry([rig.channel]), configuration: config, clock: { [clock = rig.clock] in clock.now })
+        let flow = """
+            flow: n8n
+            trigger: { channel: api }
+            start: call
+            blocks:
+              call:
+                webhook: { url: "https://n8n.example/webhook/x", body: { resume: "{{ 1 }}" } }
+                save: answer
+                next: done
+              done:
+                end: "done"
+            """
+        try await engine.publish(tenant: "t1", program: try Flows.compile(flow), source: flow)
+        guard case .accepted(let id, _) = try await engine.ingest(inbound("go", from: "7", id: "r1")) else {
+            Issue.record("not accepted")
+            return
+        }
+        _ = try await engine.runTurns()  // now waiting on the call (no connector performs it: it stays in flight)
+        #expect(try await rig.store.conversation(id: id, tenant: "t1")?.continuation?.wait == .effect(id: 1))
+        let forged = id + "." + String(repeating: "0", count: 64)
+        #expect(try await engine.resume(token: forged, payload: ["status": "paid"]) == false, "no valid MAC, no resume")
+        let wrongTenant = ResumeLinks(baseURL: "x", secrets: try SecretBox(base64: SecretBox.generateKey()))
+            .link(tenant: "t1", conversation: id, effectKey: "\(id):1").token
+        #expect(try await engine.resume(token: wrongTenant, payload: [:]) == false, "a MAC under another key is refused too")
+        #expect(try await rig.store.backlog(now: rig.clock.now).events == 0, "nothing was stored for the forgeries")
+        let genuine = links.link(tenant: "t1", conversation: id, effectKey: "\(id):1").token
+        #expect(try await engine.resume(token: genuine, payload: ["status": "paid"]))
+        await rig.store.close()
+    }
+}

@@ -251,7 +251,15 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// attached and each conversation marked due. Items are decided in order, so a later message of a contact
     /// joins the conversation an earlier one of the same batch started.
     public func ingest(batch: [IngestItem], now: Timestamp) async throws -> [IngestResult] {
-        try await retryingConflicts {
+        // Keys compared with what the database hands back must be spelled as it keeps them.
+        let batch = batch.map { item in
+            var item = item
+            for field in [\Inbound.tenant, \.channel, \.contact, \.providerID] {
+                item.inbound[keyPath: field] = SQLValue.storable(item.inbound[keyPath: field])
+            }
+            return item
+        }
+        return try await retryingConflicts {
             try await self.driver.transaction { db in try await self.ingest(batch, now: now, db) }
         }
     }

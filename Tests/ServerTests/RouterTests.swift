@@ -22,7 +22,7 @@ import Prometheus
         let adminA: String, agentA: String, adminB: String
 
         init(clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets,
-             logger: Logger = RouterTests.quietLogger) async throws {
+             logger: Logger = RouterTests.quietLogger, limiter: WorkLimiter = WorkLimiter()) async throws {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
@@ -38,7 +38,7 @@ import Prometheus
             agentA = try await APIKeys.create(store: store, tenant: "a", role: .agent, label: "agent").key
             adminB = try await APIKeys.create(store: store, tenant: "b", role: .admin, label: "b").key
             app = Application(router: FlowlineServer.router(store: store, engine: engine, catalog: BuiltinActions.catalog,
-                                                            secrets: secrets, metrics: RouterTests.metrics),
+                                                            secrets: secrets, metrics: RouterTests.metrics, limiter: limiter),
                               logger: logger)
         }
     }

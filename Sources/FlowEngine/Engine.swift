@@ -15,7 +15,9 @@ public final class Engine: Sendable {
         /// Conversations per turn transaction: batching shares one commit among many turns.
         public var turnBatch = 64
         /// Seconds a claimed conversation is reserved for its turn; a worker that dies mid-turn delays it this long.
-        public var turnLease: Int64 = 15
+        /// Turns take milliseconds; one that outlives its lease costs only repeated work, since the first outcome
+        /// written wins and the other is dropped.
+        public var turnLease: Int64 = 5
         public var deliveryBatch = 64
         /// Most messages stored in one transaction, and how many such transactions may run at once.
         public var ingestBatch = 64

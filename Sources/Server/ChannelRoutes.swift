@@ -107,16 +107,9 @@ struct ChannelRoutes {
               let messageID = try BodyText.identifier(body, "id", max: 256, what: "the sender's message id, used to ignore repeats") else {
             throw Problem(.badRequest, "from and id are required")
         }
-        var text = ""
-        if let t = body["text"] {
-            guard case .string(let s) = t else { throw Problem(.badRequest, "text must be text") }
-            text = s
-        }
-        var payload: String?
-        if let p = body["payload"] {
-            guard case .string(let s) = p, !s.isEmpty else { throw Problem(.badRequest, "payload must be text") }
-            payload = s
-        }
+        let text = try BodyText.text(body, "text") ?? ""
+        let payload = try BodyText.text(body, "payload")
+        if payload?.isEmpty == true { throw Problem(.badRequest, "payload must be text") }
         guard body["text"] != nil || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
         var name: String?
         if body["name"] != nil { name = try BodyText.identifier(body, "name", max: 256, required: false) }

@@ -47,7 +47,7 @@ struct InboxRoutes {
         let id = try context.parameters.require("id")
         guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
         let body = try await request.jsonObject(context: context)
-        guard case .string(let text)? = body["text"], !text.isEmpty, text.count <= 4096 else {
+        guard let text = try BodyText.text(body, "text"), !text.isEmpty, text.count <= 4096 else {
             throw Problem(.badRequest, "text is required (at most 4096 characters)")
         }
         guard try await store.agentMessage(conversation: id, tenant: caller.tenant, text: text, agent: caller.keyID, now: engine.now) else {

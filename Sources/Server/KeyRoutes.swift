@@ -27,7 +27,7 @@ struct KeyRoutes {
             throw Problem(.badRequest, "role must be admin, supervisor or agent")
         }
         var label = ""
-        if let l = body["label"], l != .string("") { label = try BodyText.identifier(body, "label", max: 100, required: false) ?? "" }
+        label = try BodyText.identifier(body, "label", max: 100, required: false, allowEmpty: true) ?? ""
         let (key, record) = try await APIKeys.create(store: store, tenant: caller.tenant, role: role, label: label)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.create", subject: record.id, at: engine.now)
         return json(["id": .string(record.id), "key": .string(key), "prefix": .string(record.prefix), "role": .string(role.rawValue),

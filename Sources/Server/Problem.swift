@@ -126,53 +126,42 @@ extension Request {
         return String(buffer: buffer)
     }
 
-    /// The body as a JSON object, or a 400 problem that says why: not JSON, a key given twice, nested too deep, or
-    /// a NUL character anywhere (no database keeps one, and a text cut short at it would be a different text).
+    /// The body as a JSON object, or a 400 problem that says why: not JSON, a key given twice, or nested too deep.
     func jsonObject(context: some RequestContext) async throws -> [String: Value] {
         switch Value.parse(json: try await text(context: context)) {
         case .failure(let problem):
             throw Problem(.badRequest, "the body is not acceptable JSON: \(problem)")
         case .success(let v):
             guard case .map(let m) = v else { throw Problem(.badRequest, "the body must be a JSON object") }
-            if BodyText.containsNUL(v) { throw Problem(.badRequest, "text in the body may not contain the NUL character (\\u0000)") }
             return m
         }
     }
 }
 
-/// Checks on text that crosses the API boundary.
+/// Checks on text that crosses the API boundary: what the server keeps is refused here, whole and with a reason,
+/// rather than cut short or changed further in.
 enum BodyText {
-    /// Whether any text in `value`, keys included, has a U+0000; without recursion (bodies are at most 60 deep anyway).
-    static func containsNUL(_ value: Value) -> Bool {
-        var stack = [value]
-        while let v = stack.popLast() {
-            switch v {
-            case .string(let s): if s.utf8.contains(0) { return true }
-            case .list(let items): stack.append(contentsOf: items)
-            case .map(let m):
-                for (k, item) in m {
-                    if k.utf8.contains(0) { return true }
-                    stack.append(item)
-                }
-            default: break
-            }
-        }
-        return false
-    }
-
-    /// An identifier or address (a contact, a message id, a name or label): present, at most `max` characters,
-    /// and free of control characters, which would show one thing in a list and route to another.
-    static func identifier(_ body: [String: Value], _ key: String, max: Int, required: Bool = true, what: String? = nil) throws -> String? {
-        guard let value = body[key], value != .null else {
+    /// An identifier or address (a contact, a message id, a name or label): text of at most `max` characters
+    /// without control characters, which would show one thing in a list and route to another (a NUL cut
+    /// `"55\u0000x"` to contact `"55"`). Absent: nil, or a 400 when `required`; present, it must be text.
+    static func identifier(_ body: [String: Value], _ key: String, max: Int, required: Bool = true, allowEmpty: Bool = false,
+                           what: String? = nil) throws -> String? {
+        guard let value = body[key] else {
             if required { throw Problem(.badRequest, "\(key) is required" + (what.map { ": \($0)" } ?? "")) }
             return nil
         }
-        guard case .string(let s) = value, !s.isEmpty, s.count <= max else {
-            throw Problem(.badRequest, "\(key) must be text of 1 to \(max) characters")
+        guard case .string(let s) = value, allowEmpty || !s.isEmpty, s.count <= max else {
+            throw Problem(.badRequest, "\(key) must be text of \(allowEmpty ? 0 : 1) to \(max) characters")
         }
-        guard !hasControlCharacters(s) else {
-            throw Problem(.badRequest, "\(key) may not contain control characters")
-        }
+        guard !hasControlCharacters(s) else { throw Problem(.badRequest, "\(key) may not contain control characters") }
+        return s
+    }
+
+    /// Free text (a message): any characters but NUL, which no database keeps in text.
+    static func text(_ body: [String: Value], _ key: String) throws -> String? {
+        guard let value = body[key] else { return nil }
+        guard case .string(let s) = value else { throw Problem(.badRequest, "\(key) must be text") }
+        guard !s.utf8.contains(0) else { throw Problem(.badRequest, "\(key) may not contain the NUL character (\\u0000)") }
         return s
     }
 

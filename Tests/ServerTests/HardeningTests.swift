@@ -38,6 +38,12 @@ import Testing
             try await client.execute(uri: "/v1/keys", method: .post, headers: a, body: R.body(#"{"role": "agent", "label": "ops\u0001"}"#)) {
                 #expect($0.status == .badRequest)
             }
+            // An optional text given as null is not text either.
+            try await client.execute(uri: "/v1/keys", method: .post, headers: a, body: R.body(#"{"role": "agent", "label": null}"#)) {
+                #expect($0.status == .badRequest)
+            }
+            try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                     body: R.body(#"{"from": "55", "text": "hi", "id": "m5", "name": null}"#)) { #expect($0.status == .badRequest) }
             // Nothing of the refused requests was stored, and an honest message still goes through.
             try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
                                      body: R.body(#"{"from": "55", "text": "hi", "id": "nul"}"#)) { r in

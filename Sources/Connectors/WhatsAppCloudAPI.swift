@@ -26,8 +26,8 @@ public struct WhatsAppCloudAPI: Sendable {
     }
 
     /// The Graph request body for `message` (the outbox's `{text, buttons?, list?}`) to `to`.
-    public static func body(to: String, message: Value) -> Value {
-        var body: [String: Value] = ["messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(to)]
+    public static func body(to: WhatsAppRecipient, message: Value) -> Value {
+        var body = to.fields
         let text = message["text"].text
         if case .list(let buttons) = message["buttons"], !buttons.isEmpty {
             body["type"] = "interactive"
@@ -54,26 +54,26 @@ public struct WhatsAppCloudAPI: Sendable {
 
     /// An approved template (`template.name` in `language`), its body's `{{1}}`, `{{2}}`… filled with `parameters`.
     /// Templates are what may be sent outside the 24-hour customer-service window.
-    public static func templateBody(to: String, name: String, language: String, parameters: [String]) -> Value {
+    public static func templateBody(to: WhatsAppRecipient, name: String, language: String, parameters: [String]) -> Value {
         var template: [String: Value] = ["name": .string(name), "language": ["code": .string(language)]]
         if !parameters.isEmpty {
             template["components"] = [["type": "body", "parameters": .list(parameters.map { ["type": "text", "text": .string($0)] })]]
         }
-        return ["messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(to), "type": "template", "template": .map(template)]
+        return .map(to.fields.merging(["type": "template", "template": .map(template)]) { a, _ in a })
     }
 
     /// Media by the id of an upload or by a public link: `image`, `audio`, `video`, `document` or `sticker`, with an
     /// optional caption (not for audio and stickers) and file name (documents).
-    public static func mediaBody(to: String, type: String, id: String?, link: String?, caption: String?, filename: String?) -> Value {
+    public static func mediaBody(to: WhatsAppRecipient, type: String, id: String?, link: String?, caption: String?, filename: String?) -> Value {
         var media: [String: Value] = [:]
         if let id { media["id"] = .string(id) } else if let link { media["link"] = .string(link) }
         if let caption, !["audio", "sticker"].contains(type) { media["caption"] = .string(caption) }
         if let filename, type == "document" { media["filename"] = .string(filename) }
-        return ["messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(to), "type": .string(type), .init(type): .map(media)]
+        return .map(to.fields.merging(["type": .string(type), type: .map(media)]) { a, _ in a })
     }
 
     /// Sends `message` (the outbox's `{text, buttons?, list?}`) to `to`; answers `{"id": "wamid…"}`.
-    public func send(to: String, message: Value, context: ConnectorContext) async throws -> Value {
+    public func send(to: WhatsAppRecipient, message: Value, context: ConnectorContext) async throws -> Value {
         try await post(Self.body(to: to, message: message), context: context)
     }
 

@@ -38,17 +38,21 @@ public struct Inbound: Sendable, Hashable {
     /// The contact's address on the channel (a phone number, an API user id).
     public var contact: String
     public var contactName: String?
+    /// The contact's phone number, when it is known and not already `contact` (a WhatsApp user keyed by business-scoped
+    /// user id whose notification also carried a `wa_id`): replies go to it first.
+    public var contactPhone: String?
     /// The provider's id for the message (WhatsApp `wamid`, the API's `id`): the de-duplication key.
     public var providerID: String
     public var message: InboundMessage
 
     public init(tenant: String, channel: String, channelKind: String, contact: String, contactName: String? = nil,
-                providerID: String, message: InboundMessage) {
+                contactPhone: String? = nil, providerID: String, message: InboundMessage) {
         self.tenant = tenant
         self.channel = channel
         self.channelKind = channelKind
         self.contact = contact
         self.contactName = contactName
+        self.contactPhone = contactPhone
         self.providerID = providerID
         self.message = message
     }

@@ -147,6 +147,10 @@ public final class SQLStore: Store, @unchecked Sendable {
             // Turns run outside any transaction: a claimed conversation is leased until this instant (ms), so no
             // other worker runs it meanwhile, and a worker that died only delays it until then.
             "ALTER TABLE conversations ADD COLUMN lease_until BIGINT",
+        ], [
+            // A WhatsApp contact keyed by business-scoped user id may also have a phone number (`wa_id`); replies
+            // address both, and the Cloud API prefers the phone.
+            "ALTER TABLE contacts ADD COLUMN phone TEXT",
         ]]
     }
 
@@ -316,19 +320,23 @@ public final class SQLStore: Store, @unchecked Sendable {
         let stored = batch.indices.filter { seqs[$0] != nil }
         guard !stored.isEmpty else { return batch.map { _ in .duplicate } }
 
-        // 2. Contacts, once each; the last name given wins.
-        var names: [ContactAddress: String] = [:]
+        // 2. Contacts, once each; the last name and phone given win.
+        var names: [ContactAddress: String] = [:], phones: [ContactAddress: String] = [:]
         var contacts: [ContactAddress] = []
         for i in stored {
             let key = ContactAddress(batch[i].inbound)
             if !contacts.contains(key) { contacts.append(key) }
             if let name = batch[i].inbound.contactName { names[key] = name }
+            if let phone = batch[i].inbound.contactPhone { phones[key] = SQLValue.storable(phone) }
         }
         for chunk in contacts.chunked(200) {
             try await valuesStatement(
-                "INSERT INTO contacts (tenant_id, channel, address, name, created_at)", tuple: "(?, ?, ?, ?, ?)",
-                rows: chunk.map { k in [.text(k.tenant), .text(k.channel), .text(k.contact), names[k].map(SQLValue.text) ?? .null, ms] },
-                suffix: " ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name)", db)
+                "INSERT INTO contacts (tenant_id, channel, address, name, phone, created_at)", tuple: "(?, ?, ?, ?, ?, ?)",
+                rows: chunk.map { k in
+                    [.text(k.tenant), .text(k.channel), .text(k.contact), names[k].map(SQLValue.text) ?? .null,
+                     phones[k].map(SQLValue.text) ?? .null, ms]
+                },
+                suffix: " ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name), phone = COALESCE(EXCLUDED.phone, contacts.phone)", db)
         }
 
         // 3. Open conversations of these contacts, locked in id order (so concurrent batches cannot deadlock).
@@ -696,6 +704,14 @@ public final class SQLStore: Store, @unchecked Sendable {
                 PendingEvent(sequence: seq, body: body, receivedAt: Timestamp(milliseconds: r.int("received_at") ?? 0)))
         }
         return result
+    }
+
+    /// The phone number stored for a contact, when its address is not one (a WhatsApp business-scoped user id).
+    public func contactPhone(tenant: String, channel: String, contact: String) async throws -> String? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT phone FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3",
+                                 .text(tenant), .text(channel), .text(contact)).first?.text("phone")
+        }
     }
 
     /// The names of these conversations' contacts, in one query.

@@ -59,7 +59,7 @@ struct APIChannelConnector: Connector {
     /// flow's `whatsapp_template`, with the message text as its parameter, or the send fails with the reason.
     private func sendWhatsApp(_ channel: SQLStore.ChannelRecord, _ parameters: Value, _ context: ConnectorContext) async throws -> Value {
         let api = try WhatsAppSender.api(channel, secrets)
-        let to = parameters["contact"].text
+        let to = try await WhatsAppSender.recipient(parameters["contact"].text, channel: channel, store: store)
         let fallback = parameters["fallback_template"]
         func sendTemplate() async throws -> Value {
             guard case .string(let name) = fallback["name"], case .string(let language) = fallback["language"] else {
@@ -97,6 +97,13 @@ struct WhatsAppSender: Connector {
                                    fallback: fallback)
     }
 
+    /// How to address `contact` on `channel`: by phone, or by business-scoped user id and the phone stored for it.
+    static func recipient(_ contact: String, channel: SQLStore.ChannelRecord, store: SQLStore) async throws -> WhatsAppRecipient {
+        guard WhatsAppRecipient.isUserID(contact) else { return WhatsAppRecipient(contact: contact) }
+        let phone = try await store.contactPhone(tenant: channel.tenant, channel: channel.id, contact: contact)
+        return WhatsAppRecipient(contact: contact, phone: phone)
+    }
+
     /// The Cloud API of a WhatsApp channel, with its opened access token.
     static func api(_ channel: SQLStore.ChannelRecord, _ secrets: SecretBox?) throws -> WhatsAppCloudAPI {
         let credentials: Value
@@ -116,16 +123,17 @@ struct WhatsAppSender: Connector {
             throw ConnectorError(code: "not_whatsapp", message: "\(action) needs a conversation on a WhatsApp channel", retryable: false)
         }
         let api = try Self.api(channel, secrets)
+        let to = try await Self.recipient(conversation.contact, channel: channel, store: store)
         let body: Value
         if action == "whatsapp.template" {
             var parameters: [String] = []
             if case .list(let list) = p["parameters"] { parameters = list.map(\.text) }
-            body = WhatsAppCloudAPI.templateBody(to: conversation.contact, name: p["name"].text, language: p["language"].text, parameters: parameters)
+            body = WhatsAppCloudAPI.templateBody(to: to, name: p["name"].text, language: p["language"].text, parameters: parameters)
         } else {
             guard p["id"] != .null || p["link"] != .null else {
                 throw ConnectorError(code: "whatsapp_media", message: "whatsapp.media needs the media's id or link", retryable: false)
             }
-            body = WhatsAppCloudAPI.mediaBody(to: conversation.contact, type: p["type"].text, id: p["id"].nonEmptyText, link: p["link"].nonEmptyText,
+            body = WhatsAppCloudAPI.mediaBody(to: to, type: p["type"].text, id: p["id"].nonEmptyText, link: p["link"].nonEmptyText,
                                               caption: p["caption"].nonEmptyText, filename: p["filename"].nonEmptyText)
         }
         let answer = try await api.post(body, context: context)

@@ -99,7 +99,8 @@ struct WebhookRoutes {
                                        http: engine.configuration.http, deadline: .now + .seconds(10))
         do {
             let api = try WhatsAppSender.api(channel, secrets)
-            let answer = try await api.post(WhatsAppCloudAPI.templateBody(to: contact, name: name, language: language, parameters: [text]),
+            let to = try await WhatsAppSender.recipient(contact, channel: channel, store: store)
+            let answer = try await api.post(WhatsAppCloudAPI.templateBody(to: to, name: name, language: language, parameters: [text]),
                                             context: context)
             try await WhatsAppSender.track(answer, channel: channel, store: store, context: context, at: engine.now)
             logger.info("sent the flow's template in place of a message refused outside the window", metadata: ["conversation": "\(conversation)"])
@@ -149,7 +150,7 @@ struct WebhookRoutes {
             if let location = m.location { data["location"] = location }
             let result = try await engine.ingest(Inbound(
                 tenant: channel.tenant, channel: channel.id, channelKind: "whatsapp", contact: m.contact, contactName: m.name,
-                providerID: m.id, message: InboundMessage(text: m.text, payload: m.payload, kind: m.kind, data: data.isEmpty ? .null : .map(data))))
+                contactPhone: m.contact == m.waID ? nil : m.waID, providerID: m.id, message: InboundMessage(text: m.text, payload: m.payload, kind: m.kind, data: data.isEmpty ? .null : .map(data))))
             if case .duplicate = result { duplicates += 1 } else {
                 stored += 1
                 read.append(m.id)

@@ -143,6 +143,71 @@ import Testing
         await rig.store.close()
     }
 
+    /// Contacts are keyed by business-scoped user id when a notification carries one. A reply must not put that id
+    /// in `to` (the Graph takes phone numbers there): it goes in `recipient`, with `to` the phone number when the
+    /// notification carried one too. The fake refuses a BSUID in `to`, as the Graph does.
+    @Test func repliesToAContactKnownByBSUIDNameItAsRecipient() async throws {
+        let graph = FakeGraphAPI(token: "EAAG-token-xyz")
+        let rig = try await RouterTests.Rig()
+        try await graph.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let a = RouterTests.auth(rig.adminA)
+                try await client.execute(uri: "/v1/flows/wa-hello", method: .put, headers: a, body: RouterTests.body(Self.flow))
+                try await client.execute(uri: "/v1/flows/wa-hello/publish", method: .post, headers: a)
+                let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
+                    {"kind": "whatsapp", "name": "main", "phone_number_id": "106540352242922", "verify_token": "verify-me-please",
+                     "app_secret": "app-secret-0123", "access_token": "EAAG-token-xyz", "graph_url": "http://127.0.0.1:\(fake.port!)"}
+                    """)) { RouterTests.json($0) }
+                let path = channel["webhook_path"].text
+                // One with both ids, one with a username only (no phone number in the notification at all).
+                let both = """
+                    {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                      "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                      "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511988887777", "user_id": "BR.13491208655302741918"}],
+                      "messages": [{"from": "5511988887777", "from_user_id": "BR.13491208655302741918", "id": "wamid.b1", "timestamp": "1",
+                                    "type": "text", "text": {"body": "oi"}}]}}]}]}
+                    """
+                let userOnly = """
+                    {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                      "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                      "contacts": [{"profile": {"name": "Bob"}, "user_id": "US.99887766554433221100"}],
+                      "messages": [{"from_user_id": "US.99887766554433221100", "id": "wamid.u1", "timestamp": "1", "type": "text",
+                                    "text": {"body": "hi"}}]}}]}]}
+                    """
+                for body in [both, userOnly] {
+                    try await client.execute(uri: path, method: .post, headers: Self.signed(body), body: RouterTests.body(body)) { #expect($0.status == .ok) }
+                }
+                try await rig.engine.drain()
+                let sent = graph.messages
+                let dead = try await rig.store.deliveries(tenant: "a", state: .dead).map(\.lastError)
+                try #require(sent.count == 2, "\(dead)")
+                let toAna = try #require(sent.first { $0["recipient"] == "BR.13491208655302741918" })
+                #expect(toAna["to"] == "5511988887777", "the phone number goes in to, and the Graph prefers it")
+                let toBob = try #require(sent.first { $0["recipient"] == "US.99887766554433221100" })
+                #expect(toBob["to"] == .null, "no phone number known: the BSUID alone, never in to")
+                #expect(sent.allSatisfy { $0["to"] == .null || FakeGraphAPI.isPhone($0["to"].text) })
+            }
+        }
+        await rig.store.close()
+    }
+
+    /// The fake answers as the Graph does for what it refuses: a BSUID in `to`, another business's number in the path.
+    @Test func theFakeGraphRefusesWhatTheGraphRefuses() async throws {
+        let graph = FakeGraphAPI(token: "t0ken")
+        try await graph.app.test(.live) { fake in
+            let api = WhatsAppCloudAPI(phoneNumberID: "106540352242922", accessToken: "t0ken", graphURL: "http://127.0.0.1:\(fake.port!)")
+            let context = ConnectorContext(tenant: "a", conversation: "c", idempotencyKey: "c:1", attempt: 1, deadline: .now + .seconds(10))
+            let forged: Value = ["messaging_product": "whatsapp", "to": "US.13491208655302741918", "type": "text", "text": ["body": "hi"]]
+            await #expect(throws: ConnectorError.self) { try await api.post(forged, context: context) }
+            let other = WhatsAppCloudAPI(phoneNumberID: "999", accessToken: "t0ken", graphURL: "http://127.0.0.1:\(fake.port!)")
+            await #expect(throws: ConnectorError.self) {
+                try await other.send(to: WhatsAppRecipient(contact: "16505551234"), message: ["text": "hi"], context: context)
+            }
+            _ = try await api.send(to: WhatsAppRecipient(contact: "16505551234"), message: ["text": "hi"], context: context)
+            #expect(graph.messages.count == 1)
+        }
+    }
+
     @Test func repliesGoOutThroughTheCloudAPIAndGraphErrorsAreDecidedByCode() async throws {
         let graph = FakeGraphAPI(token: "EAAG-token-xyz")
         let rig = try await RouterTests.Rig()
@@ -156,7 +221,7 @@ import Testing
                      "app_secret": "app-secret-0123", "access_token": "EAAG-token-xyz", "graph_url": "http://127.0.0.1:\(fake.port!)"}
                     """)) { RouterTests.json($0) }
                 let path = channel["webhook_path"].text
-                for (id, from) in [("wamid.1", "16505551234"), ("wamid.2", "window-closed"), ("wamid.3", "rate-limited")] {
+                for (id, from) in [("wamid.1", "16505551234"), ("wamid.2", FakeGraphAPI.windowClosed), ("wamid.3", FakeGraphAPI.rateLimited)] {
                     let body = Self.notification(#"{"from": "\#(from)", "id": "\#(id)", "timestamp": "1", "type": "text", "text": {"body": "hi"}}"#)
                     try await client.execute(uri: path, method: .post, headers: Self.signed(body), body: RouterTests.body(body)) { #expect($0.status == .ok) }
                 }
@@ -169,12 +234,12 @@ import Testing
                 let dead = try await rig.store.deliveries(tenant: "a", state: .dead)
                 #expect(dead.count == 1 && dead[0].lastError?.contains("whatsapp_window_closed") == true,
                         "the Graph said 131047 and the flow names no whatsapp_template")
-                let closed = try await rig.store.conversations(tenant: "a", status: .failed, contact: "window-closed")
+                let closed = try await rig.store.conversations(tenant: "a", status: .failed, contact: FakeGraphAPI.windowClosed)
                 #expect(closed.first?.failure?.contains("24-hour") == true)
                 // A rate limit (130429) is retried later, not failed.
                 let pending = try await rig.store.deliveries(tenant: "a", state: .pending)
                 #expect(pending.count == 1 && pending[0].lastError?.contains("whatsapp_130429") == true)
-                #expect(try await rig.store.conversations(tenant: "a", status: .failed, contact: "rate-limited").isEmpty)
+                #expect(try await rig.store.conversations(tenant: "a", status: .failed, contact: FakeGraphAPI.rateLimited).isEmpty)
             }
         }
         await rig.store.close()

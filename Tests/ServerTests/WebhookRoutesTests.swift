@@ -34,6 +34,19 @@ import Testing
         """
     }
 
+    /// Publishes `flow` and creates the WhatsApp channel that sends through the fake Graph at `graphPort`; returns its
+    /// webhook path.
+    static func publishWithWhatsApp(_ client: some TestClientProtocol, rig: RouterTests.Rig, graphPort: Int) async throws -> String {
+        let a = RouterTests.auth(rig.adminA)
+        try await client.execute(uri: "/v1/flows/wa-hello", method: .put, headers: a, body: RouterTests.body(Self.flow))
+        try await client.execute(uri: "/v1/flows/wa-hello/publish", method: .post, headers: a) { #expect($0.status == .created) }
+        let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
+            {"kind": "whatsapp", "name": "main", "phone_number_id": "106540352242922", "verify_token": "verify-me-please",
+             "app_secret": "app-secret-0123", "access_token": "EAAG-token-xyz", "graph_url": "http://127.0.0.1:\(graphPort)"}
+            """)) { RouterTests.json($0) }
+        return channel["webhook_path"].text
+    }
+
     static func signed(_ body: String, secret: String = "app-secret-0123") -> HTTPFields {
         let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data(secret.utf8)))
         return [HTTPField.Name("X-Hub-Signature-256")!: "sha256=" + mac.map { String(format: "%02x", $0) }.joined(),
@@ -151,14 +164,7 @@ import Testing
         let rig = try await RouterTests.Rig()
         try await graph.app.test(.live) { fake in
             try await rig.app.test(.router) { client in
-                let a = RouterTests.auth(rig.adminA)
-                try await client.execute(uri: "/v1/flows/wa-hello", method: .put, headers: a, body: RouterTests.body(Self.flow))
-                try await client.execute(uri: "/v1/flows/wa-hello/publish", method: .post, headers: a)
-                let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
-                    {"kind": "whatsapp", "name": "main", "phone_number_id": "106540352242922", "verify_token": "verify-me-please",
-                     "app_secret": "app-secret-0123", "access_token": "EAAG-token-xyz", "graph_url": "http://127.0.0.1:\(fake.port!)"}
-                    """)) { RouterTests.json($0) }
-                let path = channel["webhook_path"].text
+                let path = try await Self.publishWithWhatsApp(client, rig: rig, graphPort: fake.port!)
                 // One with both ids, one with a username only (no phone number in the notification at all).
                 let both = """
                     {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
@@ -213,14 +219,7 @@ import Testing
         let rig = try await RouterTests.Rig()
         try await graph.app.test(.live) { fake in
             try await rig.app.test(.router) { client in
-                let a = RouterTests.auth(rig.adminA)
-                try await client.execute(uri: "/v1/flows/wa-hello", method: .put, headers: a, body: RouterTests.body(Self.flow))
-                try await client.execute(uri: "/v1/flows/wa-hello/publish", method: .post, headers: a)
-                let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
-                    {"kind": "whatsapp", "name": "main", "phone_number_id": "106540352242922", "verify_token": "verify-me-please",
-                     "app_secret": "app-secret-0123", "access_token": "EAAG-token-xyz", "graph_url": "http://127.0.0.1:\(fake.port!)"}
-                    """)) { RouterTests.json($0) }
-                let path = channel["webhook_path"].text
+                let path = try await Self.publishWithWhatsApp(client, rig: rig, graphPort: fake.port!)
                 for (id, from) in [("wamid.1", "16505551234"), ("wamid.2", FakeGraphAPI.windowClosed), ("wamid.3", FakeGraphAPI.rateLimited)] {
                     let body = Self.notification(#"{"from": "\#(from)", "id": "\#(id)", "timestamp": "1", "type": "text", "text": {"body": "hi"}}"#)
                     try await client.execute(uri: path, method: .post, headers: Self.signed(body), body: RouterTests.body(body)) { #expect($0.status == .ok) }

@@ -209,7 +209,7 @@ import Testing
     func undeliverableMessagesFailTheConversationVisibly(_ backend: Backend) async throws {
         let rig = try await Rig(backend, failFirst: 100, maxAttempts: 3)
         try await rig.publish(Self.greeter)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "5", id: "x")) else { return }
+        let id = try accepted(try await rig.engine.ingest(inbound("oi", from: "5", id: "x"))).conversation
         for _ in 0..<5 {
             try await rig.engine.drain()
             rig.clock.advance(seconds: 20)
@@ -232,7 +232,7 @@ import Testing
               a:
                 text: "{{ contact.name - 1 }}"
             """)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("x", from: "6", id: "e")) else { return }
+        let id = try accepted(try await rig.engine.ingest(inbound("x", from: "6", id: "e"))).conversation
         try await rig.engine.drain()
         let c = try #require(try await rig.store.conversation(id: id, tenant: "t1"))
         #expect(c.status == .failed)
@@ -245,7 +245,7 @@ import Testing
     func tenantsAreIsolated(_ backend: Backend) async throws {
         let rig = try await Rig(backend)
         try await rig.publish(Self.greeter)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "8", id: "i")) else { return }
+        let id = try accepted(try await rig.engine.ingest(inbound("oi", from: "8", id: "i"))).conversation
         #expect(try await rig.engine.ingest(inbound("oi", from: "8", id: "i", tenant: "t2")) == .unrouted,
                 "t2 has no flows; the same provider id in another tenant is another message")
         #expect(try await rig.store.conversation(id: id, tenant: "t2") == nil)
@@ -270,7 +270,7 @@ import Testing
               back:
                 end: "bot again"
             """)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("help", from: "2", id: "h1")) else { return }
+        let id = try accepted(try await rig.engine.ingest(inbound("help", from: "2", id: "h1"))).conversation
         try await rig.engine.drain()
         #expect(try await rig.store.conversation(id: id, tenant: "t1")?.status == .handoff)
         _ = try await rig.engine.ingest(inbound("is anyone there?", from: "2", id: "h2"))
@@ -287,7 +287,8 @@ import Testing
     func messagesAfterTheEndStartANewConversation(_ backend: Backend) async throws {
         let rig = try await Rig(backend)
         try await rig.publish(Self.greeter)
-        guard case .accepted(let first, true) = try await rig.engine.ingest(inbound("oi", from: "5", id: "q1")) else { return }
+        let (first, started) = try accepted(try await rig.engine.ingest(inbound("oi", from: "5", id: "q1")))
+        #expect(started)
         try await rig.engine.drain()
         // Both arrive while the first conversation is open; the first reply ends it, so "hello" is routed afresh.
         _ = try await rig.engine.ingest(inbound("Bia", from: "5", id: "q2"))
@@ -309,7 +310,7 @@ import Testing
     func publishingKeepsRunningConversationsOnTheirProgram(_ backend: Backend) async throws {
         let rig = try await Rig(backend)
         try await rig.publish(Self.greeter)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "11", id: "v1")) else { return }
+        let id = try accepted(try await rig.engine.ingest(inbound("oi", from: "11", id: "v1"))).conversation
         try await rig.engine.drain()
         let v2 = Self.greeter.replacingOccurrences(of: "Hi {{ name }}", with: "Hello {{ name }}")
         try await rig.publish(v2)
@@ -339,7 +340,7 @@ import Testing
     func oldTracesArePurged(_ backend: Backend) async throws {
         let rig = try await Rig(backend)
         try await rig.publish(Self.greeter)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "12", id: "tr")) else { return }
+        let id = try accepted(try await rig.engine.ingest(inbound("oi", from: "12", id: "tr"))).conversation
         try await rig.engine.drain()
         #expect(try await rig.store.purgeTraces(before: rig.clock.now) == 0)
         #expect(try await rig.store.purgeTraces(before: rig.clock.now.adding(seconds: 1)) == 1)
@@ -367,7 +368,7 @@ import Testing
               link:
                 ask: "pay {{ session.url }}"
             """)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("buy", from: "r", id: "r1")) else { return }
+        let id = try accepted(try await rig.engine.ingest(inbound("buy", from: "r", id: "r1"))).conversation
         try await rig.engine.drain()
         let failed = try #require(try await rig.store.conversation(id: id, tenant: "t1"))
         #expect(failed.status == .failed)
@@ -407,9 +408,9 @@ import Testing
                 end: "thanks {{ score }}"
             """
         try await rig.publish(v1)
-        guard case .accepted(let atQ2, _) = try await rig.engine.ingest(inbound("go", from: "a", id: "a1")) else { return }
+        let atQ2 = try accepted(try await rig.engine.ingest(inbound("go", from: "a", id: "a1"))).conversation
         _ = try await rig.engine.ingest(inbound("9", from: "a", id: "a2"))
-        guard case .accepted(let atQ1, _) = try await rig.engine.ingest(inbound("go", from: "b", id: "b1")) else { return }
+        let atQ1 = try accepted(try await rig.engine.ingest(inbound("go", from: "b", id: "b1"))).conversation
         try await rig.engine.drain()
         // v2 rewords q2 and drops q1 altogether.
         let v2 = """

@@ -18,8 +18,14 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     static var postgresURL: String? { ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] }
 
+    /// Whether a missing database or peer fails the run instead of skipping: in CI, and under scripts/test.sh.
+    static var required: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["CI"] != nil || env["FLOWLINE_REQUIRE_PEERS"] != nil
+    }
+
     static var available: [Backend] {
-        if postgresURL != nil || ProcessInfo.processInfo.environment["CI"] != nil { return allCases }
+        if postgresURL != nil || required { return allCases }
         return [.sqlite]
     }
 
@@ -120,6 +126,16 @@ enum Flows {
     static func compile(_ yaml: String) throws -> Program {
         try FlowCompiler(catalog: BuiltinActions.catalog).program(source: yaml, file: "test.yaml")
     }
+}
+
+/// The conversation an ingest was accepted into, and whether it started one; anything else fails the test there
+/// (a test that went on with `return` would pass while routing is broken).
+func accepted(_ result: IngestResult, sourceLocation: SourceLocation = #_sourceLocation) throws -> (conversation: String, started: Bool) {
+    guard case .accepted(let conversation, let started) = result else {
+        Issue.record("expected the message to be accepted, got \(result)", sourceLocation: sourceLocation)
+        throw CancellationError()
+    }
+    return (conversation, started)
 }
 
 func inbound(_ text: String, from contact: String, id: String, tenant: String = "t1", channel: String = "api-main") -> Inbound {

@@ -617,6 +617,9 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// read is marked failed here, with the reason, and skipped: it must not stop the batch, nor every batch after it.
     private func claimTurns(limit: Int, now: Timestamp, lease: Int64) async throws -> (works: [TurnWork], poisoned: Int) {
         try await driver.transaction { db in
+            // A lease lost in a crash costs nothing (the version check keeps one outcome), so its commit need not
+            // wait for the disk. A poisoned row's failure below shares this commit; the next claim repeats it.
+            if self.postgres { try await db.execute("SET LOCAL synchronous_commit = off") }
             let due = try await db.execute(
                 """
                 SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at, updated_at

@@ -53,16 +53,26 @@ public enum ValueLimits {
         }
     }
 
-    /// Checks everything a continuation keeps between turns.
+    /// Checks everything a continuation keeps between turns. Runs at every wait, so scalars, the common case, are
+    /// counted in place and only lists and maps are walked.
     static func check(_ c: Continuation) throws(FlowVMError) {
         var bytes = 0, nodes = 0
-        for v in c.variables + c.stack {
-            let size = try measure(v)
-            bytes += size.bytes
-            nodes += size.nodes
+        func add(_ v: Value) throws(FlowVMError) {
+            switch v {
+            case .null, .bool, .number: nodes += 1
+            case .string(let s):
+                nodes += 1
+                bytes += s.utf8.count
+            case .list, .map:
+                let size = try measure(v)
+                nodes += size.nodes
+                bytes += size.bytes
+            }
             if bytes > maxContinuationBytes || nodes > maxNodes * 4 {
                 throw FlowVMError(.valueTooLarge, "the conversation keeps more than \(maxContinuationBytes / 1024 / 1024) MiB between turns")
             }
         }
+        for v in c.variables { try add(v) }
+        for v in c.stack { try add(v) }
     }
 }

@@ -101,16 +101,11 @@ enum Suggest {
         return best?.0
     }
 
-    /// Optimal string alignment distance: edits, with a swap of two neighbours counting as one typo.
-    static func distance(_ a: String, _ b: String) -> Int {
-        let (x, y) = (scalars(a), scalars(b))
-        return distance(x, y, atMost: max(x.count, y.count))!
-    }
-
     /// Lower-cased Unicode scalars: comparing them is cheap, unlike `Character`s.
     static func scalars(_ s: String) -> [UInt32] { s.lowercased().unicodeScalars.map(\.value) }
 
-    /// The distance when it is at most `bound`, else nil; only cells within `bound` of the diagonal are computed.
+    /// Optimal string alignment distance (edits, with a swap of two neighbours counting as one typo) when it is at
+    /// most `bound`, else nil; only cells within `bound` of the diagonal are computed.
     static func distance(_ a: [UInt32], _ b: [UInt32], atMost bound: Int) -> Int? {
         guard abs(a.count - b.count) <= bound else { return nil }
         if a.isEmpty { return b.count }

@@ -1,5 +1,3 @@
-import FlowVM
-
 /// The bounds every flow source is checked against before any recursive stage runs, so a hostile document costs
 /// a diagnostic, never the process: docs/language.md ("Limits") lists them with their diagnostic codes.
 public enum FlowLimits {
@@ -17,6 +15,5 @@ public enum FlowLimits {
     public static let maxExpressionDepth = 64
     /// Tokens in one expression (`too-large`).
     public static let maxExpressionTokens = 4_096
-    /// Characters of an `ask` or `matches` pattern (`invalid-regex`).
-    public static let maxPatternLength = PatternCheck.maxLength
+    // Patterns are bounded where they are checked, in FlowVM: `PatternCheck.maxLength`.
 }

@@ -327,7 +327,7 @@ public final class SQLStore: Store, @unchecked Sendable {
             let key = ContactAddress(batch[i].inbound)
             if !contacts.contains(key) { contacts.append(key) }
             if let name = batch[i].inbound.contactName { names[key] = name }
-            if let phone = batch[i].inbound.contactPhone { phones[key] = SQLValue.storable(phone) }
+            if let phone = batch[i].inbound.contactPhone { phones[key] = phone }
         }
         for chunk in contacts.chunked(200) {
             try await valuesStatement(
@@ -593,7 +593,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                            metadata: ["turns": "\(outcomes.count)", "error": "\(String(reflecting: type(of: error)))"])
             for item in outcomes {
                 do {
-                    try await writeTurns([item], now: now)
+                    try await retryingConflicts { try await self.writeTurns([item], now: now) }
                 } catch {
                     logger.warning("a turn could not be written; its conversation is marked failed",
                                    metadata: ["conversation": "\(item.work.conversation.id)", "error": "\(String(reflecting: type(of: error)))"])
@@ -629,19 +629,19 @@ public final class SQLStore: Store, @unchecked Sendable {
             var records: [ConversationRecord] = []
             var poisoned = 0
             for row in due {
-                do {
-                    records.append(try self.conversationRecord(row, strict: true))
-                } catch {
-                    poisoned += 1
-                    let id = row.text("id") ?? ""
-                    self.logger.warning("a conversation's saved state cannot be read; it is marked failed",
-                                        metadata: ["conversation": "\(id)", "error": "\(error)"])
-                    try await db.execute(
-                        """
-                        UPDATE conversations SET status = 'failed', failure = $2, due_at = NULL, wake_at = NULL, wait_kind = NULL,
-                          wait_key = NULL, lease_until = NULL, row_version = row_version + 1, updated_at = $3 WHERE id = $1
-                        """, .text(id), .text("its saved state cannot be read: \(error)"), .int(now.milliseconds))
+                let (record, unreadable) = self.conversationRow(row)
+                guard let unreadable else {
+                    records.append(record)
+                    continue
                 }
+                poisoned += 1
+                self.logger.warning("a conversation's saved state cannot be read; it is marked failed",
+                                    metadata: ["conversation": "\(record.id)", "error": "\(unreadable)"])
+                try await db.execute(
+                    """
+                    UPDATE conversations SET status = 'failed', failure = $2, due_at = NULL, wake_at = NULL, wait_kind = NULL,
+                      wait_key = NULL, lease_until = NULL, row_version = row_version + 1, updated_at = $3 WHERE id = $1
+                    """, .text(record.id), .text(unreadable), .int(now.milliseconds))
             }
             guard !records.isEmpty else { return ([], poisoned) }
             try await db.query(
@@ -832,16 +832,15 @@ public final class SQLStore: Store, @unchecked Sendable {
         return try await db.query(sql + suffix, rows.flatMap { $0 })
     }
 
-    /// A conversation row. Lenient (for listings and reads) a continuation that cannot be decoded reads as none,
-    /// with the reason in `failure`, so one bad row never fails a page of them; strict (for turns) it throws.
-    private func conversationRecord(_ r: SQLRow, strict: Bool) throws -> ConversationRecord {
+    /// A conversation row, and why its saved state could not be decoded when it could not. Such a record has no
+    /// continuation and the reason in `failure`, so a listing never fails on one bad row; a turn never runs it.
+    private func conversationRow(_ r: SQLRow) -> (record: ConversationRecord, unreadable: String?) {
         var continuation: Continuation?
         var unreadable: String?
         if let bytes = r.blob("continuation") {
             do {
                 continuation = try Continuation(decoding: bytes)
             } catch {
-                if strict { throw error }
                 unreadable = "its saved state cannot be read: \(error)"
             }
         }
@@ -852,13 +851,10 @@ public final class SQLStore: Store, @unchecked Sendable {
             failure: r.text("failure") ?? unreadable, createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
             updatedAt: Timestamp(milliseconds: r.int("updated_at") ?? 0))
         record.version = r.int("row_version") ?? 0
-        return record
+        return (record, unreadable)
     }
 
-    private func conversationRecord(_ r: SQLRow) -> ConversationRecord {
-        // Lenient never throws.
-        (try? conversationRecord(r, strict: false))!
-    }
+    private func conversationRecord(_ r: SQLRow) -> ConversationRecord { conversationRow(r).record }
 
     // MARK: Outbox
 

@@ -20,9 +20,6 @@ final class SQLiteDriver: SQLDriver, @unchecked Sendable {
     }
 
     func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        // A transaction, once begun, ends in COMMIT or ROLLBACK even when its caller is cancelled (a worker told to
-        // stop): a cancelled ROLLBACK would leave the one connection inside a transaction, and every later BEGIN
-        // would fail. The caller still waits for it, so nothing outlives the caller.
         try await gate.run {
             try await SQLiteExecutor(connection: connection).transaction(begin: "BEGIN IMMEDIATE", body)
         }

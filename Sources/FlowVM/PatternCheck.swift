@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What the compiler can tell about a pattern before any contact sends a reply: that it is valid, short enough,
 /// and does not backtrack exponentially on the replies most likely to make it (runs of one character with a
@@ -8,12 +9,28 @@ import Foundation
 public enum PatternCheck {
     public static let maxLength = 1_000
 
+    public typealias Problem = (code: String, message: String)
+
+    /// Verdicts by pattern: a flow is compiled again on every save, read, validation and simulation, and the probe
+    /// runs dozens of matches. Bounded like the compiled patterns themselves.
+    private static let verdicts = Mutex<[String: Problem?]>([:])
+
     /// The diagnostic code and message for a pattern that must not be used, or nil.
-    public static func problem(_ pattern: String) -> (code: String, message: String)? {
+    public static func problem(_ pattern: String) -> Problem? {
+        if let known = verdicts.withLock({ $0[pattern] }) { return known }
+        let verdict = judge(pattern)
+        verdicts.withLock { cache in
+            if cache.count >= 512 { cache.removeAll(keepingCapacity: true) }
+            cache[pattern] = .some(verdict)
+        }
+        return verdict
+    }
+
+    private static func judge(_ pattern: String) -> Problem? {
         guard pattern.count <= maxLength else {
             return ("invalid-regex", "the pattern is longer than \(maxLength) characters")
         }
-        guard (try? NSRegularExpression(pattern: pattern)) != nil else {
+        guard Operators.compiledPattern(pattern) != nil else {
             return ("invalid-regex", "'\(pattern.prefix(60))' is not a valid pattern")
         }
         // Every literal character of the pattern, and one of each common class, repeated.

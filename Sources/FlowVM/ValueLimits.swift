@@ -11,7 +11,7 @@ public enum ValueLimits {
     /// UTF-8 bytes of all a conversation keeps between turns (its variables and stack).
     public static let maxContinuationBytes = 4 * 1024 * 1024
 
-    /// What measuring a value found, or the limit it broke.
+    /// What measuring a value found.
     public struct Size: Sendable {
         public var nodes = 0
         public var bytes = 0
@@ -19,9 +19,7 @@ public enum ValueLimits {
 
     /// Measures `value` without recursion, stopping at the first limit it passes: the work is bounded by the
     /// limits, not by the value.
-    public static func measure(_ value: Value, depth base: Int = 0, maxNodes: Int = maxNodes, maxBytes: Int = maxBytes)
-        throws(FlowVMError) -> Size
-    {
+    public static func measure(_ value: Value, depth base: Int = 0) throws(FlowVMError) -> Size {
         var size = Size()
         var stack: [(Value, Int)] = [(value, base)]
         while let (v, depth) = stack.popLast() {

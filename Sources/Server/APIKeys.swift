@@ -19,13 +19,21 @@ enum APIKeys {
         SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The shape of a key: `fl_<prefix>_<secret>`, prefix and secret of letters and digits, the secret at least 16
+    /// long. What the server generates always has it; a key fixed from the environment is checked for it.
+    static func isWellFormed(_ key: String) -> Bool {
+        let parts = key.split(separator: "_", omittingEmptySubsequences: false)
+        let safe: (Substring) -> Bool = { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
+        return parts.count == 3 && parts[0] == "fl" && safe(parts[1]) && safe(parts[2]) && parts[2].count >= 16
+    }
+
     /// Creates and stores a key; returns the key itself, which is shown once and never again.
     static func create(store: SQLStore, tenant: String, role: Caller.Role, label: String, fixed: String? = nil) async throws
         -> (key: String, record: SQLStore.APIKeyRecord)
     {
         let key = fixed ?? "fl_\(random(10))_\(random(32))"
+        guard isWellFormed(key) else { throw Problem(.badRequest, "an API key looks like fl_<prefix>_<secret>") }
         let parts = key.split(separator: "_")
-        guard parts.count == 3, parts[0] == "fl" else { throw Problem(.badRequest, "an API key looks like fl_<prefix>_<secret>") }
         let record = SQLStore.APIKeyRecord(id: UUID().uuidString.lowercased(), tenant: tenant, role: role.rawValue, prefix: String(parts[1]),
                                            hash: hash(key), label: label, createdAt: Timestamp(Date()), revoked: false)
         try await store.insertAPIKey(record)

@@ -45,7 +45,7 @@ struct ChannelRoutes {
         guard case .string(let kindName)? = body["kind"], let kind = ChannelKind.all[kindName] else {
             throw Problem(.badRequest, "kind must be one of " + ChannelKind.all.keys.sorted().joined(separator: ", "))
         }
-        guard let name = try BodyText.identifier(body, "name", max: 100) else { throw Problem(.badRequest, "name is required") }
+        let name = try BodyText.identifier(body, "name", max: 100)
         // Every field the document describes is checked whatever the kind, so a request is valid or not on its own.
         try ChannelKind.checkFields(body)
         // The secret that signs callbacks is write-only: given by the caller, or generated and shown once.
@@ -103,16 +103,13 @@ struct ChannelRoutes {
             throw Problem(.conflict, "inbound is for api channels; a \(channel.kind) channel receives at its webhook_path")
         }
         let body = try await request.jsonObject(context: context)
-        guard let from = try BodyText.identifier(body, "from", max: 128, what: "the contact's address"),
-              let messageID = try BodyText.identifier(body, "id", max: 256, what: "the sender's message id, used to ignore repeats") else {
-            throw Problem(.badRequest, "from and id are required")
-        }
+        let from = try BodyText.identifier(body, "from", max: 128, what: "the contact's address")
+        let messageID = try BodyText.identifier(body, "id", max: 256, what: "the sender's message id, used to ignore repeats")
         let text = try BodyText.text(body, "text") ?? ""
         let payload = try BodyText.text(body, "payload")
         if payload?.isEmpty == true { throw Problem(.badRequest, "payload must be text") }
         guard body["text"] != nil || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
-        var name: String?
-        if body["name"] != nil { name = try BodyText.identifier(body, "name", max: 256, required: false) }
+        let name = try BodyText.optionalIdentifier(body, "name", max: 256)
         let result = try await engine.ingest(Inbound(
             tenant: caller.tenant, channel: channel.id, channelKind: channel.kind, contact: from, contactName: name, providerID: messageID,
             message: InboundMessage(text: text, payload: payload, kind: payload == nil ? "text" : "button")))

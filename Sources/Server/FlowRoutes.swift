@@ -69,11 +69,7 @@ struct FlowRoutes {
         }
         let contentType = request.headers[.contentType] ?? ""
         if contentType.hasPrefix("application/json") || contentType.hasPrefix(Self.graphType) {
-            let value: Value
-            switch Value.parse(json: source) {
-            case .success(let v): value = v
-            case .failure(let problem): throw Problem(.badRequest, "the body is not acceptable JSON: \(problem)")
-            }
+            let value = try Problem.json(source)
             // The builder's graph form (nodes and edges) is stored as the flow document it stands for.
             if contentType.hasPrefix(Self.graphType) || value["nodes"] != .null {
                 source = try await limiter.run(tenant: caller.tenant) {

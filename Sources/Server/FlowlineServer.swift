@@ -38,10 +38,7 @@ public struct ServerConfiguration: Sendable {
     /// Checks what can be checked before anything is started, so a mistake in the environment is one clear line.
     public func validate() throws(StartupError) {
         for (name, key) in [("FLOWLINE_ADMIN_KEY", adminKey), ("FLOWLINE_PLATFORM_KEY", platformKey)] {
-            guard let key else { continue }
-            let parts = key.split(separator: "_", omittingEmptySubsequences: false)
-            let safe: (Substring) -> Bool = { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
-            guard parts.count == 3, parts[0] == "fl", safe(parts[1]), safe(parts[2]), parts[2].count >= 16 else {
+            if let key, !APIKeys.isWellFormed(key) {
                 throw StartupError("\(name) must look like fl_<prefix>_<secret>: letters and digits, a secret of at least 16")
             }
         }

@@ -26,8 +26,7 @@ struct KeyRoutes {
         guard case .string(let r)? = body["role"], let role = Caller.Role(rawValue: r), role != .platform else {
             throw Problem(.badRequest, "role must be admin, supervisor or agent")
         }
-        var label = ""
-        label = try BodyText.identifier(body, "label", max: 100, required: false, allowEmpty: true) ?? ""
+        let label = try BodyText.optionalIdentifier(body, "label", max: 100, allowEmpty: true) ?? ""
         let (key, record) = try await APIKeys.create(store: store, tenant: caller.tenant, role: role, label: label)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.create", subject: record.id, at: engine.now)
         return json(["id": .string(record.id), "key": .string(key), "prefix": .string(record.prefix), "role": .string(role.rawValue),
@@ -104,8 +103,7 @@ struct TenantRoutes {
               id.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }) else {
             throw Problem(.badRequest, "id must be 2 to 64 lowercase letters, digits or '-'")
         }
-        var name = id
-        if body["name"] != nil { name = try BodyText.identifier(body, "name", max: 200, required: false) ?? id }
+        let name = try BodyText.optionalIdentifier(body, "name", max: 200) ?? id
         guard try await !store.tenantExists(id) else { throw Problem(.conflict, "tenant \(id) exists") }
         try await store.ensureTenant(id: id, name: name)
         let (key, record) = try await APIKeys.create(store: store, tenant: id, role: .admin, label: "created by the platform")

@@ -128,12 +128,19 @@ extension Request {
 
     /// The body as a JSON object, or a 400 problem that says why: not JSON, a key given twice, or nested too deep.
     func jsonObject(context: some RequestContext) async throws -> [String: Value] {
-        switch Value.parse(json: try await text(context: context)) {
-        case .failure(let problem):
-            throw Problem(.badRequest, "the body is not acceptable JSON: \(problem)")
-        case .success(let v):
-            guard case .map(let m) = v else { throw Problem(.badRequest, "the body must be a JSON object") }
-            return m
+        guard case .map(let m) = try Problem.json(try await text(context: context)) else {
+            throw Problem(.badRequest, "the body must be a JSON object")
+        }
+        return m
+    }
+}
+
+extension Problem {
+    /// A request's JSON, strictly parsed; a 400 that says why it was refused.
+    static func json(_ text: String) throws -> Value {
+        switch Value.parse(json: text) {
+        case .success(let v): return v
+        case .failure(let problem): throw Problem(.badRequest, "the body is not acceptable JSON: \(problem)")
         }
     }
 }
@@ -141,15 +148,19 @@ extension Request {
 /// Checks on text that crosses the API boundary: what the server keeps is refused here, whole and with a reason,
 /// rather than cut short or changed further in.
 enum BodyText {
-    /// An identifier or address (a contact, a message id, a name or label): text of at most `max` characters
-    /// without control characters, which would show one thing in a list and route to another (a NUL cut
-    /// `"55\u0000x"` to contact `"55"`). Absent: nil, or a 400 when `required`; present, it must be text.
-    static func identifier(_ body: [String: Value], _ key: String, max: Int, required: Bool = true, allowEmpty: Bool = false,
-                           what: String? = nil) throws -> String? {
-        guard let value = body[key] else {
-            if required { throw Problem(.badRequest, "\(key) is required" + (what.map { ": \($0)" } ?? "")) }
-            return nil
+    /// A required identifier or address (a contact, a message id, a name): text of 1 to `max` characters without
+    /// control characters, which would show one thing in a list and route to another (a NUL cut `"55\u0000x"` to
+    /// contact `"55"`).
+    static func identifier(_ body: [String: Value], _ key: String, max: Int, what: String? = nil) throws -> String {
+        guard let s = try optionalIdentifier(body, key, max: max) else {
+            throw Problem(.badRequest, "\(key) is required" + (what.map { ": \($0)" } ?? ""))
         }
+        return s
+    }
+
+    /// The same when the key may be left out (nil); given, it must be text, and null is not.
+    static func optionalIdentifier(_ body: [String: Value], _ key: String, max: Int, allowEmpty: Bool = false) throws -> String? {
+        guard let value = body[key] else { return nil }
         guard case .string(let s) = value, allowEmpty || !s.isEmpty, s.count <= max else {
             throw Problem(.badRequest, "\(key) must be text of \(allowEmpty ? 0 : 1) to \(max) characters")
         }

@@ -14,17 +14,18 @@ struct RequestLogMiddleware: RouterMiddleware {
             "hb.request.path": "\(Self.redacted(request.uri.path))",
         ]
         if request.uri.query != nil { metadata["hb.request.query"] = "redacted" }
-        do {
-            let response = try await next(request, context)
-            metadata["hb.response.status"] = "\(response.status.code)"
-            metadata["duration_ms"] = "\((ContinuousClock.now - started).milliseconds)"
-            context.logger.info("request", metadata: metadata)
-            return response
-        } catch {
-            let status = (error as? HTTPResponseError)?.status.code ?? 500
+        var status = 500
+        defer {
             metadata["hb.response.status"] = "\(status)"
             metadata["duration_ms"] = "\((ContinuousClock.now - started).milliseconds)"
             context.logger.info("request", metadata: metadata)
+        }
+        do {
+            let response = try await next(request, context)
+            status = response.status.code
+            return response
+        } catch {
+            status = (error as? HTTPResponseError)?.status.code ?? 500
             throw error
         }
     }

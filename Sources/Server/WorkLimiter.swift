@@ -11,18 +11,19 @@ final class WorkLimiter: Sendable {
     let total: Int
     let queueTimeout: Duration
 
+    /// A queued request: it joins the queue at once, and its continuation arrives an instant later (or, when its
+    /// timeout beat it there, it is marked expired and its continuation is answered false on arrival).
     private struct Waiter {
         var id: UInt64
         var tenant: String
-        var continuation: CheckedContinuation<Bool, Never>
+        var continuation: CheckedContinuation<Bool, Never>?
+        var expired = false
     }
     private struct State {
         var running = 0
         var perTenant: [String: Int] = [:]
         var queue: [Waiter] = []
         var nextID: UInt64 = 0
-        /// Waits that timed out before they were queued.
-        var expired: Set<UInt64> = []
     }
     private let state = Mutex(State())
 
@@ -51,23 +52,27 @@ final class WorkLimiter: Sendable {
                 return nil
             }
             s.nextID += 1
+            s.queue.append(Waiter(id: s.nextID, tenant: tenant))
             return s.nextID
         }
         guard let id else { return }
-        let admitted = await withTaskGroup(of: Bool?.self) { group in
+        let admitted = await withTaskGroup(of: Void.self) { group in
             group.addTask { [queueTimeout] in
                 // Cancelled once admitted: only a real timeout expires the wait.
-                guard (try? await Task.sleep(for: queueTimeout)) != nil else { return nil }
+                guard (try? await Task.sleep(for: queueTimeout)) != nil else { return }
                 self.expire(id)
-                return nil
             }
             let admitted = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                let late = state.withLock { s -> Bool in
-                    if s.expired.remove(id) != nil { return true }
-                    s.queue.append(Waiter(id: id, tenant: tenant, continuation: c))
+                let expired = state.withLock { s -> Bool in
+                    guard let i = s.queue.firstIndex(where: { $0.id == id }) else { return true }
+                    if s.queue[i].expired {
+                        s.queue.remove(at: i)
+                        return true
+                    }
+                    s.queue[i].continuation = c
                     return false
                 }
-                if late { c.resume(returning: false) } else { promote() }
+                if expired { c.resume(returning: false) } else { promote() }
             }
             group.cancelAll()
             return admitted
@@ -88,11 +93,11 @@ final class WorkLimiter: Sendable {
         state.withLock { s in
             var i = 0
             while i < s.queue.count, s.running < total {
-                if s.perTenant[s.queue[i].tenant, default: 0] < perTenant {
+                if let c = s.queue[i].continuation, s.perTenant[s.queue[i].tenant, default: 0] < perTenant {
                     let w = s.queue.remove(at: i)
                     s.running += 1
                     s.perTenant[w.tenant, default: 0] += 1
-                    ready.append(w.continuation)
+                    ready.append(c)
                 } else {
                     i += 1
                 }
@@ -101,13 +106,16 @@ final class WorkLimiter: Sendable {
         for c in ready { c.resume(returning: true) }
     }
 
+    /// Gives up on queued request `id` (nothing when it was admitted meanwhile).
     private func expire(_ id: UInt64) {
         let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
-            guard let i = s.queue.firstIndex(where: { $0.id == id }) else {
-                if s.nextID >= id, !s.queue.contains(where: { $0.id == id }) { s.expired.insert(id) }
+            guard let i = s.queue.firstIndex(where: { $0.id == id }) else { return nil }
+            guard let c = s.queue[i].continuation else {
+                s.queue[i].expired = true  // its continuation is answered when it arrives
                 return nil
             }
-            return s.queue.remove(at: i).continuation
+            s.queue.remove(at: i)
+            return c
         }
         waiter?.resume(returning: false)
     }

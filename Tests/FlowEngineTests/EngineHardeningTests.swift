@@ -45,11 +45,8 @@ import Testing
     func aConversationWhoseStateCannotBeReadFailsAloneAndTheRestGoOn(_ backend: Backend) async throws {
         let rig = try await Rig(backend)
         try await rig.publish(EngineTests.greeter)
-        guard case .accepted(let bad, _) = try await rig.engine.ingest(inbound("oi", from: "1", id: "a1")),
-              case .accepted(let good, _) = try await rig.engine.ingest(inbound("oi", from: "2", id: "b1")) else {
-            Issue.record("not accepted")
-            return
-        }
+        let bad = try accepted(try await rig.engine.ingest(inbound("oi", from: "1", id: "a1"))).conversation
+        let good = try accepted(try await rig.engine.ingest(inbound("oi", from: "2", id: "b1"))).conversation
         try await rig.engine.drain()
         // A continuation that cannot be decoded (a value nested past what the reader accepts, say).
         try await rig.store.driver.transaction { db in
@@ -94,11 +91,7 @@ import Testing
         // While the turn is held, other work on the database goes through: on SQLite, with one writer, it would
         // wait for the turn's transaction if the turn ran inside one.
         let started = ContinuousClock.now
-        let other = try await rig.engine.ingest(inbound("oi", from: "2", id: "b1"))
-        guard case .accepted = other else {
-            Issue.record("not accepted: \(other)")
-            return
-        }
+        _ = try accepted(try await rig.engine.ingest(inbound("oi", from: "2", id: "b1")))
         #expect(ContinuousClock.now - started < .seconds(2))
         #expect(try await rig.store.conversations(tenant: "t1", status: nil, contact: nil).count == 2)
         latch.open()
@@ -123,10 +116,7 @@ import Testing
     func aClaimedConversationRunsOnceAndALateWriterLoses(_ backend: Backend) async throws {
         let rig = try await Rig(backend)
         try await rig.publish(EngineTests.greeter)
-        guard case .accepted(let id, _) = try await rig.engine.ingest(inbound("oi", from: "1", id: "a1")) else {
-            Issue.record("not accepted")
-            return
-        }
+        let id = try accepted(try await rig.engine.ingest(inbound("oi", from: "1", id: "a1"))).conversation
         let latch = Latch()
         let store = rig.store, now = rig.clock.now
         let slow = Task { try await store.runTurns(limit: 8, now: now, lease: 15, Self.turn(latch, now: now)) }
@@ -185,15 +175,20 @@ import Testing
         // Two loops, ten intervals each, and a few passes of slack.
         #expect(engine.passes >= 2)
         #expect(engine.passes <= 30, "\(engine.passes) passes in one idle second")
-        // A wake-up still ends the sleep at once.
-        let woken = Task { await engine.run() }
-        try await Task.sleep(for: .milliseconds(150))
-        let before = engine.passes
+        // A stored message still ends the sleep at once: with a poll interval of a minute, only the signal can.
+        var sleepy = Engine.Configuration()
+        sleepy.pollInterval = .seconds(60)
+        let woken = Engine(store: store, connectors: ConnectorRegistry(), configuration: sleepy)
         try await store.ensureTenant(id: "t1", name: "t1")
-        _ = try await engine.ingest(inbound("nobody listens", from: "9", id: "z"))
-        await Self.eventually(within: .milliseconds(80), "the ingest woke the turn loop") { engine.passes > before }
-        woken.cancel()
-        await woken.value
+        try await woken.publish(tenant: "t1", program: try Flows.compile(EngineTests.greeter), source: EngineTests.greeter)
+        let loops = Task { await woken.run() }
+        await Self.eventually("both loops made their first pass and sleep") { woken.passes >= 2 }
+        try await Task.sleep(for: .milliseconds(50))
+        let before = woken.passes
+        _ = try accepted(try await woken.ingest(inbound("oi", from: "9", id: "z")))
+        await Self.eventually(within: .seconds(5), "the ingest woke the turn loop") { woken.passes > before }
+        loops.cancel()
+        await loops.value
         await store.close()
     }
 
@@ -217,10 +212,7 @@ import Testing
                 end: "done"
             """
         try await engine.publish(tenant: "t1", program: try Flows.compile(flow), source: flow)
-        guard case .accepted(let id, _) = try await engine.ingest(inbound("go", from: "7", id: "r1")) else {
-            Issue.record("not accepted")
-            return
-        }
+        let id = try accepted(try await engine.ingest(inbound("go", from: "7", id: "r1"))).conversation
         _ = try await engine.runTurns()  // now waiting on the call (no connector performs it: it stays in flight)
         #expect(try await rig.store.conversation(id: id, tenant: "t1")?.continuation?.wait == .effect(id: 1))
         let forged = id + "." + String(repeating: "0", count: 64)

@@ -47,32 +47,17 @@ import Testing
     }
 
     @Test func anOnErrorBlockCatchesAValueThatGrewTooLarge() throws {
+        // Ten times larger per block: the fifth list holds 10^5 texts, past the node limit.
+        var blocks = ""
+        for i in 0..<5 {
+            blocks += "  a\(i):\n    set: {x: \"[x, x, x, x, x, x, x, x, x, x]\"}\n    next: \(i < 4 ? "a\(i + 1)" : "done")\n    on_error: oops\n"
+        }
         let h = try Harness("""
             flow: grow
             variables: {x: {type: any, default: "0123456789"}}
-            start: a
+            start: a0
             blocks:
-              a:
-                set: {x: "[x, x, x, x, x, x, x, x, x, x]"}
-                next: a2
-                on_error: oops
-              a2:
-                set: {x: "[x, x, x, x, x, x, x, x, x, x]"}
-                next: a3
-                on_error: oops
-              a3:
-                set: {x: "[x, x, x, x, x, x, x, x, x, x]"}
-                next: a4
-                on_error: oops
-              a4:
-                set: {x: "[x, x, x, x, x, x, x, x, x, x]"}
-                next: a5
-                on_error: oops
-              a5:
-                set: {x: "[x, x, x, x, x, x, x, x, x, x]"}
-                next: done
-                on_error: oops
-              oops:
+            \(blocks)  oops:
                 end: "too big: {{ error.code }}"
               done:
                 end: "never"

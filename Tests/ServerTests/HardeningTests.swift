@@ -69,8 +69,9 @@ import Testing
         await rig.store.close()
     }
 
-    /// SQLite hands text back only up to a NUL; anything that still carries one is kept with U+FFFD, whole.
-    @Test func textWithANulIsStoredWhole() async throws {
+    /// SQLite hands text back only up to a NUL, so an id `p\0 1` read back as `p` and the next `p\0 2` was a
+    /// "duplicate". Anything that still carries a NUL is stored with U+FFFD in its place: ids stay distinct.
+    @Test func idsWithANulStayDistinct() async throws {
         let rig = try await R.Rig()
         _ = try await rig.engine.ingest(Inbound(tenant: "a", channel: "c", channelKind: "api", contact: "55", contactName: nil,
                                                     providerID: "p\u{0}1", message: InboundMessage(text: "x\u{0}y")))

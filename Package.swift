@@ -106,6 +106,8 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
+        // What several test targets share (a closed port, …); only tests depend on it.
+        .target(name: "FlowlineTestKit", path: "Tests/FlowlineTestKit"),
         .testTarget(name: "FlowVMTests", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),
         .testTarget(
             name: "FlowCompilerTests",
@@ -123,6 +125,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
+                "FlowlineTestKit",
                 "Server", "FlowEngine", "FlowStore", "FlowVM",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -136,6 +139,7 @@ let package = Package(
         .testTarget(
             name: "ConnectorsTests",
             dependencies: [
+                "FlowlineTestKit",
                 "Connectors", "FlowCompiler", "FlowVM", "FlowEngine",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -145,6 +149,7 @@ let package = Package(
         .testTarget(
             name: "CRMConnectorTests",
             dependencies: [
+                "FlowlineTestKit",
                 "CRMConnector", "FlowEngine", "FlowStore", "FlowVM", "FlowCompiler", "Connectors",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -13,7 +13,10 @@ import NIOCore
 ///
 /// Failures: 429, 409 and 5xx are retried, unless Stripe says `Stripe-Should-Retry: false`; everything else
 /// (bad parameters, an invalid key, an idempotency-key reuse with other parameters) is permanent, with code
-/// `stripe_<error.code or error.type>`. Stripe's own message is not passed on: it may quote the key.
+/// `stripe_<error.code or error.type>`. A failure Stripe *replays* (`Idempotent-Replayed: true`: a 500 saved under
+/// the key by an earlier attempt) is permanent too: Stripe answers that key the same way for 24 hours, so retrying
+/// it cannot help, and a new key could create a second session. Stripe's own message is not passed on: it may
+/// quote the key.
 public struct StripeAPI: Connector {
     public let apiURL: String
     private let secretKey: String
@@ -117,17 +120,19 @@ public struct StripeAPI: Connector {
         let answer = Value(json: String(buffer: bytes)) ?? .null
         if (200..<300).contains(status), case .string = answer["id"] { return answer }
         throw Self.failure(status: status, answer: answer, shouldRetry: response.headers.first(name: "Stripe-Should-Retry"),
-                           retryAfter: HTTPWebhookConnector.retryAfter(response.headers.first(name: "Retry-After"), now: Date()))
+                           retryAfter: HTTPWebhookConnector.retryAfter(response.headers.first(name: "Retry-After"), now: Date()),
+                           replayed: response.headers.first(name: "Idempotent-Replayed") == "true")
     }
 
     /// A Stripe error answer as a connector failure. `Stripe-Should-Retry` overrides the status's default.
-    public static func failure(status: Int, answer: Value, shouldRetry: String? = nil, retryAfter: Int64? = nil) -> ConnectorError {
+    public static func failure(status: Int, answer: Value, shouldRetry: String? = nil, retryAfter: Int64? = nil,
+                               replayed: Bool = false) -> ConnectorError {
         let error = answer["error"]
         let what = error["code"].nonEmptyText ?? error["type"].nonEmptyText ?? "http_\(status)"
         var retryable = status == 429 || status == 409 || status >= 500
         if shouldRetry == "true" { retryable = true }
-        if shouldRetry == "false" { retryable = false }
-        return ConnectorError(code: "stripe_\(what)", message: "Stripe refused the request (\(status), \(what))", retryable: retryable,
-                              retryAfter: retryAfter)
+        if shouldRetry == "false" || replayed { retryable = false }
+        return ConnectorError(code: "stripe_\(what)", message: "Stripe refused the request (\(status), \(what)\(replayed ? ", replayed" : ""))",
+                              retryable: retryable, retryAfter: retryAfter)
     }
 }

@@ -8,6 +8,9 @@ import NIOCore
 /// with the number's access token. Text, reply buttons (up to 3) and lists become the Graph's `text` and
 /// `interactive` messages; a button's id is its title, so a tap comes back as the same text and payload.
 ///
+/// Every message carries its outbox key as `biz_opaque_callback_data`, which Meta returns in the message's status
+/// notifications: a repeat after a crash carries the same key as the first.
+///
 /// Failures are decided by the Graph's `error.code`, never the HTTP status: 131047 (the 24-hour window is
 /// closed) and 131026 (undeliverable) are permanent, 130429 and 131056 (rate limits) are retried.
 public struct WhatsAppCloudAPI: Sendable {
@@ -88,6 +91,13 @@ public struct WhatsAppCloudAPI: Sendable {
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
         request.headers.add(name: "Content-Type", value: "application/json")
+        var body = body
+        // The outbox key rides along (Meta echoes it in this message's status notifications), so a receiver can tell a
+        // repeat after a crash from a new message.
+        if case .map(var fields) = body, fields["status"] == nil, context.idempotencyKey.utf8.count <= 512 {
+            fields["biz_opaque_callback_data"] = .string(context.idempotencyKey)
+            body = .map(fields)
+        }
         request.body = .bytes(ByteBuffer(string: body.jsonText))
         let (response, bytes) = try await context.send(request, to: "the WhatsApp Cloud API")
         let answer = Value(json: String(buffer: bytes)) ?? .null

@@ -105,6 +105,7 @@ public final class Engine: Sendable {
         let start = TriggerMatcher.match(text: inbound.message.text, channelKind: inbound.channelKind,
                                          flows: try await publishedFlows(inbound.tenant))
         let result = try await ingests.submit(IngestItem(inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased()))
+        Failpoint.hit(.ingestAfterCommit)
         if case .accepted = result { wake.signal() }
         return result
     }
@@ -241,6 +242,7 @@ public final class Engine: Sendable {
     public func dispatch() async throws -> Int {
         let claimed = try await store.claimDeliveries(limit: configuration.deliveryBatch, now: now, lease: configuration.delivery.lease)
         guard !claimed.isEmpty else { return 0 }
+        Failpoint.hit(.deliveryAfterClaim, claimed.map(\.entry.action))
         let finished = await withTaskGroup(of: (Delivery, DeliveryMachine.Action).self) { group in
             for d in claimed {
                 group.addTask { (d, await self.deliver(d)) }
@@ -288,6 +290,7 @@ public final class Engine: Sendable {
                 outcome = .success(try await Self.withDeadline(context.deadline) {
                     try await connector.perform(action: d.entry.action, parameters: d.entry.payload, context: context)
                 })
+                Failpoint.hit(.deliveryAfterCall, [d.entry.action])
             } catch let e as ConnectorError {
                 outcome = .failure(e)
             } catch {

@@ -264,7 +264,11 @@ public final class SQLStore: Store, @unchecked Sendable {
             return item
         }
         return try await retryingConflicts {
-            try await self.driver.transaction { db in try await self.ingest(batch, now: now, db) }
+            try await self.driver.transaction { db in
+                let results = try await self.ingest(batch, now: now, db)
+                Failpoint.hit(.ingestBeforeCommit)
+                return results
+            }
         }
     }
 
@@ -572,6 +576,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         //    while a lock is held, so a slow turn (a pattern near its budget, a large value) delays only itself.
         let claimed = try await claimTurns(limit: limit, now: now, lease: lease)
         guard !claimed.works.isEmpty || claimed.poisoned > 0 else { return 0 }
+        Failpoint.hit(.turnAfterClaim)
         // 2. Run every turn outside any transaction.
         var outcomes: [(work: TurnWork, outcome: TurnMachine.Outcome)] = []
         for work in claimed.works {
@@ -583,6 +588,9 @@ public final class SQLStore: Store, @unchecked Sendable {
                 outcome = Self.failed(work.conversation, "turn could not run: \(error)")
             }
             outcomes.append((work, outcome))
+        }
+        if Failpoint.isArmed {
+            Failpoint.hit(.turnAfterRun, Array(Set(claimed.works.flatMap { w in w.events.isEmpty ? ["timer"] : w.events.map(\.body.kind) })))
         }
         // 3. Write: one transaction for the batch; should it fail, each turn on its own, so one outcome the database
         //    refuses fails its own conversation and no other.

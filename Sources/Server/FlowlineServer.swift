@@ -32,6 +32,10 @@ public struct ServerConfiguration: Sendable {
     /// Where the outside world reaches this server (`FLOWLINE_PUBLIC_URL`): the base of resume links handed to n8n
     /// and other systems. `http://host:port` when unset.
     public var publicURL: String?
+    /// Seconds a claimed delivery stays with this process before another may attempt it again
+    /// (`FLOWLINE_DELIVERY_LEASE`, 60 by default): after a crash, the wait before a send is retried. A connector call
+    /// gets at most half of it (and never more than 30 s), so a slow call is never attempted twice at once.
+    public var deliveryLease: Int64 = 60
 
     public init() {}
 
@@ -45,9 +49,12 @@ public struct ServerConfiguration: Sendable {
         if let secretKey, (try? SecretBox(base64: secretKey)) == nil {
             throw StartupError("FLOWLINE_SECRET_KEY must be 32 bytes in base64 (openssl rand -base64 32)")
         }
-        guard (1...65535).contains(port) else { throw StartupError("the port must be from 1 to 65535, not \(port)") }
+        guard (0...65535).contains(port) else { throw StartupError("the port must be from 0 (any free port) to 65535, not \(port)") }
         if let publicURL, URLComponents(string: publicURL)?.host == nil {
             throw StartupError("FLOWLINE_PUBLIC_URL must be an absolute URL such as https://flows.example.com")
+        }
+        guard (2...86_400).contains(deliveryLease) else {
+            throw StartupError("the delivery lease must be from 2 to 86400 seconds, not \(deliveryLease)")
         }
         guard database.hasPrefix("sqlite:") || database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") else {
             throw StartupError("the database must be sqlite:PATH or postgres://user:password@host:port/db")
@@ -250,6 +257,8 @@ public enum FlowlineServer {
                                   custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
         var engineConfiguration = Engine.Configuration()
         engineConfiguration.http = http
+        engineConfiguration.delivery.lease = configuration.deliveryLease
+        engineConfiguration.connectorTimeout = min(.seconds(30), .milliseconds(configuration.deliveryLease * 500))
         if let secrets {
             engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)",
                                                           secrets: secrets)
@@ -276,8 +285,11 @@ public enum FlowlineServer {
                            metrics: metrics),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
             services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],
+            onServerRunning: { channel in
+                // The port bound, which differs from the one asked for with --port 0 (any free port).
+                say("Flowline listening on http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port) (database \(redacted(configuration.database)))")
+            },
             logger: logger)
-        say("Flowline listening on http://\(configuration.host):\(configuration.port) (database \(redacted(configuration.database)))")
         try await app.runService()
     }
 

@@ -12,6 +12,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on (or $FLOWLINE_PORT).") var port: Int?
     @OptionGroup var db: DatabaseOption
     @Option(help: "Folder of flows to publish to the demo tenant at start-up.") var flows = "flows"
+    @Option(help: "Seconds a claimed delivery stays with this process before another may retry it (or $FLOWLINE_DELIVERY_LEASE; 60).")
+    var deliveryLease: Int64?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -29,6 +31,7 @@ struct Serve: AsyncParsableCommand {
             config.connectors.append(CRMConnector(baseURL: url, apiKey: env["FLOWLINE_CRM_API_KEY"] ?? ""))
         }
         config.flowsDirectory = flows
+        config.deliveryLease = deliveryLease ?? env["FLOWLINE_DELIVERY_LEASE"].flatMap(Int64.init) ?? config.deliveryLease
         var logger = Logger(label: "flowline")
         logger.logLevel = env["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         do {

@@ -8,6 +8,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import FlowlineTestKit
 import Testing
 
 /// The example custom connector against a fake CRM on 127.0.0.1, alone and through the engine.
@@ -75,7 +76,8 @@ import Testing
             #expect(denied?.code == "crm_401" && denied?.retryable == false, "a wrong key is not retried")
             #expect(denied.map { !"\($0)".contains("sk-wrong-secret") } == true, "the key never reaches an error")
         }
-        let nowhere = CRMConnector(baseURL: "http://127.0.0.1:1", apiKey: "crm-key")
+        let closed = ClosedPort()
+        let nowhere = CRMConnector(baseURL: closed.url, apiKey: "crm-key")
         let refused = await Self.error { try await nowhere.perform(action: "crm.lookup", parameters: ["phone": "5511"], context: Self.context(.seconds(1))) }
         #expect(refused?.code == "unreachable" && refused?.retryable == true)
     }
@@ -134,7 +136,9 @@ import Testing
             #expect(try await replies("777") == ["Hello! How can we help?"])
             #expect(try await replies("slow") == [], "a call past the deadline is retried later, not answered")
             let pending = try await store.deliveries(tenant: "t1", state: .pending)
-            #expect(pending.count == 1 && pending[0].lastError?.hasPrefix("timeout") == true)
+            // The engine's deadline and the HTTP client's (the same instant) race: either ends the call, retryably.
+            #expect(pending.count == 1 && pending[0].lastError.map { $0.hasPrefix("timeout") || $0.hasPrefix("unreachable") } == true,
+                    "\(pending.map(\.lastError))")
             await store.close()
         }
     }

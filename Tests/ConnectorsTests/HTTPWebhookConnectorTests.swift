@@ -7,6 +7,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Synchronization
+import FlowlineTestKit
 import Testing
 
 /// `http.request` (the `webhook:` block) against a real HTTP peer on 127.0.0.1.
@@ -119,8 +120,9 @@ import Testing
             let bad = await call("", ["url": "ftp://example.com/x"])
             #expect(bad?.code == "invalid_url" && bad?.retryable == false)
         }
+        let closed = ClosedPort()
         let refused = await Self.failure {
-            try await HTTPWebhookConnector().perform(action: "http.request", parameters: ["url": "http://127.0.0.1:1/x"],
+            try await HTTPWebhookConnector().perform(action: "http.request", parameters: ["url": .string(closed.url + "/x")],
                                                      context: Self.context(.seconds(1)))
         }
         #expect(refused?.code == "unreachable" && refused?.retryable == true)

@@ -226,3 +226,60 @@ import Testing
         await rig.store.close()
     }
 }
+
+/// Two processes' engines (two connection pools) on one PostgreSQL storing the first messages of the same new
+/// contacts at the same moment: one open conversation per contact, every message attached to it, no deadlock.
+@Suite struct ConcurrentIngestTests {
+    static let flow = """
+        flow: hello
+        trigger: { channel: api }
+        start: ask
+        blocks:
+          ask:
+            ask: "Name?"
+            save: name
+            next: bye
+          bye:
+            end: "Bye {{ name }}"
+        """
+
+    @Test func twoProcessesIngestingTheSameNewContactsOpenOneConversationEach() async throws {
+        guard let base = Backend.postgresURL else {
+            if Backend.required { Issue.record("this test needs FLOWLINE_TEST_POSTGRES_URL") }
+            return
+        }
+        let url = try await TestPostgres.freshDatabase(base)
+        let a = try await SQLStore.open(url), b = try await SQLStore.open(url)
+        try await a.migrate()
+        try await a.ensureTenant(id: "t1", name: "t1")
+        let engineA = Engine(store: a, connectors: ConnectorRegistry()), engineB = Engine(store: b, connectors: ConnectorRegistry())
+        try await engineA.publish(tenant: "t1", program: try Flows.compile(Self.flow), source: Self.flow)
+        let contacts = 60
+        // Each contact's two first messages arrive at once, one through each process, in batches that overlap in
+        // opposite orders (the lock order a deadlock needs).
+        let results = try await withThrowingTaskGroup(of: IngestResult.self) { group in
+            for i in 0..<contacts {
+                group.addTask { try await engineA.ingest(inbound("a\(i)", from: "u\(i)", id: "a\(i)")) }
+                group.addTask { try await engineB.ingest(inbound("b\(contacts - 1 - i)", from: "u\(contacts - 1 - i)", id: "b\(contacts - 1 - i)")) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.count == contacts * 2)
+        var started = 0
+        for r in results {
+            let (_, isNew) = try accepted(r)
+            if isNew { started += 1 }
+        }
+        #expect(started == contacts, "one of each contact's two messages started its conversation")
+        let conversations = try await a.conversations(tenant: "t1", status: nil, contact: nil)
+        #expect(conversations.count == contacts)
+        #expect(Set(conversations.map(\.contact)).count == contacts, "one conversation per contact")
+        try await engineA.drain()
+        for c in conversations {
+            let events = try await a.traces(conversation: c.id, tenant: "t1").filter { $0.event["kind"] == "message" }.map(\.event["text"].text)
+            #expect(Set(events) == ["a\(c.contact.dropFirst())", "b\(c.contact.dropFirst())"], "\(c.contact): \(events)")
+        }
+        await a.close()
+        await b.close()
+    }
+}

@@ -9,6 +9,7 @@ import Hummingbird
 import HummingbirdTesting
 @testable import Server
 import Synchronization
+import FlowlineTestKit
 import Testing
 
 /// Replies on an `api` channel reach its callback URL: a real HTTP receiver on 127.0.0.1 records what arrives.
@@ -141,10 +142,11 @@ import Testing
         }
         await rig.store.close()
 
-        // Nothing listens on port 1: the connection is refused, which is worth trying again.
+        // Nothing listens on the port: the connection is refused, which is worth trying again.
+        let closed = ClosedPort()
         let rig2 = try await RouterTests.Rig(clock: { clock.now })
         try await rig2.app.test(.router) { client in
-            _ = try await Self.start(rig2, client, callback: "http://127.0.0.1:1/hook")
+            _ = try await Self.start(rig2, client, callback: closed.url + "/hook")
             try await rig2.engine.drain()
             let pending = try await rig2.store.deliveries(tenant: "a", state: .pending)
             #expect(pending.first?.attempts == 1)
@@ -155,10 +157,11 @@ import Testing
 
     @Test func channelSecretsAreWriteOnlyAndSealedAtRest() async throws {
         let rig = try await RouterTests.Rig()
+        let closed = ClosedPort()
         let given = "my-own-signing-secret-0123456789"
         try await rig.app.test(.router) { client in
             let a = RouterTests.auth(rig.adminA)
-            let channel = try await Self.start(rig, client, callback: "http://127.0.0.1:1/hook", extra: #", "secret": "\#(given)""#)
+            let channel = try await Self.start(rig, client, callback: closed.url + "/hook", extra: #", "secret": "\#(given)""#)
             #expect(channel["signing_secret"] == .null, "a secret the caller gave is not echoed")
             #expect(channel["signed"] == true)
             try await client.execute(uri: "/v1/channels", method: .get, headers: a) { r in
@@ -179,7 +182,7 @@ import Testing
         let keyless = try await RouterTests.Rig(secrets: nil)
         try await keyless.app.test(.router) { client in
             try await client.execute(uri: "/v1/channels", method: .post, headers: RouterTests.auth(keyless.adminA),
-                                     body: RouterTests.body(#"{"kind": "api", "name": "x", "callback_url": "http://127.0.0.1:1/"}"#)) { r in
+                                     body: RouterTests.body(#"{"kind": "api", "name": "x", "callback_url": "\#(closed.url)/"}"#)) { r in
                 #expect(r.status == .serviceUnavailable)
                 #expect(RouterTests.json(r)["detail"].text.contains("FLOWLINE_SECRET_KEY"))
             }

@@ -5,6 +5,7 @@ import FlowEngine
 import FlowStore
 import FlowVM
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
@@ -14,40 +15,10 @@ import Testing
 /// The whole product on PostgreSQL, through a real `flowline serve` process and every peer: a signed WhatsApp
 /// webhook starts a flow that sends buttons, takes the reply, creates a Stripe Checkout Session, resumes on the
 /// signed Stripe event, emails a receipt over SMTP (aiosmtpd) and starts an n8n workflow that calls back through
-/// its resume link. The server is killed (SIGKILL) twice on the way; each effect is observed at its peer once.
+/// its resume link. The server is killed (SIGKILL) twice: once while Stripe's answer is in flight (the retry gets
+/// Stripe's replay: two attempts, one session), once right after the payment event. Each effect reaches its peer
+/// once, or, where the second kill caught it between its call and its done mark, once more under the same key.
 @Suite struct EndToEndTests {
-    static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug/flowline").path
-
-    /// A `flowline serve` process.
-    final class Serve: @unchecked Sendable {
-        let process = Process()
-        init(database: String, port: Int, flows: String, log: String, secretKey: String) throws {
-            process.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
-            process.arguments = ["serve", "--port", "\(port)", "--database", database, "--flows", flows]
-            var env = ProcessInfo.processInfo.environment
-            env["FLOWLINE_ADMIN_KEY"] = EndToEndTests.adminKey
-            env["FLOWLINE_SECRET_KEY"] = secretKey
-            env["FLOWLINE_PUBLIC_URL"] = "http://127.0.0.1:\(port)"
-            process.environment = env
-            if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            handle.seekToEndOfFile()
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
-        }
-        func kill() {
-            Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        func stop() {
-            process.terminate()
-            process.waitUntilExit()
-        }
-    }
-
-    static let adminKey = "fl_e2eadmin_0123456789abcdefghijklmnopqrstuv"
     static let flow = """
         flow: e2e-clinic
         trigger: { channel: whatsapp }
@@ -92,25 +63,6 @@ import Testing
             end: "Até logo!"
         """
 
-    struct HTTP {
-        let base: String
-        @discardableResult
-        func call(_ method: HTTPMethod, _ path: String, _ body: String? = nil, headers: [(String, String)] = [],
-                  auth: Bool = true) async throws -> (status: Int, body: Value) {
-            var request = HTTPClientRequest(url: base + path)
-            request.method = method
-            if auth { request.headers.add(name: "Authorization", value: "Bearer \(EndToEndTests.adminKey)") }
-            for (n, v) in headers { request.headers.add(name: n, value: v) }
-            if let body {
-                if !headers.contains(where: { $0.0 == "Content-Type" }) { request.headers.add(name: "Content-Type", value: "application/json") }
-                request.body = .bytes(ByteBuffer(string: body))
-            }
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(15))
-            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
-            return (Int(response.status.code), Value(json: text) ?? .string(text))
-        }
-    }
-
     static func whatsApp(_ messages: String) -> String {
         """
         {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
@@ -130,8 +82,8 @@ import Testing
             return
         }
         guard let smtp = SMTPClientTests.Peer() else { return }
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            Issue.record("build flowline first: \(Self.binary) is missing")
+        guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
+            Issue.record("build flowline first: \(ServeProcess.binary) is missing")
             return
         }
         let database = try await SQLStore.createPostgresDatabase(nextTo: base, prefix: "e2e_")
@@ -139,9 +91,10 @@ import Testing
         try FileManager.default.createDirectory(atPath: dir + "/flows", withIntermediateDirectories: true)
         let log = dir + "/serve.log"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = try Self.freePort()
         let secretKey = SecretBox.generateKey()
         let email = "e2e-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        // A kill leaves what it had leased for the lease: 3 s here, so the test waits seconds, not a minute.
+        let environment = ["FLOWLINE_DELIVERY_LEASE": "3"]
 
         let graph = FakeGraphAPI(token: "EAAG-e2e-token")
         let stripe = FakeStripe()
@@ -149,19 +102,23 @@ import Testing
         try await graph.app.test(.live) { graphPeer in
             try await stripe.app.test(.live) { stripePeer in
                 try await n8n.app.test(.live) { n8nPeer in
-                    var serve = try Serve(database: database, port: port, flows: dir + "/flows", log: log, secretKey: secretKey)
+                    var serve = try await ServeProcess(database: database, log: log, secretKey: secretKey, flows: dir + "/flows", environment: environment)
+                    var killed: [ServeProcess] = []
                     defer { serve.stop() }
-                    let api = HTTP(base: "http://127.0.0.1:\(port)")
-                    func waitUntilReady() async throws {
-                        _ = try await Peers.eventually("the server is ready", seconds: 30) { () -> Bool? in
-                            (try? await api.call(.GET, "/ready", auth: false).status) == 200 ? true : nil
-                        }
+                    func restart() async throws {
+                        serve.kill()
+                        #expect(serve.wasKilled)
+                        killed.append(serve)
+                        serve = try await ServeProcess(database: database, log: log, secretKey: secretKey, flows: dir + "/flows", environment: environment)
+                        // Resume links name the public URL; n8n calls back to wherever the server listens now.
+                        n8n.callbackBase.withLock { $0 = serve.api.base }
                     }
-                    try await waitUntilReady()
+                    n8n.callbackBase.withLock { $0 = serve.api.base }
+                    let api = { serve.api }
 
                     // Set-up through the API: the flow, and the tenant's four accounts.
-                    #expect(try await api.call(.PUT, "/v1/flows/e2e-clinic", Self.flow, headers: [("Content-Type", "application/yaml")]).body["valid"] == true)
-                    #expect(try await api.call(.POST, "/v1/flows/e2e-clinic/publish").status == 201)
+                    #expect(try await api().call(.PUT, "/v1/flows/e2e-clinic", Self.flow, headers: [("Content-Type", "application/yaml")]).body["valid"] == true)
+                    #expect(try await api().call(.POST, "/v1/flows/e2e-clinic/publish").status == 201)
                     let channels: [Value] = [
                         ["kind": "whatsapp", "name": "wa", "phone_number_id": "106540352242922", "verify_token": "verify-e2e-token",
                          "app_secret": "app-secret-e2e", "access_token": "EAAG-e2e-token", "graph_url": .string("http://127.0.0.1:\(graphPeer.port!)")],
@@ -173,81 +130,93 @@ import Testing
                     ]
                     var paths: [String: String] = [:]
                     for c in channels {
-                        let (status, body) = try await api.call(.POST, "/v1/channels", c.jsonText)
+                        let (status, body) = try await api().call(.POST, "/v1/channels", c.jsonText)
                         #expect(status == 201, "\(body)")
                         paths[c["kind"].text] = body["webhook_path"].text
                     }
 
                     // A signed WhatsApp message starts the flow: the question goes out with its buttons.
                     let hi = Self.whatsApp(#"{"from": "5511999990000", "id": "wamid.e2e.1", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
-                    #expect(try await api.call(.POST, paths["whatsapp"]!, hi, headers: [("X-Hub-Signature-256", Self.hubSignature(hi))], auth: false).status == 200)
+                    #expect(try await api().call(.POST, paths["whatsapp"]!, hi, headers: [("X-Hub-Signature-256", Self.hubSignature(hi))], auth: false).status == 200)
                     _ = try await Peers.eventually("the buttons reach WhatsApp") { graph.messages.count == 1 ? true : nil }
                     #expect(graph.messages[0]["interactive"]["action"]["buttons"][0]["reply"]["title"] == "Sim")
+                    #expect(graph.messages[0]["recipient"] == "BR.e2e" && graph.messages[0]["to"] == "5511999990000")
 
-                    // The reply: a Checkout Session, and its link sent.
+                    // The reply asks Stripe for a Checkout Session. Crash 1: killed while Stripe's answer is in flight.
+                    stripe.hold()
                     let yes = Self.whatsApp("""
                         {"from": "5511999990000", "id": "wamid.e2e.2", "timestamp": "2", "type": "interactive",
                          "interactive": {"type": "button_reply", "button_reply": {"id": "Sim", "title": "Sim"}}}
                         """)
-                    #expect(try await api.call(.POST, paths["whatsapp"]!, yes, headers: [("X-Hub-Signature-256", Self.hubSignature(yes))], auth: false).status == 200)
-                    _ = try await Peers.eventually("the payment link reaches WhatsApp") { graph.messages.count == 2 ? true : nil }
-                    let link = graph.messages[1]["text"]["body"].text
+                    #expect(try await api().call(.POST, paths["whatsapp"]!, yes, headers: [("X-Hub-Signature-256", Self.hubSignature(yes))], auth: false).status == 200)
+                    _ = try await Peers.eventually("the session request is in flight") { stripe.held == 1 ? true : nil }
+                    try await restart()
+                    stripe.release()
+                    // The restarted server retries the call after its lease, under the same key: Stripe replays its answer.
+                    let link = try await Peers.eventually("the payment link reaches WhatsApp", seconds: 30) {
+                        graph.messages.last.flatMap { $0["text"]["body"].text.hasPrefix("Pague aqui") ? $0["text"]["body"].text : nil }
+                    }
+                    let attempts = stripe.attempts.withLock { $0 }
+                    #expect(attempts.count == 2 && Set(attempts.compactMap(\.idempotencyKey)).count == 1, "two attempts under one key: \(attempts)")
+                    #expect(attempts.map(\.replayed) == [false, true], "the second is Stripe's replay of the first")
+                    #expect(stripe.created.withLock { $0.count } == 1, "one Checkout Session")
                     let session = try #require(link.components(separatedBy: "/pay/").last)
-
-                    // Crash 1: killed while the conversation waits for the payment; restarted on the same database.
-                    serve.kill()
-                    serve = try Serve(database: database, port: port, flows: dir + "/flows", log: log, secretKey: secretKey)
-                    try await waitUntilReady()
+                    #expect(stripe.created.withLock { $0.first?.id } == session)
 
                     // The signed Stripe event, then crash 2 at once, before the receipt and n8n are surely done.
                     let event = stripe.completed(session, eventID: "evt_e2e_paid", email: email)
-                    let signature = StripeWebhook.signature(Array(event.utf8), secret: "whsec_e2e_secret", time: Int64(Date().timeIntervalSince1970))
-                    let paid = try await api.call(.POST, paths["stripe"]!, event, headers: [("Stripe-Signature", signature)], auth: false)
+                    let signature = FakeStripe.signature(event, secret: "whsec_e2e_secret")
+                    let paid = try await api().call(.POST, paths["stripe"]!, event, headers: [("Stripe-Signature", signature)], auth: false)
                     #expect(paid.status == 200 && paid.body["resumed"] == true)
-                    serve.kill()
-                    serve = try Serve(database: database, port: port, flows: dir + "/flows", log: log, secretKey: secretKey)
-                    try await waitUntilReady()
+                    try await restart()
                     // Stripe sends an event again when unsure it arrived: it resumes nothing the second time.
-                    let again = try await api.call(.POST, paths["stripe"]!, event, headers: [("Stripe-Signature", signature)], auth: false)
+                    let again = try await api().call(.POST, paths["stripe"]!, event, headers: [("Stripe-Signature", signature)], auth: false)
                     #expect(again.status == 200 && again.body["resumed"] == false)
 
-                    // A kill just after a delivery was claimed leaves it leased for DeliveryPolicy.lease (60 s) before the
-                    // restarted server retries it, as docs/engine.md promises: wait that out, not less.
-                    _ = try await Peers.eventually("the last message reaches WhatsApp", seconds: 90) { graph.messages.count >= 3 ? true : nil }
-                    let (_, conversations) = try await api.call(.GET, "/v1/conversations?contact=BR.e2e")
-                    #expect(conversations["conversations"][0]["status"] == "ended", "\(conversations)")
+                    _ = try await Peers.eventually("the last message reaches WhatsApp", seconds: 30) {
+                        graph.messages.contains { $0["text"]["body"] == "Tudo certo! Ficha R-1." } ? true : nil
+                    }
+                    let (_, conversations) = try await api().call(.GET, "/v1/conversations?contact=BR.e2e")
+                    #expect(conversations["total"] == 1 && conversations["conversations"][0]["status"] == "ended", "\(conversations)")
 
-                    // Each effect once at its peer.
-                    #expect(graph.messages.map { $0["type"].text } == ["interactive", "text", "text"])
-                    #expect(graph.messages[2]["text"]["body"] == "Tudo certo! Ficha R-1.")
-                    #expect(stripe.created.withLock { $0.count } == 1, "one Checkout Session, through a crash and a retry")
+                    // Each effect once at its peer, or once more under the same key where crash 2 caught it between its
+                    // call and its done mark: never two different copies, never a third.
+                    func atMostOneRepeat(_ what: String, _ keyed: [(key: String, content: String)], distinct: Int) {
+                        let keys = Dictionary(grouping: keyed, by: \.key)
+                        #expect(keys.count == distinct, "\(what): \(keyed.map(\.key))")
+                        #expect(keyed.count <= distinct + 1, "\(what): at most one repeat in all")
+                        for (key, copies) in keys {
+                            #expect(copies.count <= 2 && Set(copies.map(\.content)).count == 1, "\(what) \(key): a repeat is the same message")
+                        }
+                    }
+                    let whatsapp = graph.messages.map { (key: $0["biz_opaque_callback_data"].text, content: $0.jsonText) }
+                    atMostOneRepeat("WhatsApp", whatsapp, distinct: 3)
+                    var seen: Set<String> = []
+                    let firsts = graph.messages.filter { seen.insert($0["biz_opaque_callback_data"].text).inserted }
+                    #expect(firsts.map { $0["type"].text } == ["interactive", "text", "text"])
+                    #expect(firsts.last?["text"]["body"] == "Tudo certo! Ficha R-1.")
+
                     let (mail, envelope) = try await smtp.received(email)
                     #expect(mail.contains("Pagamento de 15000 recebido.") && envelope["user"] == "flowline")
-                    let copies = try FileManager.default.contentsOfDirectory(atPath: smtp.spool).filter { $0.hasSuffix(".json") }.filter { file in
-                        (try? String(contentsOfFile: smtp.spool + "/" + file, encoding: .utf8))?.contains(email) == true
+                    let receipts = try FileManager.default.contentsOfDirectory(atPath: smtp.spool).filter { $0.hasSuffix(".eml") }.compactMap { file -> (key: String, content: String)? in
+                        guard let text = try? String(contentsOfFile: smtp.spool + "/" + file, encoding: .utf8), text.contains(email) else { return nil }
+                        let id = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("message-id:") }.map(String.init) ?? ""
+                        return (id, text.components(separatedBy: "\r\n\r\n").dropFirst().joined())
                     }
-                    #expect(copies.count == 1, "one receipt")
+                    atMostOneRepeat("the receipt", receipts, distinct: 1)
+                    #expect(receipts.allSatisfy { !$0.key.isEmpty }, "every copy carries its Message-ID")
+
                     let calls = n8n.received.withLock { $0 }
-                    #expect(calls.count == 1 && calls[0].body["amount"] == 15000, "one workflow run")
-                    #expect(n8n.callbacks.withLock { $0.map(\.status) } == [202], "its callback resumed the conversation once")
-                    if graph.messages.count != 3 || stripe.created.withLock({ $0.count }) != 1 {
+                    atMostOneRepeat("n8n", calls.map { (key: $0.headers[HTTPField.Name("Idempotency-Key")!] ?? "", content: $0.body["amount"].jsonText) }, distinct: 1)
+                    #expect(calls.first?.body["amount"] == 15000)
+                    let callbacks = n8n.callbacks.withLock { $0.map(\.status) }
+                    #expect(callbacks.filter { $0 == 202 }.count == 1, "its callback resumed the conversation once: \(callbacks)")
+                    #expect(killed.allSatisfy { $0.wasKilled })
+                    if firsts.count != 3 || stripe.created.withLock({ $0.count }) != 1 {
                         Issue.record(Comment(rawValue: "server log:\n" + String(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").suffix(3000))))
                     }
                 }
             }
         }
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }

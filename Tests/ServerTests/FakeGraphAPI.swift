@@ -10,7 +10,11 @@ import Synchronization
 /// business-scoped user id; one or both), and a `text` or `interactive` body within the documented limits. It
 /// answers `{messaging_product, contacts, messages: [{id}]}`, or a Graph error (`{"error": {"code", "message",
 /// "type"}}`), 100 for a malformed request, and for scripted phone numbers: `15550131047` → 131047 (for anything but
-/// a template), `15550130429` → 130429, `15550131026` → 131026. Read receipts (`status: read`) answer
+/// a template), `15550130429` → 130429 (with HTTP 400, as Meta's table lists), `15550131026` → 131026. Interactive
+/// messages are held to WhatsApp's limits (131009 otherwise): reply buttons 1–3 with unique ids (≤ 256) and titles
+/// of ≤ 20 characters, a body of ≤ 1,024; lists with a button label of ≤ 20, 1–10 sections and at most 10 rows in
+/// all, unique row ids (≤ 200), titles of ≤ 24, descriptions of ≤ 72, a section title when there are several, and
+/// a body of ≤ 4,096. `mode` makes it answer 500 or hang. Read receipts (`status: read`) answer
 /// `{"success": true}` and are kept apart, in `reads`.
 final class FakeGraphAPI: Sendable {
     let token: String
@@ -18,6 +22,11 @@ final class FakeGraphAPI: Sendable {
     let phoneNumberID: String
     let sent = Mutex<[Value]>([])
     let reads = Mutex<[String]>([])
+    /// `failing` answers every send with a 500 (Graph code 131000), `hanging` holds every request until the mode changes.
+    enum Mode: Sendable { case normal, failing, hanging }
+    let mode = Mutex(Mode.normal)
+    /// Requests answered (or held) by a failing or hanging mode.
+    let refused = Mutex(0)
 
     static let windowClosed = "15550131047", rateLimited = "15550130429", unreachable = "15550131026"
 
@@ -29,6 +38,18 @@ final class FakeGraphAPI: Sendable {
     var app: some ApplicationProtocol {
         let router = Router()
         router.post("{version}/{phone}/messages") { request, context -> Response in
+            switch self.mode.withLock({ $0 }) {
+            case .normal: break
+            case .failing:
+                self.refused.withLock { $0 += 1 }
+                return Self.error(.internalServerError, code: 131000, "Something went wrong")
+            case .hanging:
+                self.refused.withLock { $0 += 1 }
+                // Held until the mode changes (or two minutes pass), so a test can end without waiting it out.
+                let until = ContinuousClock.now + .seconds(120)
+                while self.mode.withLock({ $0 }) == .hanging, ContinuousClock.now < until { try await Task.sleep(for: .milliseconds(50)) }
+                return Self.error(.internalServerError, code: 131000, "Something went wrong")
+            }
             guard request.headers[.authorization] == "Bearer \(self.token)" else {
                 return Self.error(.unauthorized, code: 190, "Invalid OAuth access token.")
             }
@@ -50,17 +71,17 @@ final class FakeGraphAPI: Sendable {
                   to.map(Self.isPhone) ?? true, userID.map(Self.isUserID) ?? true, body["to"] == .null || to != nil else {
                 return Self.error(.badRequest, code: 100, "Invalid parameter")
             }
-            let who = to ?? userID!
+            if body["biz_opaque_callback_data"] != .null, !(1...512).contains(body["biz_opaque_callback_data"].nonEmptyText?.count ?? 0) {
+                return Self.error(.badRequest, code: 100, "Invalid parameter")
+            }
+            guard let who = to ?? userID else { return Self.error(.badRequest, code: 100, "Invalid parameter") }
             switch body["type"].text {
             case "text":
                 guard case .string(let text) = body["text"]["body"], !text.isEmpty, text.count <= 4096 else {
                     return Self.error(.badRequest, code: 100, "Invalid parameter")
                 }
             case "interactive":
-                let buttons = body["interactive"]["action"]["buttons"]
-                if case .list(let list) = buttons, list.isEmpty || list.count > 3 || list.contains(where: { $0["reply"]["title"].text.count > 20 }) {
-                    return Self.error(.badRequest, code: 131009, "Parameter value is not valid")
-                }
+                if let problem = Self.interactiveProblem(body["interactive"]) { return Self.error(.badRequest, code: 131009, problem) }
             case "template":
                 guard case .string(let name) = body["template"]["name"], !name.isEmpty, case .string = body["template"]["language"]["code"] else {
                     return Self.error(.badRequest, code: 100, "Invalid parameter")
@@ -74,7 +95,8 @@ final class FakeGraphAPI: Sendable {
             }
             switch to {
             case Self.windowClosed? where body["type"] != "template": return Self.error(.badRequest, code: 131047, "Re-engagement message")
-            case Self.rateLimited?: return Self.error(.tooManyRequests, code: 130429, "Rate limit hit")
+            // Meta's error table lists 130429 with HTTP 400: only the code tells a rate limit apart.
+            case Self.rateLimited?: return Self.error(.badRequest, code: 130429, "Rate limit hit")
             case Self.unreachable?: return Self.error(.badRequest, code: 131026, "Message Undeliverable")
             default: break
             }
@@ -84,6 +106,41 @@ final class FakeGraphAPI: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer.jsonText)))
         }
         return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    }
+
+    /// Why WhatsApp would refuse this `interactive` object, or nil.
+    static func interactiveProblem(_ interactive: Value) -> String? {
+        func length(_ v: Value) -> Int? { if case .string(let s) = v { s.count } else { nil } }
+        let body = length(interactive["body"]["text"]) ?? 0
+        switch interactive["type"].text {
+        case "button":
+            guard case .list(let buttons) = interactive["action"]["buttons"], (1...3).contains(buttons.count) else { return "buttons: 1 to 3" }
+            guard (1...1024).contains(body) else { return "body.text: 1 to 1024 characters" }
+            let ids = buttons.map { $0["reply"]["id"].text }
+            guard buttons.allSatisfy({ $0["type"] == "reply" && (1...20).contains(length($0["reply"]["title"]) ?? 0) }) else {
+                return "button title: 1 to 20 characters"
+            }
+            guard ids.allSatisfy({ (1...256).contains($0.count) }), Set(ids).count == ids.count else { return "button ids: unique, 1 to 256 characters" }
+        case "list":
+            guard (1...4096).contains(body) else { return "body.text: 1 to 4096 characters" }
+            guard (1...20).contains(length(interactive["action"]["button"]) ?? 0) else { return "action.button: 1 to 20 characters" }
+            guard case .list(let sections) = interactive["action"]["sections"], (1...10).contains(sections.count) else { return "sections: 1 to 10" }
+            var ids: [String] = []
+            for section in sections {
+                if sections.count > 1, !(1...24).contains(length(section["title"]) ?? 0) { return "section title: 1 to 24 characters" }
+                guard case .list(let rows) = section["rows"], !rows.isEmpty else { return "rows: at least one per section" }
+                for row in rows {
+                    guard (1...24).contains(length(row["title"]) ?? 0) else { return "row title: 1 to 24 characters" }
+                    if row["description"] != .null, !(0...72).contains(length(row["description"]) ?? 73) { return "row description: up to 72 characters" }
+                    ids.append(row["id"].text)
+                }
+            }
+            guard ids.count <= 10 else { return "rows: at most 10 in all" }
+            guard ids.allSatisfy({ (1...200).contains($0.count) }), Set(ids).count == ids.count else { return "row ids: unique, 1 to 200 characters" }
+        default:
+            return "interactive.type"
+        }
+        return nil
     }
 
     static func error(_ status: HTTPResponse.Status, code: Int, _ message: String) -> Response {

@@ -7,7 +7,7 @@ import NIOCore
 import Synchronization
 
 /// n8n's Webhook node, written from its documented behaviour: `POST /webhook/<path>` reaches a workflow only while it
-/// is active; `POST /webhook-test/<path>` only while the editor listens (120 s after "listen"); anything else is 404
+/// is active; `POST /webhook-test/<path>` only while the editor listens (120 s after "listen", and for one call); anything else is 404
 /// `The requested webhook "POST <path>" is not registered.`. Basic auth: missing → 401, wrong → 403; header auth
 /// likewise. A workflow answers with its last node's JSON, or, in `callback` style, acknowledges at once and later
 /// POSTs its result to the `resume_url` it was given (what an HTTP Request node at the end of the workflow does).
@@ -60,6 +60,8 @@ final class FakeN8N: Sendable {
                     guard let given = request.headers[HTTPField.Name(header.name)!] else { return Self.text(.unauthorized, "Authorization is required!") }
                     guard given == header.value else { return Self.text(.forbidden, "Authorization data is wrong!") }
                 }
+                // A test webhook serves one call, then the editor stops listening (n8n: "the test webhook … only works for one call").
+                if prefix == "webhook-test" { self.workflows.withLock { $0[path]?.listeningUntil = nil } }
                 let body = Value(json: String(buffer: try await request.body.collect(upTo: 1 << 20))) ?? .null
                 self.received.withLock { $0.append((path, body, request.headers)) }
                 if let callback = w.callback, case .string(let resume) = body["resume_url"] {

@@ -140,8 +140,8 @@ import Testing
 
     /// `serve` with a malformed key prints one line and exits 1, instead of dying with a fatal error and a backtrace.
     @Test func startupMistakesAreOneLineAndExitOne() throws {
-        guard FileManager.default.isExecutableFile(atPath: EndToEndTests.binary) else {
-            Issue.record("build flowline first: \(EndToEndTests.binary) is missing")
+        guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
+            Issue.record("build flowline first: \(ServeProcess.binary) is missing")
             return
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-startup-\(UUID().uuidString)")
@@ -150,7 +150,7 @@ import Testing
                                             ("FLOWLINE_SECRET_KEY", "short", "FLOWLINE_SECRET_KEY must be 32 bytes"),
                                             ("FLOWLINE_DATABASE_URL", "mysql://x", "the database must be")] {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
+            process.executableURL = URL(fileURLWithPath: ServeProcess.binary)
             process.arguments = ["serve", "--port", "18999"]
             process.currentDirectoryURL = dir
             var env = ProcessInfo.processInfo.environment

@@ -5,6 +5,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import FlowlineTestKit
 import Testing
 
 /// `N8NConnector` against `FakeN8N`, and resume links through the server: production and test paths, auth, the
@@ -47,7 +48,8 @@ import Testing
             // A test URL works while the editor listens, and never on the production path of an inactive workflow.
             let header = N8NConnector(baseURL: base, auth: .header(name: "X-N8N-Key", value: "k-123"))
             #expect(try await header.perform(action: "n8n.trigger", parameters: ["webhook": "draft", "mode": "test"], context: Self.context()) == ["ok": true])
-            for (path, mode) in [("draft", "production"), ("sleeping", "test"), ("nowhere", "production")] {
+            // A test URL serves one call: a second one (a retry, another conversation) finds nothing listening.
+            for (path, mode) in [("draft", "test"), ("draft", "production"), ("sleeping", "test"), ("nowhere", "production")] {
                 let e = await Self.failure {
                     try await header.perform(action: "n8n.trigger", parameters: ["webhook": .string(path), "mode": .string(mode)], context: Self.context())
                 }
@@ -58,10 +60,11 @@ import Testing
             }
             #expect(noLinks?.code == "n8n_no_resume")
         }
+        let closed = ClosedPort()
         let unreachable = await Self.failure {
             var context = Self.context()
             context.deadline = .now + .milliseconds(300)
-            return try await N8NConnector(baseURL: "http://127.0.0.1:9").perform(action: "n8n.trigger", parameters: ["webhook": "x"], context: context)
+            return try await N8NConnector(baseURL: closed.url).perform(action: "n8n.trigger", parameters: ["webhook": "x"], context: context)
         }
         #expect(unreachable?.code == "unreachable" && unreachable?.retryable == true)
     }

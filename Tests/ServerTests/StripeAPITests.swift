@@ -36,7 +36,7 @@ import Testing
             let again = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context())
             #expect(again == first)
             #expect(fake.created.withLock { $0.count } == 1)
-            #expect(fake.hits.withLock { $0 } == 2)
+            #expect(fake.attempts.withLock { $0.map(\.replayed) } == [false, true])
 
             // The same key with other parameters is Stripe's idempotency_error: permanent.
             let changed: Value = ["amount": 9900, "currency": "BRL", "description": "Consulta 10h", "customer_email": "ana@example.com"]
@@ -65,21 +65,21 @@ import Testing
 
     @Test func failuresAreRetriedOrNotAsStripeSays() async throws {
         let fake = FakeStripe()
-        let json: HTTPFields = [.contentType: "application/json"]
         fake.failures.withLock {
             $0 = [
-                (.tooManyRequests, json, #"{"error": {"type": "rate_limit_error", "code": "rate_limit", "message": "Too many requests"}}"#),
-                (.internalServerError, json, #"{"error": {"type": "api_error", "message": "Something went wrong"}}"#),
-                (.conflict, json + [HTTPField.Name("Stripe-Should-Retry")!: "false"], #"{"error": {"type": "invalid_request_error", "code": "lock_timeout"}}"#),
-                (.init(code: 402), json, #"{"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}}"#),
+                .init(.tooManyRequests, #"{"error": {"type": "rate_limit_error", "code": "rate_limit", "message": "Too many requests"}}"#),
+                .init(.serviceUnavailable, #"{"error": {"type": "api_error", "message": "Service unavailable"}}"#),
+                .init(.conflict, #"{"error": {"type": "invalid_request_error", "code": "lock_timeout"}}"#,
+                      headers: [.contentType: "application/json", HTTPField.Name("Stripe-Should-Retry")!: "false"]),
+                .init(.init(code: 402), #"{"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}}"#),
             ]
         }
         try await fake.app.test(.live) { client in
             let url = "http://127.0.0.1:\(client.port!)"
             let api = StripeAPI(secretKey: fake.key, apiURL: url, successURL: "https://x.example/ok")
             var outcomes: [ConnectorError] = []
-            for _ in 0..<4 {
-                do { _ = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context()) } catch let e as ConnectorError {
+            for i in 0..<4 {
+                do { _ = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("conv-1:\(i)")) } catch let e as ConnectorError {
                     outcomes.append(e)
                 }
             }
@@ -98,6 +98,60 @@ import Testing
         }
     }
 
+    /// Stripe saves a 500 under its key once the endpoint began executing and answers every retry with it: the first
+    /// 500 is retried, its replay is not (it would be the same for a day), and nothing is created behind it.
+    @Test func aFiveHundredIsRetriedOnceAndItsReplayIsPermanent() async throws {
+        let fake = FakeStripe()
+        fake.failures.withLock { $0 = [.init(.internalServerError, #"{"error": {"type": "api_error", "message": "Something went wrong"}}"#)] }
+        try await fake.app.test(.live) { client in
+            let api = StripeAPI(secretKey: fake.key, apiURL: "http://127.0.0.1:\(client.port!)", successURL: "https://x.example/ok")
+            var outcomes: [ConnectorError] = []
+            for _ in 0..<2 {
+                do { _ = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("conv-1:500")) } catch let e as ConnectorError {
+                    outcomes.append(e)
+                }
+            }
+            #expect(outcomes.map(\.retryable) == [true, false])
+            #expect(outcomes.map(\.code) == ["stripe_api_error", "stripe_api_error"])
+            #expect(fake.attempts.withLock { $0.map(\.replayed) } == [false, true])
+            #expect(fake.created.withLock { $0.isEmpty })
+            // Another key is another request: it creates the session.
+            let session = try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("conv-1:501"))
+            #expect(session["id"].text.hasPrefix("cs_test_"))
+        }
+    }
+
+    /// Keys belong to an account: two accounts using one key get a session each; within one account, a second
+    /// request while the first still runs is a 409 (retried), and saves nothing.
+    @Test func idempotencyKeysAreScopedPerAccountAndAConcurrentRepeatIsAConflict() async throws {
+        let fake = FakeStripe(otherAccounts: ["sk_test_other_4567"])
+        try await fake.app.test(.live) { client in
+            let url = "http://127.0.0.1:\(client.port!)"
+            let first = StripeAPI(secretKey: fake.key, apiURL: url, successURL: "https://x.example/ok")
+            let second = StripeAPI(secretKey: "sk_test_other_4567", apiURL: url, successURL: "https://x.example/ok")
+            let a = try await first.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("shared-key"))
+            let b = try await second.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("shared-key"))
+            #expect(a["id"] != b["id"])
+            #expect(fake.created.withLock { $0.map(\.account) } == [fake.key, "sk_test_other_4567"])
+
+            fake.hold()
+            let held = Task { try await first.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("busy-key")) }
+            _ = try await Peers.eventually("the first request is in flight") { fake.held == 1 ? true : nil }
+            do {
+                _ = try await first.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("busy-key"))
+                Issue.record("a concurrent request with the same key must be refused")
+            } catch let e as ConnectorError {
+                #expect(e.code == "stripe_idempotency_key_in_use" && e.retryable)
+            }
+            fake.release()
+            let session = try await held.value
+            // Once the first finished, the retry gets its answer again.
+            #expect(try await first.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("busy-key")) == session)
+            #expect(fake.attempts.withLock { $0.suffix(3).map(\.status) } == [409, 200, 200])
+            #expect(fake.created.withLock { $0.count } == 3)
+        }
+    }
+
     @Test func aSessionWithoutSuccessURLFailsBeforeAnyRequest() async throws {
         let fake = FakeStripe()
         try await fake.app.test(.live) { client in
@@ -105,7 +159,7 @@ import Testing
             await #expect(throws: ConnectorError.self) {
                 try await api.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context())
             }
-            #expect(fake.hits.withLock { $0 } == 0)
+            #expect(fake.hits == 0)
         }
     }
 

@@ -8,6 +8,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 @testable import Server
+import FlowlineTestKit
 import Testing
 
 /// `/webhooks/whatsapp/{id}`: the handshake, signed notifications stored once, forgeries refused.
@@ -122,11 +123,12 @@ import Testing
 
     @Test func forgedUnsignedOrMalformedPostsAreRefusedAndStoreNothing() async throws {
         let rig = try await RouterTests.Rig()
+        let nobody = ClosedPort()
         try await rig.app.test(.router) { client in
-            let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: RouterTests.auth(rig.adminA), body: RouterTests.body("""
-                {"kind": "whatsapp", "name": "n", "phone_number_id": "106540352242922", "verify_token": "verify-me-please", "app_secret": "app-secret-0123"}
-                """)) { RouterTests.json($0) }
-            let path = channel["webhook_path"].text
+            // A flow is published, so a post that got through would start a conversation: nothing else proves none did.
+            let path = try await Self.publishWithWhatsApp(client, rig: rig, graphPort: nobody.port)
+            let channels = try await client.execute(uri: "/v1/channels", method: .get, headers: RouterTests.auth(rig.adminA)) { RouterTests.json($0) }
+            let channel = channels["channels"][0]
             let body = Self.notification(#"{"from": "16505551234", "id": "wamid.9", "timestamp": "1", "type": "text", "text": {"body": "hi"}}"#)
             let cases: [(HTTPFields, String, HTTPResponse.Status)] = [
                 ([.contentType: "application/json"], body, .unauthorized),
@@ -151,8 +153,16 @@ import Testing
                                      body: RouterTests.body(#"{"kind": "whatsapp", "name": "n", "phone_number_id": "12ab"}"#)) {
                 #expect($0.status == .badRequest)
             }
+            #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: nil).isEmpty, "nothing forged was stored")
+            // The genuine post, signed with the channel's secret, is stored: one conversation, with its own text.
+            try await client.execute(uri: path, method: .post, headers: Self.signed(body), body: RouterTests.body(body)) { #expect($0.status == .ok) }
         }
-        #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: nil).isEmpty)
+        try await rig.engine.runTurns()
+        let stored = try await rig.store.conversations(tenant: "a", status: nil, contact: nil)
+        #expect(stored.count == 1)
+        if let c = stored.first {
+            #expect(try await rig.store.messages(conversation: c.id, tenant: "a").filter { $0.direction == .inbound }.map(\.text) == ["hi"])
+        }
         await rig.store.close()
     }
 
@@ -270,7 +280,7 @@ import Testing
         """
 
     static func stripeSigned(_ body: String, secret: String = "whsec_flowline_test_1", at time: Int64 = Int64(Date().timeIntervalSince1970)) -> HTTPFields {
-        [HTTPField.Name("Stripe-Signature")!: StripeWebhook.signature(Array(body.utf8), secret: secret, time: time), .contentType: "application/json"]
+        [HTTPField.Name("Stripe-Signature")!: FakeStripe.signature(body, secret: secret, time: time), .contentType: "application/json"]
     }
 
     @Test func aSignedStripeEventResumesTheConversationWaitingOnItsCheckoutOnce() async throws {

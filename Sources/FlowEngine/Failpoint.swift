@@ -1,0 +1,91 @@
+import Foundation
+
+/// Named moments where a test can kill the process, to prove what a crash there costs (docs/engine.md, "Exactly
+/// once, precisely"). Inert unless `FLOWLINE_FAILPOINTS` is set when the process starts:
+///
+///     FLOWLINE_FAILPOINTS=delivery.after-call:stripe.checkout,ingest.after-commit@3
+///
+/// Each entry is `name`, optionally `:detail` (only hits with that detail count: the action of a delivery, the
+/// event kind of a turn) and `@n` (the n-th counted hit, 1 by default). At that hit the process writes one line to
+/// standard error and kills itself with SIGKILL, as an out-of-memory kill or a power cut would: no handler runs, no
+/// buffer is flushed, no transaction is finished.
+public enum Failpoint: String, CaseIterable, Sendable {
+    /// A connector's call has returned (the message is sent, the session created) and its done mark is not yet
+    /// committed. Detail: the action (`channel.send`, `stripe.checkout`, `email.send`, …).
+    case deliveryAfterCall = "delivery.after-call"
+    /// Deliveries are leased and none has been attempted.
+    case deliveryAfterClaim = "delivery.after-claim"
+    /// Due conversations are leased and no turn has run.
+    case turnAfterClaim = "turn.after-claim"
+    /// A turn's VM run has finished and its outcome (state, outbox, timers) is not yet committed. Detail: the kind of
+    /// each event it processed (`message`, `external`, `effect`, …) or `timer` when a timer woke it.
+    case turnAfterRun = "turn.after-run"
+    /// Inside a group-committed ingest transaction, every row written, before `COMMIT`.
+    case ingestBeforeCommit = "ingest.before-commit"
+    /// The ingest is committed and its caller (an HTTP request, a webhook) has not been answered.
+    case ingestAfterCommit = "ingest.after-commit"
+
+    struct Armed {
+        var point: Failpoint
+        var detail: String?
+        var hit: Int
+    }
+
+    private final class Counters: @unchecked Sendable {
+        let lock = NSLock()
+        var counts: [Int] = []
+    }
+
+    private static let armed: [Armed] = parse(ProcessInfo.processInfo.environment["FLOWLINE_FAILPOINTS"] ?? "")
+    private static let counters: Counters = {
+        let c = Counters()
+        c.counts = Array(repeating: 0, count: armed.count)
+        return c
+    }()
+
+    /// Whether any failpoint is armed; a process without `FLOWLINE_FAILPOINTS` pays one load per call.
+    public static var isArmed: Bool { !armed.isEmpty }
+
+    /// The entries of `spec` this build knows; unknown names are reported once on standard error and ignored.
+    static func parse(_ spec: String) -> [Armed] {
+        spec.split(separator: ",").compactMap { entry in
+            var text = entry.trimmingCharacters(in: .whitespaces)
+            var hit = 1
+            if let at = text.lastIndex(of: "@"), let n = Int(text[text.index(after: at)...]), n > 0 {
+                hit = n
+                text = String(text[..<at])
+            }
+            var detail: String?
+            if let colon = text.firstIndex(of: ":") {
+                detail = String(text[text.index(after: colon)...])
+                text = String(text[..<colon])
+            }
+            guard let point = Failpoint(rawValue: text) else {
+                FileHandle.standardError.write(Data("flowline: unknown failpoint \(text) ignored\n".utf8))
+                return nil
+            }
+            return Armed(point: point, detail: detail, hit: hit)
+        }
+    }
+
+    /// Kills the process here if this point is armed for one of `details` (or for any, when the entry names none)
+    /// and this is its chosen hit.
+    public static func hit(_ point: Failpoint, _ details: [String] = []) {
+        guard !armed.isEmpty else { return }
+        let fire: Bool = counters.lock.withLock {
+            var fire = false
+            for (i, a) in armed.enumerated() where a.point == point {
+                if let d = a.detail, !details.contains(d) { continue }
+                counters.counts[i] += 1
+                if counters.counts[i] == a.hit { fire = true }
+            }
+            return fire
+        }
+        guard fire else { return }
+        let line = "flowline: failpoint \(point.rawValue)\(details.isEmpty ? "" : " (" + details.joined(separator: ",") + ")") reached; killing the process\n"
+        FileHandle.standardError.write(Data(line.utf8))
+        kill(getpid(), SIGKILL)
+        // SIGKILL cannot be caught; wait for it rather than run on.
+        while true { pause() }
+    }
+}

@@ -117,6 +117,7 @@ let package = Package(
         .testTarget(
             name: "FlowEngineTests",
             dependencies: [
+                "FlowlineTestKit",
                 "FlowEngine", "FlowStore", "FlowVM", "FlowCompiler", "Connectors",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

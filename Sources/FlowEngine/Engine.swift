@@ -369,18 +369,22 @@ public final class Engine: Sendable {
 }
 
 /// The engine's metrics, reported through swift-metrics (Prometheus at `/metrics` when serving).
+///
+/// Each handle is made where it is used, not kept: swift-metrics binds a handle to the factory bootstrapped when the
+/// handle is made, so one made before the bootstrap (in a test process, by any engine that ran first) would count
+/// into nothing forever. Making one asks the registry for the same series by its label: a lookup per batch.
 public enum EngineMetrics {
-    static let turns = Counter(label: "flowline_turns_total")
-    static let turnBatchDuration = Metrics.Timer(label: "flowline_turn_batch_duration", preferredDisplayUnit: .milliseconds)
+    static var turns: Counter { Counter(label: "flowline_turns_total") }
+    static var turnBatchDuration: Metrics.Timer { Metrics.Timer(label: "flowline_turn_batch_duration", preferredDisplayUnit: .milliseconds) }
     static func deliveries(outcome: String) -> Counter {
         Counter(label: "flowline_deliveries_total", dimensions: [("outcome", outcome)])
     }
     /// Unprocessed events and due conversations, as last sampled.
-    public static let backlog = Gauge(label: "flowline_backlog")
+    public static var backlog: Gauge { Gauge(label: "flowline_backlog") }
     /// Outbox rows waiting to be delivered, as last sampled.
-    public static let outboxPending = Gauge(label: "flowline_outbox_pending")
+    public static var outboxPending: Gauge { Gauge(label: "flowline_outbox_pending") }
     /// Conversations whose turn is due now (timers that fired, debounce windows that closed), as last sampled.
-    public static let turnsDue = Gauge(label: "flowline_turns_due")
+    public static var turnsDue: Gauge { Gauge(label: "flowline_turns_due") }
     /// Dead-lettered deliveries, as last sampled.
-    public static let deadLetters = Gauge(label: "flowline_dead_letters")
+    public static var deadLetters: Gauge { Gauge(label: "flowline_dead_letters") }
 }

@@ -3,6 +3,7 @@ import FlowEngine
 import FlowVM
 import Foundation
 import Synchronization
+import FlowlineTestKit
 import Testing
 
 /// What one conversation, one slow turn or one forged request can do to everyone else: nothing.
@@ -244,10 +245,7 @@ import Testing
         """
 
     @Test func twoProcessesIngestingTheSameNewContactsOpenOneConversationEach() async throws {
-        guard let base = Backend.postgresURL else {
-            if Backend.required { Issue.record("this test needs FLOWLINE_TEST_POSTGRES_URL") }
-            return
-        }
+        let base = try Backend.postgresURL()
         let url = try await TestPostgres.freshDatabase(base)
         let a = try await SQLStore.open(url), b = try await SQLStore.open(url)
         try await a.migrate()

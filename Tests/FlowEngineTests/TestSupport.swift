@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import Synchronization
+import FlowlineTestKit
 import Testing
 
 /// The databases every store test runs against: SQLite always, PostgreSQL when the test script started one
@@ -16,17 +17,15 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     var testDescription: String { rawValue }
 
-    static var postgresURL: String? { ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] }
-
-    /// Whether a missing database or peer fails the run instead of skipping: in CI, and under scripts/test.sh.
-    static var required: Bool {
-        let env = ProcessInfo.processInfo.environment
-        return env["CI"] != nil || env["FLOWLINE_REQUIRE_PEERS"] != nil
+    /// PostgreSQL's URL, or the test ends: skipped outside scripts/test.sh, failed under it (`Peer`).
+    static func postgresURL(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try Peer.value("FLOWLINE_TEST_POSTGRES_URL", sourceLocation: sourceLocation)
     }
 
+    /// Both backends; SQLite alone when PostgreSQL is neither set nor required. Swift Testing does not report a
+    /// skipped case of a parameterized test, so the missing cases are reported by `BackendTests` as one skip.
     static var available: [Backend] {
-        if postgresURL != nil || required { return allCases }
-        return [.sqlite]
+        ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] != nil || Peer.required ? allCases : [.sqlite]
     }
 
     /// A fresh, empty, migrated database for one test.
@@ -38,10 +37,7 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             try await store.migrate()
             return store
         case .postgres:
-            guard let base = Backend.postgresURL else {
-                Issue.record("FLOWLINE_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh")
-                throw CancellationError()
-            }
+            let base = try Backend.postgresURL()
             let url = try await TestPostgres.freshDatabase(base)
             let store = try await SQLStore.open(url)
             try await store.migrate()
@@ -141,4 +137,11 @@ func accepted(_ result: IngestResult, sourceLocation: SourceLocation = #_sourceL
 func inbound(_ text: String, from contact: String, id: String, tenant: String = "t1", channel: String = "api-main") -> Inbound {
     Inbound(tenant: tenant, channel: channel, channelKind: "api", contact: contact, contactName: "Ana", providerID: id,
             message: InboundMessage(text: text))
+}
+
+/// Reported as skipped when the backend-parameterized tests ran on SQLite only.
+@Suite struct BackendTests {
+    @Test func theStoreTestsRunOnPostgreSQLToo() throws {
+        _ = try Backend.postgresURL()
+    }
 }

@@ -22,7 +22,7 @@ import Testing
     }
 
     @Test func repliesUseKnowledgeAndHistory() async throws {
-        guard let llm = Peers.url("FLOWLINE_TEST_FAKELLM") else { return }
+        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
         let plain = AIConnector(baseURL: llm, apiKey: "sk-test")
         #expect(try await plain.perform(action: "ai.chat", parameters: ["prompt": .string(Self.unique("When do you open?")),
                                                                         "knowledge": "Opening hours: 9-18h"], context: Self.context()) == "We open at 9.")
@@ -38,7 +38,7 @@ import Testing
     }
 
     @Test func extractionAnswersTypedFields() async throws {
-        guard let llm = Peers.url("FLOWLINE_TEST_FAKELLM") else { return }
+        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
         let ai = AIConnector(baseURL: llm, apiKey: "sk-test")
         let lead = try await ai.perform(action: "ai.chat", parameters: [
             "prompt": .string(Self.unique("extract this lead: Ana, 5k")), "extract": ["name": "string", "budget": "number", "city": "string"],
@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func toolCallsRunConnectorActionsAndFeedTheirResultsBack() async throws {
-        guard let llm = Peers.url("FLOWLINE_TEST_FAKELLM") else { return }
+        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
         let calls = Mutex<[(String, Value, String)]>([])
         let crm = ActionDefinition(name: "crm.lookup", summary: "Find a contact", parameters: ["type": "object"], result: ["type": "object"])
         let ai = AIConnector(baseURL: llm, apiKey: "sk-test", tools: [crm]) { action, arguments, context in
@@ -73,7 +73,7 @@ import Testing
     }
 
     @Test func fakellmsRateLimitIsRetryable() async throws {
-        guard let llm = Peers.url("FLOWLINE_TEST_FAKELLM") else { return }
+        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
         let ai = AIConnector(baseURL: llm, apiKey: "sk-test")
         let prompt = Self.unique("flaky question")
         let limited = await Self.failure { try await ai.perform(action: "ai.chat", parameters: ["prompt": .string(prompt)], context: Self.context()) }
@@ -152,7 +152,7 @@ import Testing
 
     /// An `ai:` block through the engine, with the tenant's ai channel: its history comes from the conversation.
     @Test func anAIBlockAnswersFromTheConversationsHistory() async throws {
-        guard let llm = Peers.url("FLOWLINE_TEST_FAKELLM") else { return }
+        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
         let flow = """
             flow: helper
             trigger: { channel: api }
@@ -175,7 +175,9 @@ import Testing
         let rig = try await RouterTests.Rig()
         try await rig.app.test(.router) { client in
             let a = RouterTests.auth(rig.adminA)
-            try await client.execute(uri: "/v1/flows/helper", method: .put, headers: a, body: RouterTests.body(flow)) { #expect($0.status != .badRequest) }
+            try await client.execute(uri: "/v1/flows/helper", method: .put, headers: a, body: RouterTests.body(flow)) {
+                #expect($0.status == .created && RouterTests.json($0)["valid"] == true, "\(String(buffer: $0.body))")
+            }
             try await client.execute(uri: "/v1/flows/helper/publish", method: .post, headers: a) { #expect($0.status == .created) }
             try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body(#"""
                 {"kind": "ai", "name": "llm", "base_url": "\#(llm)", "api_key": "sk-test-123456", "model": "gpt-4o-mini"}

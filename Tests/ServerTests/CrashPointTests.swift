@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Synchronization
+import FlowlineTestKit
 import Testing
 
 /// A `flowline serve` process on PostgreSQL killed at each failpoint (docs/engine.md, "Exactly once, precisely"),
@@ -136,10 +137,7 @@ import Testing
     /// `second` is how the second message's (repeated) POST is answered: `duplicate` when a crash after its commit made
     /// the client send it again.
     func scenario(_ failpoint: String, repeated: String? = nil, second answer: String = "accepted") async throws {
-        guard let base = ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] else {
-            if ProcessInfo.processInfo.environment["FLOWLINE_REQUIRE_PEERS"] != nil { Issue.record("FLOWLINE_TEST_POSTGRES_URL is not set") }
-            return
-        }
+        let base = try Peers.url("FLOWLINE_TEST_POSTGRES_URL")
         guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
             Issue.record("build flowline first: \(ServeProcess.binary) is missing")
             return

@@ -10,6 +10,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import NIOHTTP1
+import FlowlineTestKit
 import Testing
 
 /// The whole product on PostgreSQL, through a real `flowline serve` process and every peer: a signed WhatsApp
@@ -77,11 +78,8 @@ import Testing
     }
 
     @Test func aWhatsAppConversationPaysGetsAReceiptAndCallsN8NOnceThroughTwoCrashes() async throws {
-        guard let base = ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] else {
-            if ProcessInfo.processInfo.environment["FLOWLINE_REQUIRE_PEERS"] != nil { Issue.record("FLOWLINE_TEST_POSTGRES_URL is not set") }
-            return
-        }
-        guard let smtp = SMTPClientTests.Peer() else { return }
+        let base = try Peers.url("FLOWLINE_TEST_POSTGRES_URL")
+        let smtp = try SMTPClientTests.Peer()
         guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
             Issue.record("build flowline first: \(ServeProcess.binary) is missing")
             return

@@ -27,11 +27,15 @@ final class FakeN8N: Sendable {
         var callbackDelay: Duration = .zero
         /// How long the Webhook node takes to answer its trigger (a slow workflow in "last node" mode).
         var answerDelay: Duration = .zero
+        /// The trigger is answered only once the callback has been answered: the callback surely comes first.
+        var answerAfterCallback = false
     }
 
     let workflows: Mutex<[String: Workflow]>
     let received = Mutex<[(path: String, body: Value, headers: HTTPFields)]>([])
     let callbacks = Mutex<[(url: String, status: Int)]>([])
+    /// "answered" (a trigger's answer is sent) and "called back" (a callback was answered), in the order they happened.
+    let order = Mutex<[String]>([])
     /// Where callbacks go instead of the resume URL's own host (the server under test listens on a port chosen late).
     let callbackBase = Mutex<String?>(nil)
 
@@ -72,8 +76,13 @@ final class FakeN8N: Sendable {
                     }
                     let url = target
                     let delay = w.callbackDelay
-                    Task<Void, Never> { await self.callBack(url, result, after: delay) }
+                    if w.answerAfterCallback {
+                        await self.callBack(url, result, after: .zero)
+                    } else {
+                        Task<Void, Never> { await self.callBack(url, result, after: delay) }
+                    }
                     try await Task.sleep(for: w.answerDelay)
+                    self.order.withLock { $0.append("answered") }
                     return Self.json(.ok, ["message": "Workflow was started"])
                 }
                 return Self.json(.ok, w.answer(body))
@@ -91,6 +100,7 @@ final class FakeN8N: Sendable {
         var status = 0
         if let response = try? await HTTPClient.shared.execute(post, timeout: .seconds(5)) { status = Int(response.status.code) }
         callbacks.withLock { $0.append((url, status)) }
+        order.withLock { $0.append("called back") }
     }
 
     static func json(_ status: HTTPResponse.Status, _ v: Value) -> Response {

@@ -2,17 +2,14 @@ import AsyncHTTPClient
 import FlowVM
 import Foundation
 import NIOCore
+import FlowlineTestKit
 import Testing
 
-/// The protocol peers `scripts/test.sh` starts on loopback (localstripe, aiosmtpd, fakellm), found through
-/// environment variables. Run outside the script, a test that needs one returns early; under the script
-/// (`FLOWLINE_REQUIRE_PEERS=1`) a missing peer is a failure, not a skip.
+/// Helpers for tests that talk to the protocol peers `scripts/test.sh` starts on loopback (localstripe, aiosmtpd,
+/// fakellm). A missing peer skips the test outside the script and fails it under the script (`Peer.value`).
 enum Peers {
-    static func url(_ variable: String) -> String? {
-        let env = ProcessInfo.processInfo.environment
-        if let url = env[variable], !url.isEmpty { return url }
-        if env["FLOWLINE_REQUIRE_PEERS"] != nil { Issue.record("\(variable) is not set: scripts/test.sh starts this peer") }
-        return nil
+    static func url(_ variable: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try Peer.value(variable, sourceLocation: sourceLocation)
     }
 
     /// Polls `check` until it answers, or fails the test after `seconds`.

@@ -284,12 +284,26 @@ import Prometheus
                 #expect(r.status == .conflict)
             }
             // The live stream replays from a cursor: every message and turn of this tenant, in order.
-            try await client.execute(uri: "/v1/events?after=0-0&limit=8&timeout=5", method: .get, headers: Self.auth(rig.agentA)) { r in
+            // The limit is above what exists, so the stream ends by its timeout and an extra event would be counted.
+            let ids = try await client.execute(uri: "/v1/events?after=0-0&limit=50&timeout=1", method: .get, headers: Self.auth(rig.agentA)) { r in
                 #expect(r.headers[.contentType] == "text/event-stream")
                 let text = String(buffer: r.body)
                 #expect(text.components(separatedBy: "event: message").count - 1 == 6)
-                #expect(text.components(separatedBy: "event: turn").count - 1 == 2)
+                #expect(text.components(separatedBy: "event: turn").count - 1 == 3, "the three traced turns")
                 #expect(text.contains(#""status":"handoff""#))
+                return text.split(separator: "\n").filter { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) }
+            }
+            #expect(ids.count == 9)
+            // Resumed from the third event's cursor, by Last-Event-ID (what EventSource sends) or ?after=: the six after it.
+            if ids.count == 9 {
+                var resume = Self.auth(rig.agentA)
+                resume[HTTPField.Name("Last-Event-ID")!] = ids[2]
+                for (uri, headers) in [("/v1/events?limit=50&timeout=1", resume), ("/v1/events?after=\(ids[2])&limit=50&timeout=1", Self.auth(rig.agentA))] {
+                    try await client.execute(uri: uri, method: .get, headers: headers) { r in
+                        let got = String(buffer: r.body).split(separator: "\n").filter { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) }
+                        #expect(got == Array(ids[3...]), "\(uri)")
+                    }
+                }
             }
             try await client.execute(uri: "/v1/events?after=0-0&limit=50&timeout=1", method: .get, headers: Self.auth(rig.adminB)) { r in
                 #expect(!String(buffer: r.body).contains("event:"), "another tenant's stream is empty")
@@ -308,6 +322,7 @@ import Prometheus
                                                    body: Self.body(#"{"kind": "api", "name": "web"}"#)) { Self.json($0)["id"].text }
             let conversation = try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
                                                         body: Self.body(#"{"from": "1", "text": "hi", "id": "x"}"#)) { Self.json($0)["conversation"].text }
+            try await rig.engine.drain()
             let keyA = try await client.execute(uri: "/v1/keys", method: .get, headers: a) { Self.json($0)["keys"][0]["id"].text }
             for (uri, method) in [
                 ("/v1/flows/hello", HTTPRequest.Method.get), ("/v1/flows/hello/publish", .post), ("/v1/flows/hello/versions", .get),
@@ -325,6 +340,22 @@ import Prometheus
             }
             try await client.execute(uri: "/v1/flows", method: .get, headers: b) { r in #expect(Self.json(r)["flows"] == .list([])) }
             try await client.execute(uri: "/v1/channels", method: .get, headers: b) { r in #expect(Self.json(r)["channels"] == .list([])) }
+
+            // A's things, read again with A's key, are as they were: B's 404s changed nothing behind them.
+            try await rig.engine.drain()
+            try await client.execute(uri: "/v1/flows/hello/versions", method: .get, headers: a) { r in
+                #expect(Self.json(r)["versions"].jsonText.components(separatedBy: "\"version\"").count - 1 == 1, "still one version")
+            }
+            try await client.execute(uri: "/v1/conversations/\(conversation)", method: .get, headers: a) { r in
+                #expect(Self.json(r)["status"] == "waiting", "not cancelled")
+            }
+            try await client.execute(uri: "/v1/conversations/\(conversation)/messages", method: .get, headers: a) { r in
+                #expect(Self.json(r)["messages"].jsonText.components(separatedBy: "\"in\"").count - 1 == 1, "B's inbound was not stored")
+            }
+            try await client.execute(uri: "/v1/keys", method: .get, headers: a) { r in
+                #expect(Self.json(r)["keys"][0]["revoked"] == false, "A's key is not revoked")
+            }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: a) { r in #expect(Self.json(r)["total"] == 1) }
         }
         await rig.store.close()
     }
@@ -525,26 +556,38 @@ import Prometheus
         await rig.store.close()
     }
 
+    /// The value of the series `name` (with its labels, as written) in Prometheus text, 0 when absent.
+    static func metric(_ text: String, _ name: String) -> Double {
+        text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.dropFirst(name.count + 1)) } ?? 0
+    }
+
     @Test func metricsCountTurnsDeliveriesAndRequests() async throws {
         let rig = try await Rig()
         try await rig.app.test(.router) { client in
             let a = Self.auth(rig.adminA)
+            // Other tests in this process count into the same registry: what this one does is a lower bound of the deltas.
+            let before = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
             try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
             try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a)
             let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a,
                                                    body: Self.body(#"{"kind": "api", "name": "m"}"#)) { Self.json($0)["id"].text }
-            try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
-                                     body: Self.body(#"{"from": "9", "text": "hi", "id": "metrics-1"}"#))
+            for i in 0..<3 {
+                try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                         body: Self.body(#"{"from": "9\#(i)", "text": "hi", "id": "metrics-\#(i)"}"#))
+            }
             try await rig.engine.drain()
             try await BacklogSampler(store: rig.store, engine: rig.engine).sample()
             try await client.execute(uri: "/metrics", method: .get) { r in
                 #expect(r.status == .ok)
                 let text = String(buffer: r.body)
-                #expect(text.contains("flowline_turns_total"))
+                let turns = Self.metric(text, "flowline_turns_total") - Self.metric(before, "flowline_turns_total")
+                #expect(turns >= 3, "three conversations' first turns: \(turns)")
+                let done = #"flowline_deliveries_total{outcome="done"}"#
+                #expect(Self.metric(text, done) - Self.metric(before, done) >= 3, "three questions sent")
                 for gauge in ["flowline_backlog", "flowline_outbox_pending", "flowline_turns_due", "flowline_dead_letters"] {
-                    #expect(text.contains("\(gauge) "), "\(gauge)")
+                    #expect(text.split(separator: "\n").contains { $0.hasPrefix(gauge + " ") && Double($0.dropFirst(gauge.count + 1)) != nil }, "\(gauge)")
                 }
-                #expect(text.contains(#"flowline_deliveries_total{outcome="done"}"#))
+                #expect(Self.metric(text, "flowline_turn_batch_duration_count") > Self.metric(before, "flowline_turn_batch_duration_count"))
                 #expect(text.contains("hb_requests"))
             }
         }

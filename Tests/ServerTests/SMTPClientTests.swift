@@ -4,6 +4,7 @@ import FlowVM
 import Foundation
 import NIOCore
 import NIOPosix
+import FlowlineTestKit
 import Testing
 
 /// `SMTPClient` and `email.send` against aiosmtpd on loopback (scripts/peers/smtp.py): STARTTLS then AUTH, implicit
@@ -14,14 +15,14 @@ import Testing
         let ca: String
         let spool: String
 
-        init?() {
-            guard let ports = Peers.url("FLOWLINE_TEST_SMTP"), let ca = Peers.url("FLOWLINE_TEST_SMTP_CA"),
-                  let spool = Peers.url("FLOWLINE_TEST_SMTP_SPOOL") else { return nil }
+        init() throws {
+            let ports = try Peers.url("FLOWLINE_TEST_SMTP"), ca = try Peers.url("FLOWLINE_TEST_SMTP_CA")
+            let spool = try Peers.url("FLOWLINE_TEST_SMTP_SPOOL")
             let p = ports.split(separator: ",").compactMap { Int($0) }
             guard p.count == 3, let pem = try? String(contentsOfFile: ca, encoding: .utf8) else {
                 // Set but unusable is never a skip.
                 Issue.record("FLOWLINE_TEST_SMTP is '\(ports)' and its CA \(ca): scripts/peers.sh starts the SMTP peer")
-                return nil
+                throw FlowlineTestKit.Peer.Missing(description: "the SMTP peer is unusable")
             }
             (starttls, tls, plain, self.ca, self.spool) = (p[0], p[1], p[2], pem, spool)
         }
@@ -56,7 +57,7 @@ import Testing
     }
 
     @Test func startTLSThenAuthPlainDeliversARFC5322MessageWithDotStuffing() async throws {
-        guard let peer = Peer() else { return }
+        let peer = try Peer()
         let to = Self.unique("ana")
         let email = EmailConnector(smtp: peer.client(peer.starttls, .starttls), from: "Clínica Sol <clinic@example.com>")
         let result = try await email.perform(action: "email.send", parameters: [
@@ -82,7 +83,7 @@ import Testing
     }
 
     @Test func authLoginAndImplicitTLSWork() async throws {
-        guard let peer = Peer() else { return }
+        let peer = try Peer()
         let login = Self.unique("login"), implicit = Self.unique("implicit")
         try await peer.client(peer.starttls, .starttls, mechanism: .login).send(
             from: "a@example.com", to: [login], data: "Subject: login\r\n\r\nhi\r\n", deadline: Self.deadline())
@@ -92,7 +93,7 @@ import Testing
     }
 
     @Test func repliesDecideRetries() async throws {
-        guard let peer = Peer() else { return }
+        let peer = try Peer()
         let client = peer.client(peer.starttls, .starttls)
         let busy = await Self.failure { try await client.send(from: "a@example.com", to: ["busy@example.com"], data: "x\r\n", deadline: Self.deadline()) }
         #expect(busy?.code == "smtp_451" && busy?.retryable == true, "4xx is temporary")
@@ -107,7 +108,7 @@ import Testing
     }
 
     @Test func noPlainTextFallbackAndNoUntrustedCertificate() async throws {
-        guard let peer = Peer() else { return }
+        let peer = try Peer()
         let plain = Self.unique("plain")
         let refused = await Self.failure {
             try await peer.client(peer.plain, .starttls).send(from: "a@example.com", to: [plain], data: "x\r\n", deadline: Self.deadline())
@@ -156,7 +157,7 @@ import Testing
 
     /// `use: email.send` in a flow, with the tenant's email channel (its password sealed), through the engine.
     @Test func aFlowSendsMailThroughTheTenantsEmailChannel() async throws {
-        guard let peer = Peer() else { return }
+        let peer = try Peer()
         let to = Self.unique("receipt")
         let flow = """
             flow: receipt

@@ -365,7 +365,7 @@ import Testing
     /// localstripe is a second, independent implementation of Stripe's webhook signing: a PaymentIntent made there
     /// for a conversation (metadata `flowline_conversation`) resumes the conversation waiting on its id.
     @Test func localstripesSignedPaymentIntentEventResumesItsConversation() async throws {
-        guard let localstripe = Peers.url("FLOWLINE_TEST_LOCALSTRIPE") else { return }
+        let localstripe = try Peers.url("FLOWLINE_TEST_LOCALSTRIPE")
         let flow = """
             flow: pi
             trigger: { channel: api }

@@ -52,6 +52,7 @@ public final class Engine: Sendable {
     /// Passes the work loops have made (each asks the store for work once): an idle engine makes few.
     private let passCount = Atomic<Int>(0)
     public var passes: Int { passCount.load(ordering: .relaxed) }
+    private let stopping = Atomic<Bool>(false)
 
     public init(store: any Store, connectors: ConnectorRegistry, configuration: Configuration = Configuration(),
                 logger: Logger = Logger(label: "flowline.engine"), clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) {
@@ -343,8 +344,17 @@ public final class Engine: Sendable {
         }
     }
 
-    /// Works until cancelled: the service loop of `flowline serve` and worker processes. Turns and deliveries
-    /// run in two loops, so a slow connector never holds up the next turn.
+    /// Ends `run()` gracefully: the passes in flight finish uncancelled (a turn's outcome is committed, a call's done
+    /// mark is written; a connector call takes at most `connectorTimeout`), then the loops return. Cancelling `run()`
+    /// instead stops at once, and whatever was in flight is redone after its lease.
+    public func stop() {
+        stopping.store(true, ordering: .relaxed)
+        wake.signal()
+        deliveryWake.signal()
+    }
+
+    /// Works until stopped or cancelled: the service loop of `flowline serve` and worker processes. Turns and
+    /// deliveries run in two loops, so a slow connector never holds up the next turn.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.loop(self.wake) { try await self.runTurns() + self.reroute() } }
@@ -354,7 +364,7 @@ public final class Engine: Sendable {
 
     /// Repeats `pass` while it finds work; then sleeps until woken or the poll interval passes.
     private func loop(_ signal: WakeSignal, _ pass: @Sendable () async throws -> Int) async {
-        while !Task.isCancelled {
+        while !Task.isCancelled, !stopping.load(ordering: .relaxed) {
             passCount.add(1, ordering: .relaxed)
             do {
                 if try await pass() > 0 { continue }

@@ -6,9 +6,10 @@ import Foundation
 ///     FLOWLINE_FAILPOINTS=delivery.after-call:stripe.checkout,ingest.after-commit@3
 ///
 /// Each entry is `name`, optionally `:detail` (only hits with that detail count: the action of a delivery, the
-/// event kind of a turn) and `@n` (the n-th counted hit, 1 by default). At that hit the process writes one line to
-/// standard error and kills itself with SIGKILL, as an out-of-memory kill or a power cut would: no handler runs, no
-/// buffer is flushed, no transaction is finished.
+/// event kind of a turn), `@n` (the n-th counted hit, 1 by default) and `~ms` (pause that long instead of dying). At
+/// that hit the process writes one line to standard error and kills itself with SIGKILL, as an out-of-memory kill or
+/// a power cut would: no handler runs, no buffer is flushed, no transaction is finished. A pause holds the work in
+/// flight (to stop the process gracefully meanwhile, say) and then goes on.
 public enum Failpoint: String, CaseIterable, Sendable {
     /// A connector's call has returned (the message is sent, the session created) and its done mark is not yet
     /// committed. Detail: the action (`channel.send`, `stripe.checkout`, `email.send`, …).
@@ -29,6 +30,8 @@ public enum Failpoint: String, CaseIterable, Sendable {
         var point: Failpoint
         var detail: String?
         var hit: Int
+        /// Milliseconds to pause instead of killing.
+        var pause: Int?
     }
 
     private final class Counters: @unchecked Sendable {
@@ -50,6 +53,11 @@ public enum Failpoint: String, CaseIterable, Sendable {
     static func parse(_ spec: String) -> [Armed] {
         spec.split(separator: ",").compactMap { entry in
             var text = entry.trimmingCharacters(in: .whitespaces)
+            var pause: Int?
+            if let tilde = text.lastIndex(of: "~"), let ms = Int(text[text.index(after: tilde)...]), ms >= 0 {
+                pause = ms
+                text = String(text[..<tilde])
+            }
             var hit = 1
             if let at = text.lastIndex(of: "@"), let n = Int(text[text.index(after: at)...]), n > 0 {
                 hit = n
@@ -64,7 +72,7 @@ public enum Failpoint: String, CaseIterable, Sendable {
                 FileHandle.standardError.write(Data("flowline: unknown failpoint \(text) ignored\n".utf8))
                 return nil
             }
-            return Armed(point: point, detail: detail, hit: hit)
+            return Armed(point: point, detail: detail, hit: hit, pause: pause)
         }
     }
 
@@ -72,18 +80,23 @@ public enum Failpoint: String, CaseIterable, Sendable {
     /// and this is its chosen hit.
     public static func hit(_ point: Failpoint, _ details: [String] = []) {
         guard !armed.isEmpty else { return }
-        let fire: Bool = counters.lock.withLock {
-            var fire = false
+        let fired: Armed? = counters.lock.withLock {
+            var fired: Armed?
             for (i, a) in armed.enumerated() where a.point == point {
                 if let d = a.detail, !details.contains(d) { continue }
                 counters.counts[i] += 1
-                if counters.counts[i] == a.hit { fire = true }
+                if counters.counts[i] == a.hit { fired = a }
             }
-            return fire
+            return fired
         }
-        guard fire else { return }
-        let line = "flowline: failpoint \(point.rawValue)\(details.isEmpty ? "" : " (" + details.joined(separator: ",") + ")") reached; killing the process\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        guard let fired else { return }
+        let what = "flowline: failpoint \(point.rawValue)\(details.isEmpty ? "" : " (" + details.joined(separator: ",") + ")") reached; "
+        if let pause = fired.pause {
+            FileHandle.standardError.write(Data((what + "pausing \(pause) ms\n").utf8))
+            usleep(UInt32(min(pause, 600_000)) * 1000)
+            return
+        }
+        FileHandle.standardError.write(Data((what + "killing the process\n").utf8))
         kill(getpid(), SIGKILL)
         // SIGKILL cannot be caught; wait for it rather than run on.
         while true { pause() }

@@ -658,10 +658,14 @@ public final class SQLStore: Store, @unchecked Sendable {
             // Reads are per batch, not per conversation: a batch of turns costs a handful of round trips
             // (see docs/engine.md, "Batched turns").
             let events = try await self.pendingEvents(of: records, db)
-            let names = try await self.contactNames(of: records, db)
+            let known = try await self.contactDetails(of: records, db)
             let works = records.map { record in
-                var contact: [String: Value] = ["id": .string(record.contact), "phone": .string(record.contact)]
-                if let name = names[ContactAddress(record)] { contact["name"] = .string(name) }
+                // `contact.phone`: the number stored with the contact (a WhatsApp contact keyed by its business-scoped
+                // user id has one when the notification carried it), else the address unless it is such an id.
+                let details = known[ContactAddress(record)]
+                let phone = details?.phone ?? (Self.isUserID(record.contact) ? nil : record.contact)
+                var contact: [String: Value] = ["id": .string(record.contact), "phone": phone.map(Value.string) ?? .null]
+                if let name = details?.name { contact["name"] = .string(name) }
                 return TurnWork(conversation: record, events: events[record.id] ?? [], contact: .map(contact))
             }
             return (works, poisoned)
@@ -725,17 +729,27 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
-    /// The names of these conversations' contacts, in one query.
-    private func contactNames(of records: [ConversationRecord], _ db: any SQLExecutor) async throws -> [ContactAddress: String] {
+    /// The names and phone numbers of these conversations' contacts, in one query.
+    private func contactDetails(of records: [ConversationRecord], _ db: any SQLExecutor) async throws
+        -> [ContactAddress: (name: String?, phone: String?)]
+    {
         let (tuples, binds) = ContactAddress.values(Set(records.map(ContactAddress.init)))
         let rows = try await db.query(
-            "SELECT tenant_id, channel, address, name FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))", binds)
-        var names: [ContactAddress: String] = [:]
+            "SELECT tenant_id, channel, address, name, phone FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))", binds)
+        var details: [ContactAddress: (name: String?, phone: String?)] = [:]
         for r in rows {
-            guard let name = r.text("name") else { continue }
-            names[ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("address") ?? "")] = name
+            let name = r.text("name"), phone = r.text("phone").flatMap { $0.isEmpty ? nil : $0 }
+            guard name != nil || phone != nil else { continue }
+            details[ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("address") ?? "")] = (name, phone)
         }
-        return names
+        return details
+    }
+
+    /// A WhatsApp business-scoped user id (`US.13491208655302741918`): a country code, a period, letters and digits.
+    static func isUserID(_ s: String) -> Bool {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count >= 2 && parts[0].count == 2 && parts[0].allSatisfy { $0.isASCII && $0.isUppercase }
+            && parts.dropFirst().allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
     }
 
     static func placeholders(_ count: Int, from first: Int = 1) -> String {

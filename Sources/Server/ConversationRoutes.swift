@@ -83,8 +83,9 @@ struct ConversationRoutes {
     }
 
     @Sendable func retry(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        // The role first: a key that may not retry learns nothing about which conversations exist.
+        guard try context.requireCaller().allows(.supervisor) else { throw Problem(.forbidden, "retrying needs a supervisor or admin key") }
         let (caller, c) = try await find(context)
-        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "retrying needs a supervisor or admin key") }
         try await engine.retry(conversation: c.id, tenant: caller.tenant)
         return json(["id": .string(c.id), "requested": "retry"], status: .accepted)
     }

@@ -335,10 +335,11 @@ struct BacklogSampler: Service {
     }
 }
 
-/// The engine's work loop as a service: on graceful shutdown the current pass completes, then it stops.
+/// The engine's work loop as a service: on graceful shutdown the passes in flight complete, uncancelled (a turn that
+/// has run is committed), then it stops.
 struct EngineService: Service {
     let engine: Engine
     func run() async throws {
-        await cancelWhenGracefulShutdown { await engine.run() }
+        await withGracefulShutdownHandler { await engine.run() } onGracefulShutdown: { engine.stop() }
     }
 }

@@ -89,8 +89,8 @@ struct Work: AsyncParsableCommand {
         }
         logger.info("worker started", metadata: ["pid": "\(getpid())"])
         for await _ in signals { break }
-        // Graceful: the current pass finishes (its transaction commits or rolls back), then we stop.
-        worker.cancel()
+        // Graceful: the passes in flight finish, uncancelled (a turn that has run is committed), then we stop.
+        engine.stop()
         await worker.value
         await store.close()
         logger.info("worker stopped")

@@ -281,3 +281,48 @@ import Testing
         await b.close()
     }
 }
+
+/// `debounce:` through the store on both backends: a burst of messages waits for the window after the last one, and
+/// is then one turn, its texts joined, with one reply.
+@Suite struct DebounceThroughTheStoreTests {
+    static let flow = """
+        flow: burst
+        trigger: { channel: api }
+        debounce: 5s
+        start: ask
+        blocks:
+          ask:
+            ask: "?"
+            save: said
+            next: echo
+          echo:
+            end: "{{ said }}"
+        """
+
+    @Test(arguments: Backend.available)
+    func aBurstIsOneTurnAfterItsWindow(_ backend: Backend) async throws {
+        let rig = try await EngineTests.Rig(backend)
+        try await rig.publish(Self.flow)
+        let (conversation, _) = try accepted(try await rig.engine.ingest(inbound("oi", from: "9", id: "d1")))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "9").isEmpty, "even the first message waits for its window")
+        rig.clock.advance(seconds: 5)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "9") == ["?"])
+
+        // The burst: two messages a second apart; a turn at 3 s after the first finds the window still open.
+        _ = try accepted(try await rig.engine.ingest(inbound("one", from: "9", id: "d2")))
+        rig.clock.advance(seconds: 1)
+        _ = try accepted(try await rig.engine.ingest(inbound("two", from: "9", id: "d3")))
+        rig.clock.advance(seconds: 3)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "9") == ["?"], "the window runs from the last message")
+        rig.clock.advance(seconds: 2)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "9") == ["?", "one\ntwo"], "one turn for the burst, texts joined")
+        let traces = try await rig.store.traces(conversation: conversation, tenant: "t1")
+        #expect(traces.count == 2, "two turns in all: \(traces.map(\.event))")
+        #expect(try await rig.store.conversation(id: conversation, tenant: "t1")?.status == .ended)
+        await rig.store.close()
+    }
+}

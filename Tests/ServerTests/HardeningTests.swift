@@ -318,7 +318,8 @@ import Testing
             }
             try await group.waitForAll()
         }
-        #expect(stats.count >= 10)
+        // Samples are about 100 ms apart when the machine is idle, a second apart when the suite loads it: a few are enough.
+        #expect(stats.count >= 4)
         // Before the limits, one such document stopped the process and four at once stalled others for 21 s. The
         // bound leaves room for the rest of the test suite sharing the machine's two cores.
         #expect(stats.slowest < .seconds(5), "slowest health check took \(stats.slowest)")

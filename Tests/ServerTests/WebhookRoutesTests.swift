@@ -37,9 +37,9 @@ import Testing
 
     /// Publishes `flow` and creates the WhatsApp channel that sends through the fake Graph at `graphPort`; returns its
     /// webhook path.
-    static func publishWithWhatsApp(_ client: some TestClientProtocol, rig: RouterTests.Rig, graphPort: Int) async throws -> String {
+    static func publishWithWhatsApp(_ client: some TestClientProtocol, rig: RouterTests.Rig, graphPort: Int, flow: String = Self.flow) async throws -> String {
         let a = RouterTests.auth(rig.adminA)
-        try await client.execute(uri: "/v1/flows/wa-hello", method: .put, headers: a, body: RouterTests.body(Self.flow))
+        try await client.execute(uri: "/v1/flows/wa-hello", method: .put, headers: a, body: RouterTests.body(flow))
         try await client.execute(uri: "/v1/flows/wa-hello/publish", method: .post, headers: a) { #expect($0.status == .created) }
         let channel = try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
             {"kind": "whatsapp", "name": "main", "phone_number_id": "106540352242922", "verify_token": "verify-me-please",
@@ -174,7 +174,8 @@ import Testing
         let rig = try await RouterTests.Rig()
         try await graph.app.test(.live) { fake in
             try await rig.app.test(.router) { client in
-                let path = try await Self.publishWithWhatsApp(client, rig: rig, graphPort: fake.port!)
+                let path = try await Self.publishWithWhatsApp(client, rig: rig, graphPort: fake.port!,
+                                                             flow: Self.flow.replacingOccurrences(of: "ask: \"Name?\"", with: "ask: \"Name? ({{ contact.phone ?? 'no number' }})\""))
                 // One with both ids, one with a username only (no phone number in the notification at all).
                 let both = """
                     {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
@@ -201,6 +202,9 @@ import Testing
                 #expect(toAna["to"] == "5511988887777", "the phone number goes in to, and the Graph prefers it")
                 let toBob = try #require(sent.first { $0["recipient"] == "US.99887766554433221100" })
                 #expect(toBob["to"] == .null, "no phone number known: the BSUID alone, never in to")
+                // The flow's contact.phone is the number, never the BSUID.
+                #expect(toAna["interactive"]["body"]["text"] == "Name? (5511988887777)")
+                #expect(toBob["interactive"]["body"]["text"] == "Name? (no number)")
                 #expect(sent.allSatisfy { $0["to"] == .null || FakeGraphAPI.isPhone($0["to"].text) })
             }
         }
@@ -281,6 +285,55 @@ import Testing
 
     static func stripeSigned(_ body: String, secret: String = "whsec_flowline_test_1", at time: Int64 = Int64(Date().timeIntervalSince1970)) -> HTTPFields {
         [HTTPField.Name("Stripe-Signature")!: FakeStripe.signature(body, secret: secret, time: time), .contentType: "application/json"]
+    }
+
+    /// Rotating Stripe keys: a second `stripe` channel is created while a payment is pending. New sessions are made
+    /// with the newest account's key; the old channel still verifies the late event for the session it made, and the
+    /// old secret does not verify at the new channel's path.
+    @Test func theNewestStripeAccountMakesSessionsWhileTheOldOneStillVerifiesLateEvents() async throws {
+        let stripe = FakeStripe(key: "sk_test_old_0123", otherAccounts: ["sk_test_new_4567"])
+        let rig = try await RouterTests.Rig()
+        try await stripe.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let a = RouterTests.auth(rig.adminA)
+                try await client.execute(uri: "/v1/flows/pay", method: .put, headers: a, body: RouterTests.body(Self.payFlow))
+                try await client.execute(uri: "/v1/flows/pay/publish", method: .post, headers: a) { #expect($0.status == .created) }
+                func account(_ name: String, _ key: String, _ secret: String) async throws -> String {
+                    try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body("""
+                        {"kind": "stripe", "name": "\(name)", "secret_key": "\(key)", "webhook_secret": "\(secret)",
+                         "api_url": "http://127.0.0.1:\(fake.port!)", "success_url": "https://clinic.example/paid"}
+                        """)) { RouterTests.json($0)["webhook_path"].text }
+                }
+                let oldPath = try await account("old", "sk_test_old_0123", "whsec_old_secret")
+                let api = try await client.execute(uri: "/v1/channels", method: .post, headers: a,
+                                                   body: RouterTests.body(#"{"kind": "api", "name": "web"}"#)) { RouterTests.json($0) }
+                try await client.execute(uri: "/v1/channels/\(api["id"].text)/inbound", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"from": "1", "text": "hi", "id": "m1"}"#))
+                try await rig.engine.drain()
+                // Keys rotate while the first customer has not paid yet.
+                let newPath = try await account("new", "sk_test_new_4567", "whsec_new_secret")
+                try await client.execute(uri: "/v1/channels/\(api["id"].text)/inbound", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"from": "2", "text": "hi", "id": "m2"}"#))
+                try await rig.engine.drain()
+                let created = stripe.created.withLock { $0 }
+                #expect(created.map(\.account) == ["sk_test_old_0123", "sk_test_new_4567"], "the second session is the new account's")
+
+                let late = stripe.completed(created[0].id, eventID: "evt_old_paid")
+                try await client.execute(uri: newPath, method: .post, headers: Self.stripeSigned(late, secret: "whsec_old_secret"), body: RouterTests.body(late)) {
+                    #expect($0.status == .unauthorized, "the old secret is not the new channel's")
+                }
+                try await client.execute(uri: oldPath, method: .post, headers: Self.stripeSigned(late, secret: "whsec_old_secret"), body: RouterTests.body(late)) { r in
+                    #expect(r.status == .ok && RouterTests.json(r)["resumed"] == true, "the old channel verifies the late event")
+                }
+                let fresh = stripe.completed(created[1].id, eventID: "evt_new_paid")
+                try await client.execute(uri: newPath, method: .post, headers: Self.stripeSigned(fresh, secret: "whsec_new_secret"), body: RouterTests.body(fresh)) { r in
+                    #expect(r.status == .ok && RouterTests.json(r)["resumed"] == true)
+                }
+                try await rig.engine.drain()
+                #expect(try await rig.store.conversations(tenant: "a", status: .ended, contact: nil).count == 2, "both customers paid")
+            }
+        }
+        await rig.store.close()
     }
 
     @Test func aSignedStripeEventResumesTheConversationWaitingOnItsCheckoutOnce() async throws {

@@ -100,7 +100,8 @@ import Testing
     }
 
     @Test func failuresSayWhetherToRetry() async throws {
-        try await Self.peer(Seen()).test(.live) { client in
+        let seen = Seen()
+        try await Self.peer(seen).test(.live) { client in
             let base = "http://127.0.0.1:\(client.port!)"
             let webhook = HTTPWebhookConnector()
             func call(_ path: String, _ extra: [String: Value] = [:], timeout: Duration = .seconds(5)) async -> ConnectorError? {
@@ -117,8 +118,11 @@ import Testing
             #expect(missing?.retryable == false && missing?.code == "http_404")
             let slow = await call("/slow", ["timeout": "1s"])
             #expect(slow?.code == "unreachable" && slow?.retryable == true, "the block's timeout bounds the call")
-            let bad = await call("", ["url": "ftp://example.com/x"])
+            // Another scheme at the very receiver: refused before anything is sent, which the receiver would have seen.
+            let before = seen.requests.withLock { $0.count }
+            let bad = await call("", ["url": .string("ftp://127.0.0.1:\(client.port!)/echo")])
             #expect(bad?.code == "invalid_url" && bad?.retryable == false)
+            #expect(seen.requests.withLock { $0.count } == before, "nothing reached the receiver")
         }
         let closed = ClosedPort()
         let refused = await Self.failure {

@@ -45,8 +45,12 @@ import Testing
             try process.run()
         }
         func kill() {
+            let wasRunning = process.isRunning
             Glibc.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
+            // A worker that had already died on its own would make the kill (and the test) meaningless.
+            #expect(wasRunning && process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL,
+                    "the worker was running and died of the kill")
         }
         func stop() {
             process.terminate()

@@ -211,59 +211,19 @@ public enum FlowlineServer {
         // Before any metric is made: one made earlier would stay bound to the no-op backend.
         let metrics = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
-        let secrets: SecretBox?
+        let runtime = try await Runtime.start(configuration, logger: logger)
         do {
-            secrets = try secretBox(configuration, logger: logger)
+            try await serve(configuration, runtime: runtime, metrics: metrics, logger: logger)
         } catch {
-            throw StartupError("cannot read the key for channel secrets: \(error)")
-        }
-        let store: SQLStore
-        do {
-            store = try await SQLStore.open(configuration.database, logger: logger)
-        } catch {
-            throw StartupError("cannot open the database \(redacted(configuration.database)): \(String(describing: error).prefix(300))")
-        }
-        do {
-            try await reachable(store, within: .seconds(15))
-        } catch {
-            await store.close()
-            throw StartupError("cannot reach the database \(redacted(configuration.database)) within 15 s")
-        }
-        let http = makeHTTPClient()
-        do {
-            try await serve(configuration, store: store, http: http, secrets: secrets, metrics: metrics, logger: logger)
-        } catch {
-            try? await http.shutdown()
-            await store.close()
+            await runtime.shutdown()
             throw error
         }
-        try? await http.shutdown()
-        await store.close()
+        await runtime.shutdown()
     }
 
-    /// Pings the database, giving up after `limit` (a pool retries an unreachable server for minutes).
-    private static func reachable(_ store: SQLStore, within limit: Duration) async throws {
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask { try await store.ping(); return true }
-            group.addTask { try await Task.sleep(for: limit); return false }
-            defer { group.cancelAll() }
-            guard try await group.next() == true else { throw StartupError("timed out") }
-        }
-    }
-
-    private static func serve(_ configuration: ServerConfiguration, store: SQLStore, http: HTTPClient, secrets: SecretBox?,
-                              metrics: PrometheusCollectorRegistry, logger: Logger) async throws {
-        let registry = connectors(store: store, secrets: secrets,
-                                  custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
-        var engineConfiguration = Engine.Configuration()
-        engineConfiguration.http = http
-        engineConfiguration.delivery.lease = configuration.deliveryLease
-        engineConfiguration.connectorTimeout = min(.seconds(30), .milliseconds(configuration.deliveryLease * 500))
-        if let secrets {
-            engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)",
-                                                          secrets: secrets)
-        }
-        let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
+    private static func serve(_ configuration: ServerConfiguration, runtime: Runtime, metrics: PrometheusCollectorRegistry,
+                              logger: Logger) async throws {
+        let (store, engine, secrets) = (runtime.store, runtime.engine, runtime.secrets)
         let keys: (admin: String, platform: String)?
         do {
             keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger)
@@ -281,7 +241,7 @@ public enum FlowlineServer {
                 """)
         }
         let app = Application(
-            router: router(store: store, engine: engine, catalog: registry.catalog(adding: BuiltinActions.catalog), secrets: secrets,
+            router: router(store: store, engine: engine, catalog: runtime.connectors.catalog(adding: BuiltinActions.catalog), secrets: secrets,
                            metrics: metrics),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
             services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],

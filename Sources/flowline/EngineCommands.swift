@@ -3,6 +3,7 @@ import FlowEngine
 import FlowStore
 import Foundation
 import Logging
+import Server
 import FlowVM
 
 /// `--database` as every engine command takes it.
@@ -42,11 +43,15 @@ nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
 struct Work: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run an engine worker: turns, timers and outbox deliveries, until SIGTERM or SIGINT.",
-        discussion: "Several workers may share one PostgreSQL database. Messages go out through --channel-file.")
+        discussion: """
+            Several workers may share one PostgreSQL database with each other and with `flowline serve`: a worker \
+            delivers every channel's sends and every connector's actions with the tenant's credentials, reading \
+            FLOWLINE_SECRET_KEY, FLOWLINE_PUBLIC_URL and FLOWLINE_WEBHOOK_SIGNING_SECRET as serve does.
+            """)
 
     @OptionGroup var db: DatabaseOption
 
-    @Option(help: "Append outbound messages to this JSON-lines file (the channel for local runs and tests).")
+    @Option(help: "Write every send to this JSON-lines file instead of its channel (local runs and tests).")
     var channelFile: String?
 
     @Option(help: "Seconds a claimed delivery or turn stays with this worker before others may take it over.")
@@ -60,20 +65,27 @@ struct Work: AsyncParsableCommand {
 
     func run() async throws {
         var logger = Logger(label: "flowline.work")
-        logger.logLevel = .info
-        let store = try await SQLStore.open(db.url, logger: logger)
-        try await store.migrate()
-        var connectors = ConnectorRegistry()
-        if let channelFile { connectors.register(try FileChannel(path: channelFile)) }
-        var config = Engine.Configuration()
-        config.turnBatch = batch
-        config.delivery.lease = lease
-        config.turnLease = lease
-        config.pollInterval = .milliseconds(50)
-        let engine = Engine(store: store, connectors: connectors, configuration: config, logger: logger)
+        logger.logLevel = ProcessInfo.processInfo.environment["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        var configuration = ServerConfiguration.fromEnvironment(database: db.url)
+        configuration.deliveryLease = lease
+        let runtime: Runtime
+        do {
+            try configuration.validate()
+            runtime = try await Runtime.start(configuration, replacing: try channelFile.map { [try FileChannel(path: $0)] } ?? [],
+                                              tune: { [batch, lease] config in
+                                                  config.turnBatch = batch
+                                                  config.turnLease = lease
+                                                  config.pollInterval = .milliseconds(50)
+                                              }, logger: logger)
+            try await runtime.store.migrate()
+        } catch let e as StartupError {
+            Shared.printErr("flowline work: \(e.message)")
+            throw ExitCode.failure
+        }
+        let engine = runtime.engine
         if untilIdle {
             try await engine.drain()
-            await store.close()
+            await runtime.shutdown()
             return
         }
 
@@ -92,7 +104,7 @@ struct Work: AsyncParsableCommand {
         // Graceful: the passes in flight finish, uncancelled (a turn that has run is committed), then we stop.
         engine.stop()
         await worker.value
-        await store.close()
+        await runtime.shutdown()
         logger.info("worker stopped")
     }
 }

@@ -17,21 +17,13 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
-        var config = ServerConfiguration()
+        var config = ServerConfiguration.fromEnvironment(database: db.url)
         config.host = host ?? env["FLOWLINE_HOST"] ?? config.host
         config.port = port ?? env["FLOWLINE_PORT"].flatMap(Int.init) ?? config.port
-        config.database = db.url
         config.adminKey = env["FLOWLINE_ADMIN_KEY"]
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
-        config.secretKey = env["FLOWLINE_SECRET_KEY"]
-        config.webhookSigningSecret = env["FLOWLINE_WEBHOOK_SIGNING_SECRET"]
-        config.publicURL = env["FLOWLINE_PUBLIC_URL"]
-        // The example custom connector (docs/connectors.md), when a CRM is configured.
-        if let url = env["FLOWLINE_CRM_URL"] {
-            config.connectors.append(CRMConnector(baseURL: url, apiKey: env["FLOWLINE_CRM_API_KEY"] ?? ""))
-        }
         config.flowsDirectory = flows
-        config.deliveryLease = deliveryLease ?? env["FLOWLINE_DELIVERY_LEASE"].flatMap(Int64.init) ?? config.deliveryLease
+        config.deliveryLease = deliveryLease ?? config.deliveryLease
         var logger = Logger(label: "flowline")
         logger.logLevel = env["FLOWLINE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         do {
@@ -44,5 +36,24 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("flowline serve: \(String(describing: error).prefix(300))\n".utf8))
             throw ExitCode.failure
         }
+    }
+}
+
+extension ServerConfiguration {
+    /// What every process that runs turns reads from its environment (`serve` and `work` alike): the secrets key,
+    /// the public URL of resume links, the `webhook:` signing secret, the delivery lease and custom connectors.
+    static func fromEnvironment(database: String) -> ServerConfiguration {
+        let env = ProcessInfo.processInfo.environment
+        var config = ServerConfiguration()
+        config.database = database
+        config.secretKey = env["FLOWLINE_SECRET_KEY"]
+        config.webhookSigningSecret = env["FLOWLINE_WEBHOOK_SIGNING_SECRET"]
+        config.publicURL = env["FLOWLINE_PUBLIC_URL"]
+        config.deliveryLease = env["FLOWLINE_DELIVERY_LEASE"].flatMap(Int64.init) ?? config.deliveryLease
+        // The example custom connector (docs/connectors.md), when a CRM is configured.
+        if let url = env["FLOWLINE_CRM_URL"] {
+            config.connectors.append(CRMConnector(baseURL: url, apiKey: env["FLOWLINE_CRM_API_KEY"] ?? ""))
+        }
+        return config
     }
 }

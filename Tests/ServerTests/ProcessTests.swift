@@ -2,6 +2,9 @@ import FlowEngine
 import FlowStore
 import FlowVM
 import Foundation
+import HummingbirdTesting
+import Hummingbird
+import Crypto
 import NIOHTTP1
 import Testing
 
@@ -90,5 +93,76 @@ import Testing
             return try await b.api.call(.POST, inbound, #"{"from": "c\#(n)", "text": "hi", "id": "m\#(n)"}"#).body["status"] == "started" ? true : nil
         }
         #expect(ContinuousClock.now - published <= .milliseconds(5500), "within the 5 s the docs promise")
+    }
+
+    /// docs/engine.md scales by adding `flowline work` processes to `serve`'s database: a worker must deliver what
+    /// serve would. A WhatsApp conversation waits on `wait: 3s` when its server is killed; a separate worker, started
+    /// with the same secrets key, fires the timer and its reply reaches the Graph API with the channel's token.
+    @Test func aWorkerFinishesAWhatsAppConversationItsKilledServerLeft() async throws {
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let database = try await SQLStore.createPostgresDatabase(nextTo: try Peers.url("FLOWLINE_TEST_POSTGRES_URL"), prefix: "worker_")
+        let secret = SecretBox.generateKey()
+        let graph = FakeGraphAPI(token: "EAAG-worker-token")
+        try await graph.app.test(.live) { graphPeer in
+            let serve = try await ServeProcess(database: database, log: dir + "/serve.log", secretKey: secret, flows: dir + "/flows")
+            defer { if serve.isRunning { serve.kill() } }
+            let flow = """
+                flow: later
+                trigger: { channel: whatsapp }
+                start: hello
+                blocks:
+                  hello:
+                    text: "Olá! Já volto."
+                    next: nap
+                  nap:
+                    wait: 3s
+                    next: back
+                  back:
+                    end: "Voltei."
+                """
+            #expect(try await serve.api.call(.PUT, "/v1/flows/later", flow, headers: [("Content-Type", "application/yaml")]).status == 201)
+            #expect(try await serve.api.call(.POST, "/v1/flows/later/publish").status == 201)
+            let channel = try await serve.api.call(.POST, "/v1/channels", Value.map([
+                "kind": "whatsapp", "name": "wa", "phone_number_id": .string(graph.phoneNumberID), "verify_token": "verify-worker",
+                "app_secret": "app-secret-worker", "access_token": "EAAG-worker-token", "graph_url": .string("http://127.0.0.1:\(graphPeer.port!)"),
+            ]).jsonText)
+            #expect(channel.status == 201)
+            let hi = EndToEndTests.whatsApp(#"{"from": "5511999990000", "id": "wamid.w.1", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
+            let signature = "sha256=" + HMAC<SHA256>.authenticationCode(for: Data(hi.utf8), using: SymmetricKey(data: Data("app-secret-worker".utf8)))
+                .map { String(format: "%02x", $0) }.joined()
+            #expect(try await serve.api.call(.POST, channel.body["webhook_path"].text, hi, headers: [("X-Hub-Signature-256", signature)], auth: false).status == 200)
+            _ = try await Peers.eventually("the greeting reaches WhatsApp") { graph.messages.isEmpty ? nil : true }
+            serve.kill()
+
+            let work = Process()
+            work.executableURL = URL(fileURLWithPath: ServeProcess.binary)
+            work.arguments = ["work", "--database", database, "--lease", "2"]
+            var env = ProcessInfo.processInfo.environment
+            env["FLOWLINE_SECRET_KEY"] = secret
+            env["FLOWLINE_FAILPOINTS"] = nil
+            work.environment = env
+            let log = dir + "/work.log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            work.standardOutput = handle
+            work.standardError = handle
+            try work.run()
+            defer { if work.isRunning { Foundation.kill(work.processIdentifier, SIGKILL) } }
+            _ = try await Peers.eventually("the worker's reply reaches WhatsApp", seconds: 30) {
+                graph.messages.contains { $0["text"]["body"] == "Voltei." } ? true : nil
+            }
+            let store = try await SQLStore.open(database)
+            let conversations = try await store.conversations(tenant: "demo", status: nil, contact: "BR.e2e")
+            #expect(conversations.map(\.status) == [.ended])
+            #expect(try await store.deliveries(tenant: "demo", state: .dead).isEmpty, "nothing dead-lettered (no_connector was the bug)")
+            await store.close()
+            let sent = graph.messages.filter { $0["text"]["body"] == "Voltei." }
+            #expect(sent.count == 1 && sent[0]["recipient"] == "BR.e2e" && sent[0]["to"] == "5511999990000")
+            work.terminate()
+            work.waitUntilExit()
+            #expect(work.terminationStatus == 0 && work.terminationReason == .exit,
+                    "the worker stops cleanly: \((try? String(contentsOfFile: log, encoding: .utf8))?.suffix(1500) ?? "")")
+        }
     }
 }

@@ -1,0 +1,132 @@
+import FlowEngine
+import FlowVM
+import Foundation
+import Logging
+
+/// The schema: one list of migrations per dialect, applied in order and recorded in `flowline_schema`.
+extension SQLStore {
+    // MARK: Migrations
+
+    /// Schema versions, in order; a version is never edited once released, only followed by a new one.
+    static func migrations(_ d: SQLDialect) -> [[String]] {
+        let blob = d == .postgres ? "BYTEA" : "BLOB"
+        let serial = d == .postgres ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY AUTOINCREMENT"
+        return [[
+            "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE TABLE programs (hash TEXT PRIMARY KEY, name TEXT NOT NULL, bytecode \(blob) NOT NULL, created_at BIGINT NOT NULL)",
+            """
+            CREATE TABLE flow_versions (tenant_id TEXT NOT NULL REFERENCES tenants(id), flow TEXT NOT NULL, version BIGINT NOT NULL,
+              program_hash TEXT NOT NULL REFERENCES programs(hash), source TEXT NOT NULL, trigger_channel TEXT,
+              keywords TEXT NOT NULL, published_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, flow, version))
+            """,
+            """
+            CREATE TABLE contacts (tenant_id TEXT NOT NULL, channel TEXT NOT NULL, address TEXT NOT NULL, name TEXT,
+              created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, channel, address))
+            """,
+            """
+            CREATE TABLE conversations (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, channel TEXT NOT NULL,
+              channel_kind TEXT NOT NULL, contact TEXT NOT NULL, flow TEXT NOT NULL, program_hash TEXT NOT NULL,
+              continuation \(blob), status TEXT NOT NULL, wait_kind TEXT, wait_key TEXT, wake_at BIGINT, due_at BIGINT,
+              step BIGINT NOT NULL DEFAULT 0, row_version BIGINT NOT NULL DEFAULT 0, failure TEXT,
+              created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE UNIQUE INDEX conversations_open ON conversations (tenant_id, channel, contact) WHERE status IN ('active', 'waiting', 'handoff')",
+            "CREATE INDEX conversations_due ON conversations (due_at) WHERE due_at IS NOT NULL",
+            "CREATE INDEX conversations_wait_key ON conversations (tenant_id, wait_key) WHERE wait_key IS NOT NULL",
+            "CREATE INDEX conversations_tenant ON conversations (tenant_id, status)",
+            """
+            CREATE TABLE events (seq \(serial), tenant_id TEXT NOT NULL, channel TEXT NOT NULL, channel_kind TEXT,
+              contact TEXT, provider_id TEXT, conversation_id TEXT, kind TEXT NOT NULL, body TEXT NOT NULL,
+              received_at BIGINT NOT NULL, processed_at BIGINT, disposition TEXT)
+            """,
+            "CREATE UNIQUE INDEX events_provider ON events (tenant_id, channel, provider_id) WHERE provider_id IS NOT NULL",
+            "CREATE INDEX events_pending ON events (conversation_id, seq) WHERE processed_at IS NULL",
+            "CREATE INDEX events_reroute ON events (seq) WHERE disposition = 'reroute' AND processed_at IS NULL",
+            """
+            CREATE TABLE outbox (id \(serial), tenant_id TEXT NOT NULL, conversation_id TEXT NOT NULL,
+              idempotency_key TEXT NOT NULL UNIQUE, effect_id BIGINT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL,
+              payload TEXT NOT NULL, state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT NOT NULL,
+              lease_until BIGINT, last_error TEXT, result TEXT, created_at BIGINT NOT NULL, completed_at BIGINT)
+            """,
+            "CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending'",
+            "CREATE INDEX outbox_conversation ON outbox (conversation_id, id) WHERE state = 'pending'",
+            """
+            CREATE TABLE messages (id \(serial), tenant_id TEXT NOT NULL, conversation_id TEXT NOT NULL,
+              direction TEXT NOT NULL, text TEXT NOT NULL, extra TEXT NOT NULL, at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX messages_conversation ON messages (conversation_id, id)",
+            """
+            CREATE TABLE traces (id \(serial), tenant_id TEXT NOT NULL, conversation_id TEXT NOT NULL, event TEXT NOT NULL,
+              visited TEXT NOT NULL, effects TEXT NOT NULL, wait TEXT NOT NULL, status TEXT NOT NULL, at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX traces_conversation ON traces (conversation_id, id)",
+            "CREATE INDEX traces_at ON traces (at)",
+        ], [
+            """
+            CREATE TABLE api_keys (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, role TEXT NOT NULL, prefix TEXT NOT NULL UNIQUE,
+              hash TEXT NOT NULL, label TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)
+            """,
+            """
+            CREATE TABLE flow_drafts (tenant_id TEXT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, updated_at BIGINT NOT NULL,
+              PRIMARY KEY (tenant_id, name))
+            """,
+            """
+            CREATE TABLE channels (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+              callback_url TEXT, created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX channels_tenant ON channels (tenant_id)",
+            "ALTER TABLE conversations ADD COLUMN agent TEXT",
+            """
+            CREATE TABLE audit_log (id \(serial), tenant_id TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+              subject TEXT NOT NULL, at BIGINT NOT NULL)
+            """,
+        ], [
+            // A channel's secret (the api channel's callback signing secret, a connector's credentials), sealed by SecretBox.
+            "ALTER TABLE channels ADD COLUMN secret TEXT",
+        ], [
+            // A channel's settings that are not secret (a WhatsApp channel's phone number id), as JSON.
+            "ALTER TABLE channels ADD COLUMN config TEXT",
+        ], [
+            // What became of each message sent through a provider that reports it (WhatsApp: sent, delivered, read,
+            // failed with a code). A status may arrive before the send's answer, so the conversation may be filled later.
+            // `fallback` is what to send instead if the provider reports the window closed after all (JSON).
+            """
+            CREATE TABLE message_statuses (channel TEXT NOT NULL, provider_id TEXT NOT NULL, tenant_id TEXT NOT NULL,
+              conversation_id TEXT, status TEXT NOT NULL, error_code TEXT, updated_at BIGINT NOT NULL, fallback TEXT,
+              PRIMARY KEY (channel, provider_id))
+            """,
+            "CREATE INDEX message_statuses_conversation ON message_statuses (conversation_id)",
+        ], [
+            // Turns run outside any transaction: a claimed conversation is leased until this instant (ms), so no
+            // other worker runs it meanwhile, and a worker that died only delays it until then.
+            "ALTER TABLE conversations ADD COLUMN lease_until BIGINT",
+        ], [
+            // A WhatsApp contact keyed by business-scoped user id may also have a phone number (`wa_id`); replies
+            // address both, and the Cloud API prefers the phone.
+            "ALTER TABLE contacts ADD COLUMN phone TEXT",
+        ]]
+    }
+
+    /// The schema version this build writes.
+    public static var schemaVersion: Int { migrations(.sqlite).count }
+
+    public func migrate() async throws {
+        let steps = SQLStore.migrations(driver.dialect)
+        try await driver.transaction { db in
+            if self.postgres {
+                // Several processes may start at once: one migrates, the others wait and then find nothing to do.
+                try await db.execute("SELECT pg_advisory_xact_lock(7346289)")
+            }
+            try await db.execute("CREATE TABLE IF NOT EXISTS flowline_schema (version BIGINT NOT NULL)")
+            let current = Int(try await db.execute("SELECT MAX(version) AS v FROM flowline_schema").first?.int("v") ?? 0)
+            guard current <= steps.count else {
+                throw StoreError(.schemaTooNew, "the database has schema version \(current); this Flowline knows up to \(steps.count)")
+            }
+            for version in current..<steps.count {
+                for statement in steps[version] { try await db.execute(statement) }
+                try await db.execute("INSERT INTO flowline_schema (version) VALUES ($1)", .int(Int64(version + 1)))
+                self.logger.info("migrated database schema", metadata: ["version": "\(version + 1)"])
+            }
+        }
+    }
+}

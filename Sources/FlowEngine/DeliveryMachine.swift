@@ -42,9 +42,9 @@ public enum DeliveryMachine {
         /// Done: store the result (and, for a connector action, hand it to the waiting flow).
         case complete(Value)
         /// Try again at this time.
-        case retry(at: Timestamp, error: String)
-        /// Give up: the delivery is dead-lettered and visible; the flow gets the failure.
-        case deadLetter(error: String)
+        case retry(at: Timestamp, error: ConnectorError)
+        /// Give up: the delivery is dead-lettered and visible; the flow gets the failure (its `code` as `error.reason`).
+        case deadLetter(error: ConnectorError)
     }
 
     /// Decides what follows attempt number `attempt` (1-based). `random` in 0..<1 spreads retries (jitter).
@@ -54,12 +54,11 @@ public enum DeliveryMachine {
         case .success(let v):
             return .complete(v)
         case .failure(let e):
-            guard e.retryable else { return .deadLetter(error: e.description) }
+            guard e.retryable else { return .deadLetter(error: e) }
             guard attempt < policy.maxAttempts else {
-                return .deadLetter(error: "\(e.description) (gave up after \(attempt) attempts)")
+                return .deadLetter(error: ConnectorError(code: e.code, message: "\(e.message) (gave up after \(attempt) attempts)", retryable: false))
             }
-            return .retry(at: now.adding(seconds: delay(attempt: attempt, retryAfter: e.retryAfter, policy: policy, random: random)),
-                          error: e.description)
+            return .retry(at: now.adding(seconds: delay(attempt: attempt, retryAfter: e.retryAfter, policy: policy, random: random)), error: e)
         }
     }
 

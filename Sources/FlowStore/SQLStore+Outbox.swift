@@ -47,19 +47,17 @@ extension SQLStore {
             case .retry(let at, let error):
                 try await db.execute(
                     "UPDATE outbox SET next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1 AND state = 'pending'",
-                    .int(d.id), .int(at.milliseconds), .text(error))
+                    .int(d.id), .int(at.milliseconds), .text(error.description))
             case .deadLetter(let error):
                 let updated = try await db.execute(
                     """
                     UPDATE outbox SET state = 'dead', last_error = $2, completed_at = $3, lease_until = NULL
                     WHERE id = $1 AND state = 'pending' RETURNING id
-                    """, .int(d.id), .text(error), .int(now.milliseconds))
+                    """, .int(d.id), .text(error.description), .int(now.milliseconds))
                 guard !updated.isEmpty else { return }
                 if d.entry.kind == .perform {
-                    // `error` is a ConnectorError's "code: message": the flow gets the connector's code as `error.reason`.
-                    let code = error.firstIndex(of: ":").map { String(error[..<$0]) } ?? "dead_letter"
-                    let message = error.firstIndex(of: ":").map { String(error[error.index(after: $0)...]).trimmingCharacters(in: .whitespaces) } ?? error
-                    try await self.postResult(d, .failure(code: code, message: message), now: now, db)
+                    // The flow gets the connector's code as `error.reason`.
+                    try await self.postResult(d, .failure(code: error.code, message: error.message), now: now, db)
                 } else {
                     // A message that can never be delivered: the conversation stops, visibly, with the reason.
                     try await db.execute(

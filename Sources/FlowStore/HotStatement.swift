@@ -22,7 +22,7 @@ enum Hot {
     enum InsertOutbox: HotStatement {
         static let sql = """
             INSERT INTO outbox (tenant_id, conversation_id, idempotency_key, effect_id, kind, action, payload, state,
-              next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)
+              next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \(SQLStatus.pending), $8, $8)
             ON CONFLICT (idempotency_key) DO NOTHING
             """
     }
@@ -31,8 +31,8 @@ enum Hot {
     }
     enum CompleteDelivery: HotStatement {
         static let sql = """
-            UPDATE outbox SET state = 'done', result = $2, completed_at = $3, lease_until = NULL
-            WHERE id = $1 AND state = 'pending' RETURNING id
+            UPDATE outbox SET state = \(SQLStatus.done), result = $2, completed_at = $3, lease_until = NULL
+            WHERE id = $1 AND state = \(SQLStatus.pending) RETURNING id
             """
     }
 }

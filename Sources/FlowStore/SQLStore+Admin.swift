@@ -229,7 +229,7 @@ extension SQLStore {
             try await db.execute(
                 """
                 SELECT id, tenant_id, channel, contact, flow, program_hash, continuation, status, failure, row_version, created_at,
-                  updated_at, agent FROM conversations WHERE tenant_id = $1 AND status = 'handoff' ORDER BY updated_at, id
+                  updated_at, agent FROM conversations WHERE tenant_id = $1 AND status = \(SQLStatus.handoff) ORDER BY updated_at, id
                 """, .text(tenant)
             ).compactMap { r in
                 let c = self.conversationRecord(r)
@@ -244,7 +244,7 @@ extension SQLStore {
         try await driver.transaction { db in
             !(try await db.execute(
                 """
-                UPDATE conversations SET agent = $3 WHERE id = $1 AND tenant_id = $2 AND status = 'handoff'
+                UPDATE conversations SET agent = $3 WHERE id = $1 AND tenant_id = $2 AND status = \(SQLStatus.handoff)
                 AND (agent IS NULL OR agent = $3) RETURNING id
                 """, .text(conversation), .text(tenant), .text(agent))).isEmpty
         }
@@ -254,7 +254,7 @@ extension SQLStore {
     public func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> Bool {
         try await driver.transaction { db in
             guard let row = try await db.execute(
-                "SELECT channel, contact FROM conversations WHERE id = $1 AND tenant_id = $2 AND status = 'handoff'\(self.forUpdate)",
+                "SELECT channel, contact FROM conversations WHERE id = $1 AND tenant_id = $2 AND status = \(SQLStatus.handoff)\(self.forUpdate)",
                 .text(conversation), .text(tenant)).first else { return false }
             let message: Value = ["text": .string(text)]
             try await db.run(Hot.InsertMessage.self, .text(tenant), .text(conversation), .text("out"), .text(text),

@@ -110,7 +110,7 @@ extension SQLStore {
             let (tuples, binds) = ContactAddress.values(chunk)
             let rows = try await db.query(
                 """
-                SELECT id, tenant_id, channel, contact FROM conversations WHERE status IN ('active', 'waiting', 'handoff')
+                SELECT id, tenant_id, channel, contact FROM conversations WHERE status IN \(SQLStatus.open)
                 AND (tenant_id, channel, contact) IN (VALUES \(tuples)) ORDER BY id\(forUpdate)
                 """, binds)
             for r in rows {
@@ -147,7 +147,7 @@ extension SQLStore {
         }
         try await insertRows(
             "INSERT INTO conversations (id, tenant_id, channel, channel_kind, contact, flow, program_hash, status, due_at, created_at, updated_at)",
-            tuple: "(?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)", rows: started, db)
+            tuple: "(?, ?, ?, ?, ?, ?, ?, \(SQLStatus.active), ?, ?, ?)", rows: started, db)
         for chunk in attach.chunked(200) {
             let cases = (0..<chunk.count).map { i in "WHEN $\(2 * i + 1) THEN $\(2 * i + 2)" }.joined(separator: " ")
             try await db.query(
@@ -191,7 +191,7 @@ extension SQLStore {
         let open = try await db.execute(
             """
             SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3
-            AND status IN ('active', 'waiting', 'handoff')\(forUpdate)
+            AND status IN \(SQLStatus.open)\(forUpdate)
             """, .text(inbound.tenant), .text(inbound.channel), .text(inbound.contact))
         var conversation = open.first?.text("id")
         var started = false
@@ -199,7 +199,7 @@ extension SQLStore {
             try await db.execute(
                 """
                 INSERT INTO conversations (id, tenant_id, channel, channel_kind, contact, flow, program_hash, status, due_at,
-                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8, $8)
+                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \(SQLStatus.active), $8, $8, $8)
                 """,
                 .text(newConversationID), .text(inbound.tenant), .text(inbound.channel), .text(inbound.channelKind),
                 .text(inbound.contact), .text(start.name), .text(start.programHash), .int(now.milliseconds))
@@ -233,7 +233,7 @@ extension SQLStore {
                 let other = try await db.execute(
                     """
                     SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 AND id <> $4
-                    AND status IN ('active', 'waiting', 'handoff')
+                    AND status IN \(SQLStatus.open)
                     """, .text(tenant), .text(channel), .text(row.text("contact") ?? ""), .text(conversation))
                 if !other.isEmpty { throw EngineError(.conflict, "the contact has another open conversation") }
             case .cancel:
@@ -277,7 +277,7 @@ extension SQLStore {
                            expectedToken: @Sendable (_ tenant: String, _ effectKey: String) -> String) async throws -> Bool {
         try await driver.transaction { db in
             let rows = try await db.execute(
-                "SELECT tenant_id, channel, wait_kind, wait_key, step FROM conversations WHERE id = $1 AND status IN ('active', 'waiting', 'handoff')\(self.forUpdate)",
+                "SELECT tenant_id, channel, wait_kind, wait_key, step FROM conversations WHERE id = $1 AND status IN \(SQLStatus.open)\(self.forUpdate)",
                 .text(conversation))
             guard let row = rows.first, let tenant = row.text("tenant_id"), let channel = row.text("channel") else { return false }
             let given = Array(token.utf8)

@@ -12,9 +12,9 @@ extension SQLStore {
             try await db.execute(
                 """
                 UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (
-                  SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+                  SELECT o.id FROM outbox o WHERE o.state = \(SQLStatus.pending) AND o.next_attempt_at <= $1
                   AND (o.lease_until IS NULL OR o.lease_until <= $1)
-                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.conversation_id = o.conversation_id AND p.state = 'pending' AND p.id < o.id)
+                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.conversation_id = o.conversation_id AND p.state = \(SQLStatus.pending) AND p.id < o.id)
                   ORDER BY o.id LIMIT $3\(self.skipLocked))
                 RETURNING id, tenant_id, conversation_id, idempotency_key, effect_id, kind, action, payload, attempts
                 """, .int(now.milliseconds), .int(now.adding(seconds: lease).milliseconds), .int(Int64(limit))
@@ -46,13 +46,13 @@ extension SQLStore {
                 }
             case .retry(let at, let error):
                 try await db.execute(
-                    "UPDATE outbox SET next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1 AND state = 'pending'",
+                    "UPDATE outbox SET next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1 AND state = \(SQLStatus.pending)",
                     .int(d.id), .int(at.milliseconds), .text(error.description))
             case .deadLetter(let error):
                 let updated = try await db.execute(
                     """
-                    UPDATE outbox SET state = 'dead', last_error = $2, completed_at = $3, lease_until = NULL
-                    WHERE id = $1 AND state = 'pending' RETURNING id
+                    UPDATE outbox SET state = \(SQLStatus.dead), last_error = $2, completed_at = $3, lease_until = NULL
+                    WHERE id = $1 AND state = \(SQLStatus.pending) RETURNING id
                     """, .int(d.id), .text(error.description), .int(now.milliseconds))
                 guard !updated.isEmpty else { return }
                 if d.entry.kind == .perform {
@@ -62,8 +62,8 @@ extension SQLStore {
                     // A message that can never be delivered: the conversation stops, visibly, with the reason.
                     try await db.execute(
                         """
-                        UPDATE conversations SET status = 'failed', failure = $3, due_at = NULL, wait_key = NULL, updated_at = $4
-                        WHERE id = $1 AND tenant_id = $2 AND status IN ('active', 'waiting', 'handoff')
+                        UPDATE conversations SET status = \(SQLStatus.failed), failure = $3, due_at = NULL, wait_key = NULL, updated_at = $4
+                        WHERE id = $1 AND tenant_id = $2 AND status IN \(SQLStatus.open)
                         """,
                         .text(d.conversation), .text(d.tenant), .text("delivery failed: \(error)"), .int(now.milliseconds))
                 }

@@ -190,11 +190,11 @@ extension SQLStore {
             let events = try await db.execute(
                 """
                 SELECT COUNT(*) AS n FROM events e WHERE e.processed_at IS NULL AND (e.disposition = 'reroute' OR EXISTS (
-                  SELECT 1 FROM conversations c WHERE c.id = e.conversation_id AND c.status IN ('active', 'waiting', 'handoff')))
+                  SELECT 1 FROM conversations c WHERE c.id = e.conversation_id AND c.status IN \(SQLStatus.open)))
                 """).first?.int("n") ?? 0
             let due = try await db.execute("SELECT COUNT(*) AS n FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1",
                                            .int(now.milliseconds)).first?.int("n") ?? 0
-            let deliveries = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'").first?.int("n") ?? 0
+            let deliveries = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = \(SQLStatus.pending)").first?.int("n") ?? 0
             return (Int(events + due), Int(deliveries))
         }
     }
@@ -216,7 +216,7 @@ extension SQLStore {
         try await driver.transaction { db in
             let due = try await db.execute("SELECT COUNT(*) AS n FROM conversations WHERE due_at IS NOT NULL AND due_at <= $1",
                                            .int(now.milliseconds)).first?.int("n") ?? 0
-            let dead = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'dead'").first?.int("n") ?? 0
+            let dead = try await db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = \(SQLStatus.dead)").first?.int("n") ?? 0
             return (Int(due), Int(dead))
         }
     }

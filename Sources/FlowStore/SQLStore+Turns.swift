@@ -86,7 +86,7 @@ extension SQLStore {
                                     metadata: ["conversation": "\(record.id)", "error": "\(unreadable)"])
                 try await db.execute(
                     """
-                    UPDATE conversations SET status = 'failed', failure = $2, due_at = NULL, wake_at = NULL, wait_kind = NULL,
+                    UPDATE conversations SET status = \(SQLStatus.failed), failure = $2, due_at = NULL, wake_at = NULL, wait_kind = NULL,
                       wait_key = NULL, lease_until = NULL, row_version = row_version + 1, updated_at = $3 WHERE id = $1
                     """, .text(record.id), .text(unreadable), .int(now.milliseconds))
             }
@@ -259,7 +259,7 @@ extension SQLStore {
         }
         // Rows keep their order within a statement, so each conversation's outbox and messages stay in sequence.
         try await insertRows("INSERT INTO outbox (tenant_id, conversation_id, idempotency_key, effect_id, kind, action, payload, state, next_attempt_at, created_at)",
-                             tuple: "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)", rows: w.outbox.map { $0 + [$0[7]] },
+                             tuple: "(?, ?, ?, ?, ?, ?, ?, \(SQLStatus.pending), ?, ?)", rows: w.outbox.map { $0 + [$0[7]] },
                              suffix: " ON CONFLICT (idempotency_key) DO NOTHING", db)
         try await insertRows("INSERT INTO messages (tenant_id, conversation_id, direction, text, extra, at)",
                              tuple: "(?, ?, ?, ?, ?, ?)", rows: w.messages, db)

@@ -77,6 +77,18 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 }
 
+/// Status values as the queries spell them, made from the enums so each is written in one place. (Migrations keep
+/// their own text: what a past schema version created must not change.)
+enum SQLStatus {
+    static func literal(_ s: ConversationStatus) -> String { "'\(s.rawValue)'" }
+    static func literal(_ s: DeliveryRecord.State) -> String { "'\(s.rawValue)'" }
+    /// The statuses that hold a contact's slot (`ConversationStatus.isOpen`), as a parenthesised list.
+    static let open = "(" + ConversationStatus.allCases.filter(\.isOpen).map(literal).joined(separator: ", ") + ")"
+    static let active = literal(.active), waiting = literal(.waiting), handoff = literal(.handoff)
+    static let ended = literal(.ended), failed = literal(.failed)
+    static let pending = literal(DeliveryRecord.State.pending), done = literal(DeliveryRecord.State.done), dead = literal(DeliveryRecord.State.dead)
+}
+
 extension Array {
     /// Consecutive slices of at most `size` elements.
     func chunked(_ size: Int) -> [ArraySlice<Element>] {

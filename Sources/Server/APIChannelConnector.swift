@@ -24,6 +24,12 @@ struct APIChannelConnector: Connector {
             throw ConnectorError(code: "no_channel", message: "the conversation's channel does not exist", retryable: false)
         }
         if channel.kind == "whatsapp" {
+            var parameters = parameters
+            if parameters["fallback_template"] == .null, case .map(var p) = parameters {
+                // An agent's message carries no template of its own: the conversation's flow decides, as for its sends.
+                p["fallback_template"] = try await flowTemplate(context)
+                parameters = .map(p)
+            }
             let answer = try await sendWhatsApp(channel, parameters, context)
             // A plain message may still be refused later (a 131047 in a `failed` status): keep the template to send then.
             var fallback: Value = .null
@@ -52,6 +58,14 @@ struct APIChannelConnector: Connector {
             if e.code.hasPrefix("http_") { e.code = "callback_" + e.code.dropFirst("http_".count) }
             throw e
         }
+    }
+
+    /// The `whatsapp_template` of the flow version the conversation runs, or null.
+    private func flowTemplate(_ context: ConnectorContext) async throws -> Value {
+        guard let conversation = try await store.conversation(id: context.conversation, tenant: context.tenant),
+              let program = try await store.program(hash: conversation.programHash) else { return .null }
+        if case .map = program.metadata["whatsapp_template"] { return program.metadata["whatsapp_template"] }
+        return .null
     }
 
     /// A WhatsApp conversation's message, through the Cloud API with the channel's sealed access token. Outside the

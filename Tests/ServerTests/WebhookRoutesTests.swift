@@ -506,6 +506,53 @@ import Testing
         return channel["webhook_path"].text
     }
 
+    /// An agent answering a handed-off WhatsApp chat after the 24-hour window closed: the message goes out as the
+    /// flow's template, as the flow's own sends do (it used to be refused by the Graph with 131047 and dead-lettered).
+    @Test func anAgentsLateReplyGoesOutAsTheFlowsTemplate() async throws {
+        let graph = FakeGraphAPI(token: "EAAG-token-xyz")
+        let clock = APIChannelConnectorTests.Clock()
+        let rig = try await RouterTests.Rig(clock: { clock.now })
+        let flow = """
+            flow: human
+            trigger: { channel: whatsapp }
+            whatsapp_template: { name: reengage, language: pt_BR }
+            start: help
+            blocks:
+              help:
+                handoff: { queue: support, message: "Um atendente já fala com você." }
+                next: bye
+              bye:
+                end: "Até logo!"
+            """
+        try await graph.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let a = RouterTests.auth(rig.adminA)
+                try await client.execute(uri: "/v1/flows/human", method: .put, headers: a, body: RouterTests.body(flow))
+                try await client.execute(uri: "/v1/flows/human/publish", method: .post, headers: a) { #expect($0.status == .created) }
+                let path = try await Self.waChannel(client, rig, graph: fake.port!)
+                let hi = Self.notification(#"{"from": "16505551234", "id": "wamid.h1", "timestamp": "1", "type": "text", "text": {"body": "socorro"}}"#)
+                try await client.execute(uri: path, method: .post, headers: Self.signed(hi), body: RouterTests.body(hi)) { #expect($0.status == .ok) }
+                try await rig.engine.drain()
+                let conversation = try #require(try await rig.store.conversations(tenant: "a", status: .handoff, contact: "16505551234").first?.id)
+                try await client.execute(uri: "/v1/inbox/\(conversation)/claim", method: .post, headers: a) { #expect($0.status == .ok) }
+                try await client.execute(uri: "/v1/inbox/\(conversation)/messages", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"text": "Olá, sou a Bia."}"#)) { #expect($0.status == .accepted) }
+                try await rig.engine.drain()
+                #expect(graph.messages.last?["type"] == "text", "inside the window, the agent's text as it is")
+
+                clock.advance(seconds: 25 * 3600)
+                try await client.execute(uri: "/v1/inbox/\(conversation)/messages", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"text": "Ainda precisa de ajuda?"}"#)) { #expect($0.status == .accepted) }
+                try await rig.engine.drain()
+                let late = try #require(graph.messages.last)
+                #expect(late["type"] == "template" && late["template"]["name"] == "reengage", "\(late)")
+                #expect(late["template"]["components"][0]["parameters"][0]["text"] == "Ainda precisa de ajuda?")
+                #expect(try await rig.store.deliveries(tenant: "a", state: .dead).isEmpty)
+            }
+        }
+        await rig.store.close()
+    }
+
     @Test func outsideTheWindowTheFlowsTemplateIsSentAndFlowsCanTestTheWindow() async throws {
         let graph = FakeGraphAPI(token: "EAAG-token-xyz")
         let clock = APIChannelConnectorTests.Clock()

@@ -344,6 +344,11 @@ public final class Engine: Sendable {
         }
     }
 
+    /// Wakes the delivery loop: something outside a turn queued a send (an agent's message, a driver's follow-up).
+    public func outboxChanged() {
+        deliveryWake.signal()
+    }
+
     /// Ends `run()` gracefully: the passes in flight finish uncancelled (a turn's outcome is committed, a call's done
     /// mark is written; a connector call takes at most `connectorTimeout`), then the loops return. Cancelling `run()`
     /// instead stops at once, and whatever was in flight is redone after its lease.

@@ -111,10 +111,25 @@ extension SQLStore {
         }
     }
 
-    /// Applies a provider's status report: a message only moves forward (`read` after `delivered` stays `read`).
+    /// A send a status change calls for, queued in the outbox in the status's own transaction: durable and retried
+    /// like any send, and queued once, since a status moves forward once.
+    public struct FollowUp: Sendable {
+        public var key: String
+        public var action: String
+        public var payload: Value
+        public init(key: String, action: String, payload: Value) {
+            self.key = key
+            self.action = action
+            self.payload = payload
+        }
+    }
+
+    /// Applies a provider's status report: a message only moves forward (`read` after `delivered` stays `read`). When
+    /// it moved and `followUp` asks for a send (the channel's driver decides), that send is queued in the same
+    /// transaction.
     @discardableResult
     public func updateStatus(channel: String, providerID: String, tenant: String, status: String, errorCode: String?,
-                             at: Timestamp) async throws -> StatusChange {
+                             at: Timestamp, followUp: @Sendable (StatusChange) -> FollowUp? = { _ in nil }) async throws -> StatusChange {
         guard let rank = Self.statusRank[status] else { return StatusChange(conversation: nil, changed: false) }
         return try await driver.transaction { db in
             let row = try await db.execute(
@@ -132,7 +147,12 @@ extension SQLStore {
             guard rank > Self.statusRank[row.text("status") ?? "", default: 0] else { return StatusChange(conversation: conversation, changed: false) }
             try await db.execute("UPDATE message_statuses SET status = $3, error_code = $4, updated_at = $5 WHERE channel = $1 AND provider_id = $2",
                                  .text(channel), .text(providerID), .text(status), errorCode.map(SQLValue.text) ?? .null, .int(at.milliseconds))
-            return StatusChange(conversation: conversation, changed: true, fallback: row.text("fallback").flatMap { Value(json: $0) } ?? .null)
+            let change = StatusChange(conversation: conversation, changed: true, fallback: row.text("fallback").flatMap { Value(json: $0) } ?? .null)
+            if let conversation, let send = followUp(change) {
+                try await db.run(Hot.InsertOutbox.self, .text(tenant), .text(conversation), .text(send.key), .int(0), .text("send"),
+                                 .text(send.action), .text(send.payload.jsonText), .int(at.milliseconds))
+            }
+            return change
         }
     }
 

@@ -91,24 +91,6 @@ struct WebhookRoutes {
         }
     }
 
-    /// Sends the flow's template in place of a message WhatsApp refused after accepting it. Once per failure (the
-    /// status moved to `failed` once); a send that fails is logged, not retried.
-    private func resendAsTemplate(name: String, language: String, text: String, to contact: String, conversation: String,
-                                  channel: SQLStore.ChannelRecord, logger: Logger) async {
-        let context = ConnectorContext(tenant: channel.tenant, conversation: conversation, idempotencyKey: "fallback:\(conversation)", attempt: 1,
-                                       http: engine.configuration.http, deadline: .now + .seconds(10))
-        do {
-            let api = try WhatsAppSender.api(channel, secrets)
-            let to = try await WhatsAppSender.recipient(contact, channel: channel, store: store)
-            let answer = try await api.post(WhatsAppCloudAPI.templateBody(to: to, name: name, language: language, parameters: [text]),
-                                            context: context)
-            try await WhatsAppSender.track(answer, channel: channel, store: store, context: context, at: engine.now)
-            logger.info("sent the flow's template in place of a message refused outside the window", metadata: ["conversation": "\(conversation)"])
-        } catch {
-            logger.warning("could not send the flow's template after a late 131047", metadata: ["conversation": "\(conversation)", "error": "\(error)"])
-        }
-    }
-
     /// Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches; 403 otherwise.
     @Sendable func whatsAppVerify(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let (channel, opened) = try await self.channel("whatsapp", context)
@@ -162,19 +144,22 @@ struct WebhookRoutes {
         markRead(read, channel: channel, logger: context.logger)
         for status in notification.statuses where status.phoneNumberID == number {
             let code = status.errors.first.map { String($0.code) }
-            let change = try await store.updateStatus(channel: channel.id, providerID: status.messageID, tenant: channel.tenant,
-                                                      status: status.status, errorCode: code, at: engine.now)
+            // Accepted by the Graph, then refused with 131047 (the window had closed after all): the flow's template
+            // goes out in its place, queued with the status change itself, so a crash cannot lose it.
+            let late131047 = status.status == "failed" && code == "131047"
+            let messageID = status.messageID
+            let change = try await store.updateStatus(channel: channel.id, providerID: messageID, tenant: channel.tenant,
+                                                      status: status.status, errorCode: code, at: engine.now) { change in
+                guard late131047, case .string(let name) = change.fallback["name"], let conversation = change.conversation else { return nil }
+                return SQLStore.FollowUp(key: "\(conversation):fallback:\(messageID)", action: "whatsapp.template", payload: [
+                    "name": .string(name), "language": change.fallback["language"], "parameters": [change.fallback["text"]],
+                ])
+            }
             guard change.changed, status.status == "failed" else { continue }
-            // Accepted by the Graph, then not delivered: visible in the conversation, and a late 131047 (the window
-            // had closed after all) goes out again as the flow's template when it names one.
             context.logger.warning("WhatsApp message failed after it was sent", metadata: [
                 "channel": "\(channel.id)", "conversation": "\(change.conversation ?? "?")", "code": "\(code ?? "?")",
             ])
-            if code == "131047", case .string(let name) = change.fallback["name"], let conversation = change.conversation,
-               let c = try await store.conversation(id: conversation, tenant: channel.tenant) {
-                await resendAsTemplate(name: name, language: change.fallback["language"].text, text: change.fallback["text"].text,
-                                       to: c.contact, conversation: conversation, channel: channel, logger: context.logger)
-            }
+            if late131047, change.fallback["name"] != .null { engine.outboxChanged() }
         }
         return json(["stored": .number(Double(stored)), "duplicates": .number(Double(duplicates)), "ignored": .number(Double(ignored)),
                      "statuses": .number(Double(notification.statuses.count))])

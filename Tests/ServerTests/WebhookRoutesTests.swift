@@ -680,6 +680,10 @@ import Testing
                 for _ in 0..<2 {
                     try await client.execute(uri: path, method: .post, headers: Self.signed(failed), body: RouterTests.body(failed)) { #expect($0.status == .ok) }
                 }
+                // Queued in the outbox with the status change, once for both copies: durable, and retried like any send.
+                let queued = try await rig.store.deliveries(tenant: "a", state: .pending)
+                #expect(queued.map(\.action) == ["whatsapp.template"], "\(queued)")
+                try await rig.engine.drain()
                 let sent = graph.messages
                 try #require(sent.count == 2, "one template, for two copies of the status")
                 #expect(sent[1]["type"] == "template" && sent[1]["template"]["name"] == "reengage")

@@ -94,6 +94,15 @@ extension ActionDefinition {
             "properties": ["channel": ["type": "string"], "contact": ["type": "string"], "message": ["type": "object"]],
         ],
         result: ["type": "object"])
+
+    /// The engine's own action for read receipts (WhatsApp's blue ticks): `{channel, message_id}`. Not for `use:`.
+    public static let channelRead = ActionDefinition(
+        name: "channel.read", summary: "Tell the channel an inbound message was read",
+        parameters: [
+            "type": "object", "required": ["channel", "message_id"],
+            "properties": ["channel": ["type": "string"], "message_id": ["type": "string"]],
+        ],
+        result: ["type": "object"])
 }
 
 /// The connectors of one engine, by action name.

@@ -251,6 +251,18 @@ extension SQLStore {
     }
 
     /// An agent's message: kept in the history and sent through the outbox like the flow's own.
+    /// Queues sends outside any turn (a channel's read receipts), each under its own key: one already queued is left
+    /// as it is. `queue` groups them as a conversation does, since the outbox delivers one queue's rows in order.
+    public func enqueue(_ sends: [FollowUp], tenant: String, queue: @Sendable (FollowUp) -> String, now: Timestamp) async throws {
+        guard !sends.isEmpty else { return }
+        try await driver.transaction { db in
+            for send in sends {
+                try await db.run(Hot.InsertOutbox.self, .text(tenant), .text(queue(send)), .text(send.key), .int(0), .text("send"),
+                                 .text(send.action), .text(send.payload.jsonText), .int(now.milliseconds))
+            }
+        }
+    }
+
     public func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> Bool {
         try await driver.transaction { db in
             guard let row = try await db.execute(

@@ -95,6 +95,23 @@ struct APIChannelConnector: Connector {
     }
 }
 
+/// `channel.read`: a read receipt for an inbound message, through the channel it came on (WhatsApp's blue ticks;
+/// channels without receipts have nothing to do).
+struct ReadReceipts: Connector {
+    let definitions = [ActionDefinition.channelRead]
+    let store: SQLStore
+    let secrets: SecretBox?
+
+    func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
+        guard let channel = try await store.channel(id: parameters["channel"].text, tenant: context.tenant) else {
+            throw ConnectorError(code: "no_channel", message: "the message's channel does not exist", retryable: false)
+        }
+        guard channel.kind == "whatsapp" else { return ["read": false] }
+        try await WhatsAppSender.api(channel, secrets).markRead(parameters["message_id"].text, context: context)
+        return ["read": true]
+    }
+}
+
 /// `whatsapp.template` and `whatsapp.media`: sends to the contact of the conversation running the flow, on its
 /// WhatsApp channel.
 struct WhatsAppSender: Connector {

@@ -125,7 +125,8 @@ public enum FlowlineServer {
     public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = [],
                                   clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) -> ConnectorRegistry {
         let tools = ToolBox()
-        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, now: clock), WhatsAppSender(store: store, secrets: secrets, now: clock)]
+        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, now: clock), WhatsAppSender(store: store, secrets: secrets, now: clock),
+                                          ReadReceipts(store: store, secrets: secrets)]
                                          + ServiceConnector.builtins(store: store, secrets: secrets, tools: tools) + custom)
         tools.set(registry)
         return registry

@@ -75,20 +75,15 @@ struct WebhookRoutes {
         return json(["received": true, "event": .string(event.id), "resumed": .bool(resumed != nil)])
     }
 
-    /// Marks stored messages read (blue ticks) once they are safely stored. Best effort and off the request's path:
-    /// a failure costs a tick, never a message.
-    private func markRead(_ ids: [String], channel: SQLStore.ChannelRecord, logger: Logger) {
-        guard !ids.isEmpty, let api = try? WhatsAppSender.api(channel, secrets) else { return }
-        let http = engine.configuration.http
-        Task<Void, Never> {
-            for id in ids {
-                let context = ConnectorContext(tenant: channel.tenant, conversation: "", idempotencyKey: "read:" + id, attempt: 1, http: http,
-                                               deadline: .now + .seconds(10))
-                do { try await api.markRead(id, context: context) } catch {
-                    logger.notice("could not mark a WhatsApp message read", metadata: ["channel": "\(channel.id)", "error": "\(error)"])
-                }
-            }
+    /// Queues a read receipt (blue ticks) for each message once it is safely stored, duplicates included (a repeated
+    /// notification may be the one whose first copy was stored just before a crash). Each receipt is its own queue in
+    /// the outbox, so a receipt that must wait (a rate limit) holds up neither replies nor other receipts.
+    private func markRead(_ ids: [String], channel: SQLStore.ChannelRecord) async throws {
+        let receipts = ids.map { id in
+            SQLStore.FollowUp(key: "read:\(channel.id):\(id)", action: "channel.read", payload: ["channel": .string(channel.id), "message_id": .string(id)])
         }
+        try await store.enqueue(receipts, tenant: channel.tenant, queue: { $0.key }, now: engine.now)
+        if !receipts.isEmpty { engine.outboxChanged() }
     }
 
     /// Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches; 403 otherwise.
@@ -133,15 +128,13 @@ struct WebhookRoutes {
             let result = try await engine.ingest(Inbound(
                 tenant: channel.tenant, channel: channel.id, channelKind: "whatsapp", contact: m.contact, contactName: m.name,
                 contactPhone: m.contact == m.waID ? nil : m.waID, providerID: m.id, message: InboundMessage(text: m.text, payload: m.payload, kind: m.kind, data: data.isEmpty ? .null : .map(data))))
-            if case .duplicate = result { duplicates += 1 } else {
-                stored += 1
-                read.append(m.id)
-            }
+            if case .duplicate = result { duplicates += 1 } else { stored += 1 }
+            read.append(m.id)
             if case .accepted(let conversation, _) = result {
                 context.logger.info("WhatsApp message stored", metadata: ["conversation": "\(conversation)", "channel": "\(channel.id)"])
             }
         }
-        markRead(read, channel: channel, logger: context.logger)
+        try await markRead(read, channel: channel)
         for status in notification.statuses where status.phoneNumberID == number {
             let code = status.errors.first.map { String($0.code) }
             // Accepted by the Graph, then refused with 131047 (the window had closed after all): the flow's template

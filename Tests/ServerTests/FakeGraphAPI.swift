@@ -25,6 +25,8 @@ final class FakeGraphAPI: Sendable {
     /// `failing` answers every send with a 500 (Graph code 131000), `hanging` holds every request until the mode changes.
     enum Mode: Sendable { case normal, failing, hanging }
     let mode = Mutex(Mode.normal)
+    /// Read receipts answer 500 while set; messages go through.
+    let readsFailing = Mutex(false)
     /// Requests answered (or held) by a failing or hanging mode.
     let refused = Mutex(0)
 
@@ -60,6 +62,9 @@ final class FakeGraphAPI: Sendable {
                 return Self.error(.badRequest, code: 100, "Invalid parameter")
             }
             let body = Value(json: String(buffer: try await request.body.collect(upTo: 1 << 20))) ?? .null
+            if body["messaging_product"] == "whatsapp", body["status"] == "read", self.readsFailing.withLock({ $0 }) {
+                return Self.error(.internalServerError, code: 131000, "Something went wrong")
+            }
             if body["messaging_product"] == "whatsapp", body["status"] == "read" {
                 guard case .string(let id) = body["message_id"], id.hasPrefix("wamid.") else { return Self.error(.badRequest, code: 100, "Invalid parameter") }
                 self.reads.withLock { $0.append(id) }

@@ -656,6 +656,36 @@ import Testing
         await rig.store.close()
     }
 
+    /// Read receipts are outbox effects: queued once per message (a repeated notification queues nothing more),
+    /// retried when the Graph fails them, and never in the way of the reply.
+    @Test func readReceiptsAreQueuedOnceRetriedAndHoldUpNoReply() async throws {
+        let graph = FakeGraphAPI(token: "EAAG-token-xyz")
+        let clock = APIChannelConnectorTests.Clock()
+        let rig = try await RouterTests.Rig(clock: { clock.now })
+        try await graph.app.test(.live) { fake in
+            try await rig.app.test(.router) { client in
+                let path = try await Self.publishWithWhatsApp(client, rig: rig, graphPort: fake.port!)
+                graph.readsFailing.withLock { $0 = true }
+                let hi = Self.notification(#"{"from": "16505551234", "id": "wamid.r1", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
+                for _ in 0..<2 {
+                    try await client.execute(uri: path, method: .post, headers: Self.signed(hi), body: RouterTests.body(hi)) { #expect($0.status == .ok) }
+                }
+                try await rig.engine.drain()
+                #expect(graph.messages.count == 1, "the reply went out while the receipt failed")
+                #expect(graph.reads.withLock { $0 }.isEmpty)
+                let pending = try await rig.store.deliveries(tenant: "a", state: .pending)
+                #expect(pending.map(\.action) == ["channel.read"] && pending.first?.attempts == 1, "one receipt for two copies, to retry: \(pending)")
+
+                graph.readsFailing.withLock { $0 = false }
+                clock.advance(seconds: 120)
+                try await rig.engine.drain()
+                #expect(graph.reads.withLock { $0 } == ["wamid.r1"])
+                #expect(try await rig.store.deliveries(tenant: "a", state: .pending).isEmpty)
+            }
+        }
+        await rig.store.close()
+    }
+
     /// A message the Graph accepted can still fail later with 131047 (the window had closed): it goes out again as
     /// the flow's template, once, and the failure is shown with the conversation.
     @Test func aLate131047SendsTheFlowsTemplateOnce() async throws {

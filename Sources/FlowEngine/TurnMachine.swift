@@ -75,11 +75,10 @@ public enum TurnMachine {
                 let key = "\(conversation.id):\(effect.id)"
                 switch effect {
                 case .send(let id, let message):
-                    var payload: [String: Value] = [
+                    // What a channel with a messaging window sends once it has closed is its driver's business.
+                    let payload: [String: Value] = [
                         "channel": .string(conversation.channel), "contact": .string(conversation.contact), "message": message.value,
                     ]
-                    // Where the channel has a messaging window (WhatsApp), what to send once it has closed.
-                    if case .map = vm.program.metadata["whatsapp_template"] { payload["fallback_template"] = vm.program.metadata["whatsapp_template"] }
                     out.outbox.append(OutboxEntry(kind: .send, idempotencyKey: key, effectID: id, action: "channel.send", payload: .map(payload)))
                     out.messages.append(MessageRecord(direction: .outbound, text: message.text, extra: message.value, at: time))
                 case .perform(let id, let action, let parameters):

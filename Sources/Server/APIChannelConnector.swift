@@ -2,6 +2,7 @@ import Connectors
 import FlowEngine
 import FlowStore
 import FlowVM
+import Synchronization
 
 /// Delivers `channel.send` by the channel's kind: WhatsApp through the Cloud API (`WhatsAppCloudAPI`); `api`
 /// channels as below. Every message is already in the conversation's history
@@ -17,6 +18,19 @@ struct APIChannelConnector: Connector {
     let secrets: SecretBox?
     /// The engine's clock: the 24-hour window is measured on it.
     let now: @Sendable () -> Timestamp
+    let templates = TemplateCache()
+
+    /// Each program version's `whatsapp_template` (or null), by program hash.
+    final class TemplateCache: Sendable {
+        private let entries = Mutex<[String: Value]>([:])
+        func known(_ hash: String) -> Value? { entries.withLock { $0[hash] } }
+        func keep(_ template: Value, for hash: String) {
+            entries.withLock { e in
+                if e.count >= 10_000 { e.removeAll(keepingCapacity: true) }
+                e[hash] = template
+            }
+        }
+    }
 
     func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
         guard case .string(let channelID) = parameters["channel"],
@@ -26,7 +40,8 @@ struct APIChannelConnector: Connector {
         if channel.kind == "whatsapp" {
             var parameters = parameters
             if parameters["fallback_template"] == .null, case .map(var p) = parameters {
-                // An agent's message carries no template of its own: the conversation's flow decides, as for its sends.
+                // What goes out once the window has closed is the flow's `whatsapp_template`, for the flow's messages and
+                // an agent's alike: the version the conversation runs says.
                 p["fallback_template"] = try await flowTemplate(context)
                 parameters = .map(p)
             }
@@ -60,12 +75,15 @@ struct APIChannelConnector: Connector {
         }
     }
 
-    /// The `whatsapp_template` of the flow version the conversation runs, or null.
+    /// The `whatsapp_template` of the flow version the conversation runs, or null. A version never changes, so what
+    /// each declares is kept (a few hundred bytes per version).
     private func flowTemplate(_ context: ConnectorContext) async throws -> Value {
-        guard let conversation = try await store.conversation(id: context.conversation, tenant: context.tenant),
-              let program = try await store.program(hash: conversation.programHash) else { return .null }
-        if case .map = program.metadata["whatsapp_template"] { return program.metadata["whatsapp_template"] }
-        return .null
+        guard let conversation = try await store.conversation(id: context.conversation, tenant: context.tenant) else { return .null }
+        if let known = templates.known(conversation.programHash) { return known }
+        guard let program = try await store.program(hash: conversation.programHash) else { return .null }
+        let template: Value = if case .map = program.metadata["whatsapp_template"] { program.metadata["whatsapp_template"] } else { .null }
+        templates.keep(template, for: conversation.programHash)
+        return template
     }
 
     /// A WhatsApp conversation's message, through the Cloud API with the channel's sealed access token. Outside the

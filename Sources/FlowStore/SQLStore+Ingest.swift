@@ -227,20 +227,15 @@ extension SQLStore {
                 .text(conversation), .text(tenant))
             guard let row = found.first, let channel = row.text("channel") else { return false }
             let status = ConversationStatus(rawValue: row.text("status") ?? "") ?? .failed
-            switch body {
-            case .retry:
-                guard status == .failed else { throw EngineError(.conflict, "only a failed conversation can be retried") }
-                let other = try await db.execute(
+            var otherOpen = false
+            if ConversationLifecycle.needsOtherOpenCheck(body, status: status) {
+                otherOpen = try await !db.execute(
                     """
                     SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 AND id <> $4
                     AND status IN \(SQLStatus.open)
-                    """, .text(tenant), .text(channel), .text(row.text("contact") ?? ""), .text(conversation))
-                if !other.isEmpty { throw EngineError(.conflict, "the contact has another open conversation") }
-            case .cancel:
-                guard status != .ended else { throw EngineError(.conflict, "the conversation has already ended") }
-            default:
-                break
+                    """, .text(tenant), .text(channel), .text(row.text("contact") ?? ""), .text(conversation)).isEmpty
             }
+            if let refusal = ConversationLifecycle.refusal(body, status: status, otherOpenConversation: otherOpen) { throw refusal }
             try await self.insertEvent(body, tenant: tenant, channel: channel, conversation: conversation, providerID: providerID, now: now, db)
             return true
         }

@@ -55,17 +55,16 @@ extension SQLStore {
                     WHERE id = $1 AND state = \(SQLStatus.pending) RETURNING id
                     """, .int(d.id), .text(error.description), .int(now.milliseconds))
                 guard !updated.isEmpty else { return }
-                if d.entry.kind == .perform {
-                    // The flow gets the connector's code as `error.reason`.
-                    try await self.postResult(d, .failure(code: error.code, message: error.message), now: now, db)
-                } else {
-                    // A message that can never be delivered: the conversation stops, visibly, with the reason.
+                switch ConversationLifecycle.deadLetter(d.entry.kind, error: error) {
+                case .failureToFlow(let code, let message):
+                    try await self.postResult(d, .failure(code: code, message: message), now: now, db)
+                case .failConversation(let reason):
                     try await db.execute(
                         """
                         UPDATE conversations SET status = \(SQLStatus.failed), failure = $3, due_at = NULL, wait_key = NULL, updated_at = $4
                         WHERE id = $1 AND tenant_id = $2 AND status IN \(SQLStatus.open)
                         """,
-                        .text(d.conversation), .text(d.tenant), .text("delivery failed: \(error)"), .int(now.milliseconds))
+                        .text(d.conversation), .text(d.tenant), .text(reason), .int(now.milliseconds))
                 }
             }
         }

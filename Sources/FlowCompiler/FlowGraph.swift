@@ -17,7 +17,7 @@ public enum FlowGraph {
     /// Top-level keys carried over as they are.
     static let documentKeys = ["flow", "description", "trigger", "variables", "start", "debounce", "whatsapp_template"]
     /// The block keys that become edges rather than parameters.
-    static let blockTypes = ["text", "ask", "wait", "wait_for", "handoff", "ai", "webhook", "use", "set", "goto", "call", "end"]
+    static let blockTypes = BlockTypes.actionKeys
 
     /// The graph of a flow document (YAML or JSON text).
     public static func graph(fromSource source: String, file: String) throws -> Value {

@@ -4,23 +4,9 @@ import FlowVM
 struct FlowParser {
     /// `layout` holds the builder's node positions; the compiler ignores it.
     static let topLevelKeys = ["flow", "description", "trigger", "variables", "start", "blocks", "debounce", "whatsapp_template", "layout"]
-    /// The keys that say what a block does; exactly one (or none, with `next:`, for a condition).
-    static let actionKeys = ["text", "ask", "wait", "wait_for", "handoff", "ai", "webhook", "use", "set", "goto", "call", "end"]
-    static let blockKeys: [String: [String]] = [
-        "text": ["text", "next", "on_error"],
-        "ask": ["ask", "save", "validate", "invalid", "retries", "buttons", "list", "timeout", "on_invalid", "next", "on_error"],
-        "wait": ["wait", "next", "on_error"],
-        "wait_for": ["wait_for", "save", "next", "on_error"],
-        "handoff": ["handoff", "next", "on_error"],
-        "ai": ["ai", "save", "next", "on_error"],
-        "webhook": ["webhook", "save", "next", "on_error"],
-        "use": ["use", "with", "save", "next", "on_error"],
-        "set": ["set", "next", "on_error"],
-        "goto": ["goto"],
-        "call": ["call", "next", "on_error"],
-        "end": ["end"],
-        "condition": ["next", "on_error"],
-    ]
+    /// The keys that say what a block does; exactly one (or none, with `next:`, for a condition). From `BlockTypes`.
+    static let actionKeys = BlockTypes.actionKeys
+    static let blockKeys = BlockTypes.keys
     static var allBlockKeys: Set<String> { Set(blockKeys.values.joined()) }
     static let valueTypes: [String: Builtin.ValueType] = [
         "string": .string, "text": .string, "number": .number, "integer": .number, "bool": .bool, "boolean": .bool,

@@ -1,5 +1,6 @@
 import FlowEngine
 import FlowStore
+import FlowCompiler
 import FlowVM
 import Hummingbird
 
@@ -52,32 +53,18 @@ struct KeyRoutes {
     }
 }
 
-/// `GET /v1/blocks`: the palette a builder draws: block types with their keys, and connector actions with schemas.
+/// `GET /v1/blocks`: the palette a builder draws: block types with their keys and JSON Schemas (from `BlockTypes`, the
+/// table the compiler reads), and connector actions with schemas.
 struct CatalogRoutes {
     let catalog: ActionCatalog
-
-    static let blocks: [(String, String, [String])] = [
-        ("text", "Send a message", ["text", "next", "on_error"]),
-        ("ask", "Ask a question and wait for a valid reply",
-         ["ask", "save", "validate", "invalid", "retries", "on_invalid", "buttons", "list", "timeout", "next", "on_error"]),
-        ("condition", "Branch on expressions", ["next", "on_error"]),
-        ("wait", "Wait for a duration or until a time", ["wait", "next", "on_error"]),
-        ("wait_for", "Wait for an external event", ["wait_for", "save", "next", "on_error"]),
-        ("handoff", "Hand the chat to a human queue", ["handoff", "next", "on_error"]),
-        ("ai", "Ask an AI model", ["ai", "save", "next", "on_error"]),
-        ("webhook", "Call an HTTP endpoint", ["webhook", "save", "next", "on_error"]),
-        ("use", "Run a connector action", ["use", "with", "save", "next", "on_error"]),
-        ("set", "Assign variables", ["set", "next", "on_error"]),
-        ("goto", "Jump to a block", ["goto"]),
-        ("call", "Run a chain of blocks and come back", ["call", "next", "on_error"]),
-        ("end", "End the conversation", ["end"]),
-    ]
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.get("blocks") { _, context in
             _ = try context.requireCaller()
             return json([
-                "blocks": .list(Self.blocks.map { ["type": .string($0.0), "summary": .string($0.1), "keys": .list($0.2.map(Value.string))] }),
+                "blocks": .list(BlockTypes.all.map {
+                    ["type": .string($0.name), "summary": .string($0.summary), "keys": .list($0.keys.map(Value.string)), "schema": $0.schema]
+                }),
                 "actions": .list(catalog.actions.values.sorted { $0.name < $1.name }.map {
                     ["name": .string($0.name), "summary": .string($0.summary), "parameters": $0.parameters, "result": $0.result]
                 }),

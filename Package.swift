@@ -78,10 +78,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // What every process that runs turns is made of (`Runtime`) and the channels' senders: `serve` and `work` alike.
+        .target(
+            name: "FlowRuntime",
+            dependencies: [
+                "FlowVM", "Connectors", "FlowEngine", "FlowStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         .target(
             name: "Server",
             dependencies: [
-                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore",
+                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "FlowRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -97,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "flowline",
             dependencies: [
-                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "Server", "CRMConnector",
+                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "FlowRuntime", "Server", "CRMConnector",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // For `flowline bench`: a load generator, a callback receiver and the PostgreSQL ceiling.
@@ -127,7 +136,7 @@ let package = Package(
             name: "ServerTests",
             dependencies: [
                 "FlowlineTestKit",
-                "Server", "FlowEngine", "FlowStore", "FlowVM",
+                "Server", "FlowRuntime", "FlowEngine", "FlowStore", "FlowVM",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import FlowEngine
+import FlowRuntime
 import FlowStore
 import FlowVM
 import Foundation
@@ -122,25 +123,5 @@ struct ChannelRoutes {
         case .unrouted:
             return json(["status": "unrouted", "detail": "no open conversation and no published flow's trigger matched"], status: .accepted)
         }
-    }
-}
-
-extension SQLStore.ChannelRecord {
-    /// The channel's secret, opened; nil when it has none. Throws `EngineError(.secret)` (503 in the API) when the
-    /// server has no key or its key does not open the secret.
-    func openSecret(_ box: SecretBox?) throws -> String? {
-        guard let sealedSecret else { return nil }
-        guard let box else { throw EngineError(.secret, "the channel's secret needs FLOWLINE_SECRET_KEY") }
-        return try box.open(sealedSecret, context: secretContext)
-    }
-
-    /// A service channel's credentials (WhatsApp's `verify_token`, `app_secret`, `access_token`; Stripe's
-    /// `secret_key`, `webhook_secret`...), sealed together as JSON; an empty map when it has none.
-    func credentials(_ box: SecretBox?) throws -> Value {
-        if sealedSecret == nil { return [:] }
-        guard let text = try openSecret(box), let credentials = Value(json: text) else {
-            throw EngineError(.secret, "the channel's credentials cannot be read")
-        }
-        return credentials
     }
 }

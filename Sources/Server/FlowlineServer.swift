@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Connectors
 import FlowCompiler
 import FlowEngine
+import FlowRuntime
 import FlowStore
 import FlowVM
 import Foundation
@@ -39,6 +40,12 @@ public struct ServerConfiguration: Sendable {
 
     public init() {}
 
+    /// What the engine's side shares with `flowline work`: everything but HTTP and auth.
+    public var runtime: Runtime.Configuration {
+        Runtime.Configuration(database: database, secretKey: secretKey, publicURL: publicURL ?? "http://\(host):\(port)",
+                              webhookSigningSecret: webhookSigningSecret, deliveryLease: deliveryLease, connectors: connectors)
+    }
+
     /// Checks what can be checked before anything is started, so a mistake in the environment is one clear line.
     public func validate() throws(StartupError) {
         for (name, key) in [("FLOWLINE_ADMIN_KEY", adminKey), ("FLOWLINE_PLATFORM_KEY", platformKey)] {
@@ -60,13 +67,6 @@ public struct ServerConfiguration: Sendable {
             throw StartupError("the database must be sqlite:PATH or postgres://user:password@host:port/db")
         }
     }
-}
-
-/// Why `flowline serve` could not start: one line for people, never a secret.
-public struct StartupError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }
 
 /// The HTTP API: builds the router and the application, and bootstraps a fresh database.
@@ -120,47 +120,6 @@ public enum FlowlineServer {
         return router
     }
 
-    /// The engine's connectors when serving: the channels, the services bound to the tenant's channels, then the
-    /// custom connectors (which may replace a built-in action).
-    public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = [],
-                                  clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) -> ConnectorRegistry {
-        let tools = ToolBox()
-        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, now: clock), WhatsAppSender(store: store, secrets: secrets, now: clock),
-                                          ReadReceipts(store: store, secrets: secrets)]
-                                         + ServiceConnector.builtins(store: store, secrets: secrets, tools: tools) + custom)
-        tools.set(registry)
-        return registry
-    }
-
-    /// The HTTP client connectors share: no redirects (a webhook that moved is a configuration error to surface).
-    public static func makeHTTPClient() -> HTTPClient {
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(30)),
-                                                     connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32))
-        configuration.httpVersion = .http1Only
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }
-
-    /// The key that seals channel secrets: `FLOWLINE_SECRET_KEY`, or for an SQLite database a key file beside it
-    /// (`flowline.db.key`, created on first start, mode 0600). PostgreSQL deployments run several processes that
-    /// must share one key, so they get it from the environment or store no secrets.
-    public static func secretBox(_ configuration: ServerConfiguration, logger: Logger) throws -> SecretBox? {
-        if let key = configuration.secretKey { return try SecretBox(base64: key) }
-        guard configuration.database.hasPrefix("sqlite:") else {
-            logger.notice("FLOWLINE_SECRET_KEY is not set: channels cannot be given secrets")
-            return nil
-        }
-        let path = String(configuration.database.dropFirst("sqlite:".count)) + ".key"
-        if let existing = FileManager.default.contents(atPath: path) {
-            return try SecretBox(base64: String(decoding: existing, as: UTF8.self))
-        }
-        let key = SecretBox.generateKey()
-        guard FileManager.default.createFile(atPath: path, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw EngineError(.secret, "cannot write the secret key file \(path)")
-        }
-        logger.notice("created a key for channel secrets", metadata: ["file": "\(path)"])
-        return try SecretBox(base64: key)
-    }
-
     /// Creates the demo tenant, its first admin key and publishes `flowsDirectory` on a fresh database.
     /// Returns the admin key when one was created (it is shown once).
     public static func bootstrap(store: SQLStore, engine: Engine, configuration: ServerConfiguration, logger: Logger)
@@ -212,7 +171,7 @@ public enum FlowlineServer {
         // Before any metric is made: one made earlier would stay bound to the no-op backend.
         let metrics = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
-        let runtime = try await Runtime.start(configuration, logger: logger)
+        let runtime = try await Runtime.start(configuration.runtime, logger: logger)
         do {
             try await serve(configuration, runtime: runtime, metrics: metrics, logger: logger)
         } catch {
@@ -248,7 +207,7 @@ public enum FlowlineServer {
             services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],
             onServerRunning: { channel in
                 // The port bound, which differs from the one asked for with --port 0 (any free port).
-                say("Flowline listening on http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port) (database \(redacted(configuration.database)))")
+                say("Flowline listening on http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port) (database \(Runtime.redacted(configuration.database)))")
             },
             logger: logger)
         try await app.runService()
@@ -259,12 +218,6 @@ public enum FlowlineServer {
         FileHandle.standardOutput.write(Data((s + "\n").utf8))
     }
 
-    /// A database URL without its password, for logs.
-    static func redacted(_ url: String) -> String {
-        guard var c = URLComponents(string: url), c.password != nil else { return url }
-        c.password = "***"
-        return c.string ?? "postgres://***"
-    }
 }
 
 /// The hand-maintained OpenAPI 3.1 document (Sources/Server/openapi.json); a test keeps it true to the router.

@@ -1,5 +1,6 @@
 import Connectors
 import FlowEngine
+import FlowRuntime
 import FlowStore
 import FlowVM
 import Hummingbird

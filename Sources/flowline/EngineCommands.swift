@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlowEngine
+import FlowRuntime
 import FlowStore
 import Foundation
 import Logging
@@ -71,7 +72,7 @@ struct Work: AsyncParsableCommand {
         let runtime: Runtime
         do {
             try configuration.validate()
-            runtime = try await Runtime.start(configuration, replacing: try channelFile.map { [try FileChannel(path: $0)] } ?? [],
+            runtime = try await Runtime.start(configuration.runtime, replacing: try channelFile.map { [try FileChannel(path: $0)] } ?? [],
                                               tune: { [batch, lease] config in
                                                   config.turnBatch = batch
                                                   config.turnLease = lease

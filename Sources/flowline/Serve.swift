@@ -1,5 +1,6 @@
 import ArgumentParser
 import CRMConnector
+import FlowRuntime
 import Foundation
 import Logging
 import Server

@@ -1,4 +1,5 @@
 import FlowEngine
+import FlowRuntime
 import FlowStore
 import FlowVM
 import Foundation
@@ -26,8 +27,8 @@ import Prometheus
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
-            let connectors = if let clock { FlowlineServer.connectors(store: store, secrets: secrets, clock: clock) }
-                             else { FlowlineServer.connectors(store: store, secrets: secrets) }
+            let connectors = if let clock { Runtime.connectors(store: store, secrets: secrets, clock: clock) }
+                             else { Runtime.connectors(store: store, secrets: secrets) }
             var configuration = Engine.Configuration()
             // Resume links name a host the tests never call: fakes post to the server under test instead.
             if let secrets { configuration.resumeLinks = ResumeLinks(baseURL: "http://flowline.invalid", secrets: secrets) }

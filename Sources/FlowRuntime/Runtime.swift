@@ -1,0 +1,163 @@
+import AsyncHTTPClient
+import Connectors
+import FlowEngine
+import FlowStore
+import FlowVM
+import Foundation
+import Logging
+
+/// What every process that runs turns is made of, built once from one configuration: the store, the key for
+/// channel secrets, the HTTP client, every connector (the channels' senders, the services bound to the tenant's
+/// accounts, the `webhook:` connector and custom ones), resume links and the engine. `flowline serve` and
+/// `flowline work` both start from it, so any number of either on one database deliver every channel's sends and
+/// every connector's actions with the tenant's own credentials.
+public final class Runtime: Sendable {
+    public let store: SQLStore
+    public let secrets: SecretBox?
+    public let http: HTTPClient
+    public let connectors: ConnectorRegistry
+    public let engine: Engine
+
+    private init(store: SQLStore, secrets: SecretBox?, http: HTTPClient, connectors: ConnectorRegistry, engine: Engine) {
+        self.store = store
+        self.secrets = secrets
+        self.http = http
+        self.connectors = connectors
+        self.engine = engine
+    }
+
+    /// What a runtime is built from: `serve` makes one from its `ServerConfiguration`, `work` from the environment.
+    public struct Configuration: Sendable {
+        public var database: String
+        /// Seals channel secrets (`FLOWLINE_SECRET_KEY`); on SQLite a key file beside the database when nil.
+        public var secretKey: String?
+        /// Where the outside world reaches the server: the base of resume links.
+        public var publicURL: String
+        /// Signs every `webhook:` request when set.
+        public var webhookSigningSecret: String?
+        /// Seconds a claimed delivery stays with this process; a connector call gets at most half (and 30 s).
+        public var deliveryLease: Int64
+        /// Custom connectors: their actions join the catalog and may replace a built-in one.
+        public var connectors: [any Connector]
+
+        public init(database: String, secretKey: String? = nil, publicURL: String, webhookSigningSecret: String? = nil,
+                    deliveryLease: Int64 = 60, connectors: [any Connector] = []) {
+            self.database = database
+            self.secretKey = secretKey
+            self.publicURL = publicURL
+            self.webhookSigningSecret = webhookSigningSecret
+            self.deliveryLease = deliveryLease
+            self.connectors = connectors
+        }
+    }
+
+    /// Opens the database (reachable within 15 s) and assembles the rest.
+    /// - Parameters:
+    ///   - replacing: connectors registered last, replacing any other for their actions (`flowline work
+    ///     --channel-file` writes every send to a file this way).
+    ///   - tune: adjusts the engine's configuration (batch sizes, leases, polling) before the engine is made.
+    public static func start(_ configuration: Configuration, replacing: [any Connector] = [],
+                             tune: (inout Engine.Configuration) -> Void = { _ in }, logger: Logger) async throws(StartupError) -> Runtime {
+        let secrets: SecretBox?
+        do {
+            secrets = try secretBox(database: configuration.database, secretKey: configuration.secretKey, logger: logger)
+        } catch {
+            throw StartupError("cannot read the key for channel secrets: \(error)")
+        }
+        let store: SQLStore
+        do {
+            store = try await SQLStore.open(configuration.database, logger: logger)
+        } catch {
+            throw StartupError("cannot open the database \(redacted(configuration.database)): \(String(describing: error).prefix(300))")
+        }
+        do {
+            try await reachable(store, within: .seconds(15))
+        } catch {
+            await store.close()
+            throw StartupError("cannot reach the database \(redacted(configuration.database)) within 15 s")
+        }
+        let http = makeHTTPClient()
+        var registry = connectors(store: store, secrets: secrets,
+                                  custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
+        for c in replacing { registry.register(c) }
+        var engineConfiguration = Engine.Configuration()
+        engineConfiguration.http = http
+        engineConfiguration.delivery.lease = configuration.deliveryLease
+        engineConfiguration.connectorTimeout = min(.seconds(30), .milliseconds(configuration.deliveryLease * 500))
+        if let secrets { engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL, secrets: secrets) }
+        tune(&engineConfiguration)
+        let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
+        return Runtime(store: store, secrets: secrets, http: http, connectors: registry, engine: engine)
+    }
+
+    /// Closes what `start` opened.
+    public func shutdown() async {
+        try? await http.shutdown()
+        await store.close()
+    }
+
+    /// Pings the database, giving up after `limit` (a pool retries an unreachable server for minutes).
+    private static func reachable(_ store: SQLStore, within limit: Duration) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await store.ping(); return true }
+            group.addTask { try await Task.sleep(for: limit); return false }
+            defer { group.cancelAll() }
+            guard try await group.next() == true else { throw StartupError("timed out") }
+        }
+    }
+
+    /// The engine's connectors, wherever turns run: the channels, the services bound to the tenant's channels, then the
+    /// custom connectors (which may replace a built-in action).
+    public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = [],
+                                  clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) -> ConnectorRegistry {
+        let tools = ToolBox()
+        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, now: clock), WhatsAppSender(store: store, secrets: secrets, now: clock),
+                                          ReadReceipts(store: store, secrets: secrets)]
+                                         + ServiceConnector.builtins(store: store, secrets: secrets, tools: tools) + custom)
+        tools.set(registry)
+        return registry
+    }
+
+    /// The HTTP client connectors share: no redirects (a webhook that moved is a configuration error to surface).
+    public static func makeHTTPClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(30)),
+                                                     connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32))
+        configuration.httpVersion = .http1Only
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// The key that seals channel secrets: `FLOWLINE_SECRET_KEY`, or for an SQLite database a key file beside it
+    /// (`flowline.db.key`, created on first start, mode 0600). PostgreSQL deployments run several processes that
+    /// must share one key, so they get it from the environment or store no secrets.
+    public static func secretBox(database: String, secretKey: String?, logger: Logger) throws -> SecretBox? {
+        if let key = secretKey { return try SecretBox(base64: key) }
+        guard database.hasPrefix("sqlite:") else {
+            logger.notice("FLOWLINE_SECRET_KEY is not set: channels cannot be given secrets")
+            return nil
+        }
+        let path = String(database.dropFirst("sqlite:".count)) + ".key"
+        if let existing = FileManager.default.contents(atPath: path) {
+            return try SecretBox(base64: String(decoding: existing, as: UTF8.self))
+        }
+        let key = SecretBox.generateKey()
+        guard FileManager.default.createFile(atPath: path, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw EngineError(.secret, "cannot write the secret key file \(path)")
+        }
+        logger.notice("created a key for channel secrets", metadata: ["file": "\(path)"])
+        return try SecretBox(base64: key)
+    }
+
+    /// A database URL without its password, for logs.
+    public static func redacted(_ url: String) -> String {
+        guard var c = URLComponents(string: url), c.password != nil else { return url }
+        c.password = "***"
+        return c.string ?? "postgres://***"
+    }
+}
+
+/// Why `flowline serve` could not start: one line for people, never a secret.
+public struct StartupError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

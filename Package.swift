@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Connectors", targets: ["Connectors"]),
         .library(name: "FlowEngine", targets: ["FlowEngine"]),
         .library(name: "FlowStore", targets: ["FlowStore"]),
+        .library(name: "FlowConnector", targets: ["FlowConnector"]),
         .library(name: "CRMConnector", targets: ["CRMConnector"]),
     ],
     dependencies: [
@@ -49,10 +50,21 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
+        // The connector SDK: `Connector`, `ConnectorContext`, `ConnectorError`, `CredentialDefinition`, `ResumeLink`.
+        // A custom connector depends on this (and FlowVM) alone.
+        .target(
+            name: "FlowConnector",
+            dependencies: [
+                "FlowVM",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "FlowEngine",
             dependencies: [
-                "FlowVM", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+                "FlowConnector", "FlowVM", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -73,7 +85,7 @@ let package = Package(
         .target(
             name: "CRMConnector",
             dependencies: [
-                "FlowEngine", "FlowVM",
+                "FlowConnector", "FlowVM",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import FlowEngine
+import FlowConnector
 import FlowVM
 import Foundation
 import NIOCore

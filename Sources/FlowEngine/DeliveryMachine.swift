@@ -17,25 +17,6 @@ public struct DeliveryPolicy: Sendable, Hashable {
     }
 }
 
-/// A connector's failure: whether trying again may help, and when.
-public struct ConnectorError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var code: String
-    /// Safe to show: never secrets.
-    public var message: String
-    public var retryable: Bool
-    /// Seconds the service asked us to wait.
-    public var retryAfter: Int64?
-
-    public init(code: String, message: String, retryable: Bool, retryAfter: Int64? = nil) {
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retryAfter = retryAfter
-    }
-
-    public var description: String { "\(code): \(message)" }
-}
-
 /// The lifecycle of one outbox delivery, as a pure function of an attempt's outcome.
 public enum DeliveryMachine {
     public enum Action: Sendable, Hashable {

@@ -1,16 +1,6 @@
 import Crypto
 import Foundation
 
-/// A single-use, unguessable URL that resumes one waiting conversation: any system (n8n's HTTP Request node, a
-/// payment page, a script) POSTs to it once, and the conversation waiting with
-/// `wait_for: { event: resume, match: <token> }` continues with the posted JSON.
-public struct ResumeLink: Sendable, Hashable {
-    /// `<conversation id>.<hex HMAC>`: the key the conversation waits on.
-    public var token: String
-    /// `<public base URL>/webhooks/resume/<token>`.
-    public var url: String
-}
-
 /// Makes resume links. A token is an HMAC of the tenant, conversation and effect key under a key derived from the
 /// server's secret key: the same for every retry of one effect (so a retried call sends the same URL), and
 /// impossible to guess. It is single-use because the conversation leaves its wait when the first POST arrives.

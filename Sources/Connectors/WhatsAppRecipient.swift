@@ -1,3 +1,4 @@
+import FlowEngine
 import FlowVM
 
 /// Who a Cloud API message goes to. A contact known by phone number is addressed with `to`; one known by its
@@ -20,12 +21,8 @@ public struct WhatsAppRecipient: Sendable, Hashable {
         }
     }
 
-    /// A BSUID: an ISO 3166 alpha-2 country code, a period, then letters, digits and periods (`US.ENT.…` for a parent).
-    public static func isUserID(_ s: String) -> Bool {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count >= 2, parts[0].count == 2, parts[0].allSatisfy({ $0.isASCII && $0.isUppercase }) else { return false }
-        return parts.dropFirst().allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
-    }
+    /// A BSUID (`Inbound.isBusinessScopedUserID`).
+    public static func isUserID(_ s: String) -> Bool { Inbound.isBusinessScopedUserID(s) }
 
     /// A phone number as the Cloud API takes it: digits, with an optional leading `+`.
     public static func isPhone(_ s: String) -> Bool {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Named moments where a test can kill the process, to prove what a crash there costs (docs/engine.md, "Exactly
 /// once, precisely"). Inert unless `FLOWLINE_FAILPOINTS` is set when the process starts:
@@ -34,20 +35,9 @@ public enum Failpoint: String, CaseIterable, Sendable {
         var pause: Int?
     }
 
-    private final class Counters: @unchecked Sendable {
-        let lock = NSLock()
-        var counts: [Int] = []
-    }
-
     private static let armed: [Armed] = parse(ProcessInfo.processInfo.environment["FLOWLINE_FAILPOINTS"] ?? "")
-    private static let counters: Counters = {
-        let c = Counters()
-        c.counts = Array(repeating: 0, count: armed.count)
-        return c
-    }()
-
-    /// Whether any failpoint is armed; a process without `FLOWLINE_FAILPOINTS` pays one load per call.
-    public static var isArmed: Bool { !armed.isEmpty }
+    /// Counted hits, one per armed entry.
+    private static let counts = Mutex([Int](repeating: 0, count: armed.count))
 
     /// The entries of `spec` this build knows; unknown names are reported once on standard error and ignored.
     static func parse(_ spec: String) -> [Armed] {
@@ -77,15 +67,17 @@ public enum Failpoint: String, CaseIterable, Sendable {
     }
 
     /// Kills the process here if this point is armed for one of `details` (or for any, when the entry names none)
-    /// and this is its chosen hit.
-    public static func hit(_ point: Failpoint, _ details: [String] = []) {
+    /// and this is its chosen hit. `details` is only evaluated when something is armed: a process without
+    /// `FLOWLINE_FAILPOINTS` pays one load of an empty array per call.
+    public static func hit(_ point: Failpoint, _ detailsOf: @autoclosure () -> [String] = []) {
         guard !armed.isEmpty else { return }
-        let fired: Armed? = counters.lock.withLock {
+        let details = detailsOf()
+        let fired: Armed? = counts.withLock { counts in
             var fired: Armed?
             for (i, a) in armed.enumerated() where a.point == point {
                 if let d = a.detail, !details.contains(d) { continue }
-                counters.counts[i] += 1
-                if counters.counts[i] == a.hit { fired = a }
+                counts[i] += 1
+                if counts[i] == a.hit { fired = a }
             }
             return fired
         }

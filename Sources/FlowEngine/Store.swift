@@ -28,6 +28,17 @@ public struct PublishedFlow: Sendable, Hashable {
     }
 }
 
+extension Inbound {
+    /// Whether a contact address is a WhatsApp business-scoped user id (a BSUID: an ISO 3166 alpha-2 country code, a
+    /// period, then letters, digits and periods, `US.ENT.…` for a parent) rather than a phone number. Such a contact's
+    /// phone, when known, is kept apart (`contactPhone`).
+    public static func isBusinessScopedUserID(_ s: String) -> Bool {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 2, parts[0].count == 2, parts[0].allSatisfy({ $0.isASCII && $0.isUppercase }) else { return false }
+        return parts.dropFirst().allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
+    }
+}
+
 /// A message from a contact on a channel, before it is stored.
 public struct Inbound: Sendable, Hashable {
     public var tenant: String

@@ -75,9 +75,11 @@ public enum TurnMachine {
                 let key = "\(conversation.id):\(effect.id)"
                 switch effect {
                 case .send(let id, let message):
-                    // What a channel with a messaging window sends once it has closed is its driver's business.
+                    // The flow version that sent it: what a channel with a messaging window sends once it has closed (the
+                    // flow's template) is its driver's business, and this saves it reading the conversation.
                     let payload: [String: Value] = [
                         "channel": .string(conversation.channel), "contact": .string(conversation.contact), "message": message.value,
+                        "program": .string(conversation.programHash),
                     ]
                     out.outbox.append(OutboxEntry(kind: .send, idempotencyKey: key, effectID: id, action: "channel.send", payload: .map(payload)))
                     out.messages.append(MessageRecord(direction: .outbound, text: message.text, extra: message.value, at: time))

@@ -42,7 +42,7 @@ struct APIChannelConnector: Connector {
             if parameters["fallback_template"] == .null, case .map(var p) = parameters {
                 // What goes out once the window has closed is the flow's `whatsapp_template`, for the flow's messages and
                 // an agent's alike: the version the conversation runs says.
-                p["fallback_template"] = try await flowTemplate(context)
+                p["fallback_template"] = try await flowTemplate(program: parameters["program"].nonEmptyText, context)
                 parameters = .map(p)
             }
             let answer = try await sendWhatsApp(channel, parameters, context)
@@ -75,14 +75,17 @@ struct APIChannelConnector: Connector {
         }
     }
 
-    /// The `whatsapp_template` of the flow version the conversation runs, or null. A version never changes, so what
-    /// each declares is kept (a few hundred bytes per version).
-    private func flowTemplate(_ context: ConnectorContext) async throws -> Value {
-        guard let conversation = try await store.conversation(id: context.conversation, tenant: context.tenant) else { return .null }
-        if let known = templates.known(conversation.programHash) { return known }
-        guard let program = try await store.program(hash: conversation.programHash) else { return .null }
+    /// The `whatsapp_template` of the flow version that sent the message (`program`, in every send since it was added;
+    /// the conversation's for an older queued one), or null. A version never changes, so what each declares is kept
+    /// (a few hundred bytes per version) and a send reads nothing once its version is known.
+    private func flowTemplate(program: String?, _ context: ConnectorContext) async throws -> Value {
+        var hash = program
+        if hash == nil { hash = try await store.conversation(id: context.conversation, tenant: context.tenant)?.programHash }
+        guard let hash else { return .null }
+        if let known = templates.known(hash) { return known }
+        guard let program = try await store.program(hash: hash) else { return .null }
         let template: Value = if case .map = program.metadata["whatsapp_template"] { program.metadata["whatsapp_template"] } else { .null }
-        templates.keep(template, for: conversation.programHash)
+        templates.keep(template, for: hash)
         return template
     }
 

@@ -266,7 +266,7 @@ extension SQLStore {
     public func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> Bool {
         try await driver.transaction { db in
             guard let row = try await db.execute(
-                "SELECT channel, contact FROM conversations WHERE id = $1 AND tenant_id = $2 AND status = \(SQLStatus.handoff)\(self.forUpdate)",
+                "SELECT channel, contact, program_hash FROM conversations WHERE id = $1 AND tenant_id = $2 AND status = \(SQLStatus.handoff)\(self.forUpdate)",
                 .text(conversation), .text(tenant)).first else { return false }
             let message: Value = ["text": .string(text)]
             try await db.run(Hot.InsertMessage.self, .text(tenant), .text(conversation), .text("out"), .text(text),
@@ -274,7 +274,8 @@ extension SQLStore {
             try await db.run(Hot.InsertOutbox.self, .text(tenant), .text(conversation), .text("\(conversation):agent:\(UUID().uuidString.lowercased())"),
                              .int(0), .text("send"), .text("channel.send"),
                              .text(Value.map(["channel": .string(row.text("channel") ?? ""), "contact": .string(row.text("contact") ?? ""),
-                                              "message": message]).jsonText), .int(now.milliseconds))
+                                              "message": message, "program": .string(row.text("program_hash") ?? "")]).jsonText),
+                             .int(now.milliseconds))
             return true
         }
     }

@@ -28,9 +28,7 @@ extension SQLStore {
             }
             outcomes.append((work, outcome))
         }
-        if Failpoint.isArmed {
-            Failpoint.hit(.turnAfterRun, Array(Set(claimed.works.flatMap { w in w.events.isEmpty ? ["timer"] : w.events.map(\.body.kind) })))
-        }
+        Failpoint.hit(.turnAfterRun, Array(Set(claimed.works.flatMap { w in w.events.isEmpty ? ["timer"] : w.events.map(\.body.kind) })))
         // 3. Write: one transaction for the batch; should it fail, each turn on its own, so one outcome the database
         //    refuses fails its own conversation and no other.
         do {
@@ -102,7 +100,7 @@ extension SQLStore {
                 // `contact.phone`: the number stored with the contact (a WhatsApp contact keyed by its business-scoped
                 // user id has one when the notification carried it), else the address unless it is such an id.
                 let details = known[ContactAddress(record)]
-                let phone = details?.phone ?? (Self.isUserID(record.contact) ? nil : record.contact)
+                let phone = details?.phone ?? (Inbound.isBusinessScopedUserID(record.contact) ? nil : record.contact)
                 var contact: [String: Value] = ["id": .string(record.contact), "phone": phone.map(Value.string) ?? .null]
                 if let name = details?.name { contact["name"] = .string(name) }
                 return TurnWork(conversation: record, events: events[record.id] ?? [], contact: .map(contact))
@@ -182,13 +180,6 @@ extension SQLStore {
             details[ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("address") ?? "")] = (name, phone)
         }
         return details
-    }
-
-    /// A WhatsApp business-scoped user id (`US.13491208655302741918`): a country code, a period, letters and digits.
-    static func isUserID(_ s: String) -> Bool {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count >= 2 && parts[0].count == 2 && parts[0].allSatisfy { $0.isASCII && $0.isUppercase }
-            && parts.dropFirst().allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
     }
 
     static func placeholders(_ count: Int, from first: Int = 1) -> String {

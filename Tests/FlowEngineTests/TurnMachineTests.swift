@@ -87,18 +87,7 @@ import Testing
     }
 
     @Test func debounceGathersABurstIntoOneTurn() throws {
-        let program = try Flows.compile("""
-            flow: d
-            debounce: 5s
-            start: ask
-            blocks:
-              ask:
-                ask: "?"
-                save: said
-                next: echo
-              echo:
-                end: "{{ said }}"
-            """)
+        let program = try Flows.compile(DebounceThroughTheStoreTests.flow)
         let vm = VM(program: program)
         let waiting = TurnMachine.run(.init(conversation: conversation(), events: [message(1, "oi")], now: Self.t0, debounce: 5), vm: vm)
         #expect(waiting.processed.isEmpty, "even the first message waits for the window")

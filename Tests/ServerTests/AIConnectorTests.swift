@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Synchronization
+import FlowlineTestKit
 import Testing
 
 /// `AIConnector` against fakellm (replies, tool calls, 429s) and a small fake of our own for what fakellm does not
@@ -22,7 +23,7 @@ import Testing
     }
 
     @Test func repliesUseKnowledgeAndHistory() async throws {
-        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
+        let llm = try Peer.value("FLOWLINE_TEST_FAKELLM")
         let plain = AIConnector(baseURL: llm, apiKey: "sk-test")
         #expect(try await plain.perform(action: "ai.chat", parameters: ["prompt": .string(Self.unique("When do you open?")),
                                                                         "knowledge": "Opening hours: 9-18h"], context: Self.context()) == "We open at 9.")
@@ -38,7 +39,7 @@ import Testing
     }
 
     @Test func extractionAnswersTypedFields() async throws {
-        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
+        let llm = try Peer.value("FLOWLINE_TEST_FAKELLM")
         let ai = AIConnector(baseURL: llm, apiKey: "sk-test")
         let lead = try await ai.perform(action: "ai.chat", parameters: [
             "prompt": .string(Self.unique("extract this lead: Ana, 5k")), "extract": ["name": "string", "budget": "number", "city": "string"],
@@ -52,7 +53,7 @@ import Testing
     }
 
     @Test func toolCallsRunConnectorActionsAndFeedTheirResultsBack() async throws {
-        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
+        let llm = try Peer.value("FLOWLINE_TEST_FAKELLM")
         let calls = Mutex<[(String, Value, String)]>([])
         let crm = ActionDefinition(name: "crm.lookup", summary: "Find a contact", parameters: ["type": "object"], result: ["type": "object"])
         let ai = AIConnector(baseURL: llm, apiKey: "sk-test", tools: [crm]) { action, arguments, context in
@@ -73,7 +74,7 @@ import Testing
     }
 
     @Test func fakellmsRateLimitIsRetryable() async throws {
-        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
+        let llm = try Peer.value("FLOWLINE_TEST_FAKELLM")
         let ai = AIConnector(baseURL: llm, apiKey: "sk-test")
         let prompt = Self.unique("flaky question")
         let limited = await Self.failure { try await ai.perform(action: "ai.chat", parameters: ["prompt": .string(prompt)], context: Self.context()) }
@@ -152,7 +153,7 @@ import Testing
 
     /// An `ai:` block through the engine, with the tenant's ai channel: its history comes from the conversation.
     @Test func anAIBlockAnswersFromTheConversationsHistory() async throws {
-        let llm = try Peers.url("FLOWLINE_TEST_FAKELLM")
+        let llm = try Peer.value("FLOWLINE_TEST_FAKELLM")
         let flow = """
             flow: helper
             trigger: { channel: api }

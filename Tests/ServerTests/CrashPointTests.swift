@@ -1,3 +1,4 @@
+import FlowEngine
 import FlowStore
 import FlowVM
 import Foundation
@@ -85,7 +86,7 @@ import Testing
     final class Run: @unchecked Sendable {
         let database: String
         let log: String
-        let secretKey = SecretKeyForTests.make()
+        let secretKey = SecretBox.generateKey()
         let flows: String
         var serve: ServeProcess
         var killed: [ServeProcess] = []
@@ -128,16 +129,12 @@ import Testing
         var api: ServeProcess.HTTP { serve.api }
     }
 
-    enum SecretKeyForTests {
-        static func make() -> String { Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString() }
-    }
-
     /// Runs the whole conversation with `failpoint` armed in the first process and checks what every crash point
     /// must keep. `repeated` is the receiver path or Stripe endpoint performed twice under one key, if any.
     /// `second` is how the second message's (repeated) POST is answered: `duplicate` when a crash after its commit made
     /// the client send it again.
     func scenario(_ failpoint: String, repeated: String? = nil, second answer: String = "accepted") async throws {
-        let base = try Peers.url("FLOWLINE_TEST_POSTGRES_URL")
+        let base = try Peer.value("FLOWLINE_TEST_POSTGRES_URL")
         guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
             Issue.record("build flowline first: \(ServeProcess.binary) is missing")
             return
@@ -182,7 +179,7 @@ import Testing
                 }
                 let sessionID = try #require(stripe.created.withLock { $0.first?.id })
                 let event = stripe.completed(sessionID, eventID: "evt_points_1")
-                let paid = try await run.deliver(paths(pay.body), event,
+                let paid = try await run.deliver(pay.body["webhook_path"].text, event,
                                                  headers: [("Stripe-Signature", FakeStripe.signature(event, secret: "whsec_points"))], auth: false)
                 #expect(paid["received"] == true, "\(paid)")
                 _ = try await run.until("the conversation ends") { () -> Bool? in
@@ -234,8 +231,6 @@ import Testing
             }
         }
     }
-
-    func paths(_ channel: Value) -> String { channel["webhook_path"].text }
 
     @Test func killedAfterAMessageWasSentBeforeItsDoneMark() async throws {
         try await scenario("delivery.after-call:channel.send", repeated: "hook")

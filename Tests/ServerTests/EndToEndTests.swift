@@ -72,13 +72,14 @@ import Testing
         """
     }
 
-    static func hubSignature(_ body: String) -> String {
-        "sha256=" + HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data("app-secret-e2e".utf8)))
+    /// `X-Hub-Signature-256` as Meta computes it: `sha256=` and the hex HMAC-SHA256 of the raw body under the app secret.
+    static func hubSignature(_ body: String, secret: String = "app-secret-e2e") -> String {
+        "sha256=" + HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data(secret.utf8)))
             .map { String(format: "%02x", $0) }.joined()
     }
 
     @Test func aWhatsAppConversationPaysGetsAReceiptAndCallsN8NOnceThroughTwoCrashes() async throws {
-        let base = try Peers.url("FLOWLINE_TEST_POSTGRES_URL")
+        let base = try Peer.value("FLOWLINE_TEST_POSTGRES_URL")
         let smtp = try SMTPClientTests.Peer()
         guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
             Issue.record("build flowline first: \(ServeProcess.binary) is missing")

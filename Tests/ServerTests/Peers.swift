@@ -6,12 +6,8 @@ import FlowlineTestKit
 import Testing
 
 /// Helpers for tests that talk to the protocol peers `scripts/test.sh` starts on loopback (localstripe, aiosmtpd,
-/// fakellm). A missing peer skips the test outside the script and fails it under the script (`Peer.value`).
+/// fakellm); `Peer.value` (FlowlineTestKit) finds them, skipping the test outside the script and failing it under it.
 enum Peers {
-    static func url(_ variable: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        try Peer.value(variable, sourceLocation: sourceLocation)
-    }
-
     /// Polls `check` until it answers, or fails the test after `seconds`.
     static func eventually<T>(_ what: String, seconds: Double = 10, _ check: () async throws -> T?) async throws -> T {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))

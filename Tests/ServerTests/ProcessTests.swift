@@ -4,8 +4,8 @@ import FlowVM
 import Foundation
 import HummingbirdTesting
 import Hummingbird
-import Crypto
 import NIOHTTP1
+import FlowlineTestKit
 import Testing
 
 /// Behaviour that needs real `flowline serve` processes: a graceful stop during a turn, and two processes on one
@@ -35,7 +35,7 @@ import Testing
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let database = backend == "sqlite" ? "sqlite:\(dir)/flowline.db"
-            : try await SQLStore.createPostgresDatabase(nextTo: try Peers.url("FLOWLINE_TEST_POSTGRES_URL"), prefix: "sigterm_")
+            : try await SQLStore.createPostgresDatabase(nextTo: try Peer.value("FLOWLINE_TEST_POSTGRES_URL"), prefix: "sigterm_")
         let serve = try await ServeProcess(database: database, log: dir + "/serve.log", secretKey: SecretBox.generateKey(), flows: dir + "/flows",
                                            environment: ["FLOWLINE_FAILPOINTS": "turn.after-run:message~1500"])
         defer { if serve.isRunning { serve.kill() } }
@@ -60,7 +60,7 @@ import Testing
     @Test func twoProcessesSeeEachOthersRevocationsAndPublications() async throws {
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let database = try await SQLStore.createPostgresDatabase(nextTo: try Peers.url("FLOWLINE_TEST_POSTGRES_URL"), prefix: "caches_")
+        let database = try await SQLStore.createPostgresDatabase(nextTo: try Peer.value("FLOWLINE_TEST_POSTGRES_URL"), prefix: "caches_")
         let secret = SecretBox.generateKey()
         let a = try await ServeProcess(database: database, log: dir + "/a.log", secretKey: secret, flows: dir + "/flows")
         defer { a.stop() }
@@ -104,7 +104,7 @@ import Testing
     @Test func aWorkerFinishesAWhatsAppConversationItsKilledServerLeft() async throws {
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let database = try await SQLStore.createPostgresDatabase(nextTo: try Peers.url("FLOWLINE_TEST_POSTGRES_URL"), prefix: "worker_")
+        let database = try await SQLStore.createPostgresDatabase(nextTo: try Peer.value("FLOWLINE_TEST_POSTGRES_URL"), prefix: "worker_")
         let secret = SecretBox.generateKey()
         let graph = FakeGraphAPI(token: "EAAG-worker-token")
         try await graph.app.test(.live) { graphPeer in
@@ -135,8 +135,7 @@ import Testing
             ]).jsonText)
             #expect(channel.status == 201)
             let hi = EndToEndTests.whatsApp(#"{"from": "5511999990000", "id": "wamid.w.1", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
-            let signature = "sha256=" + HMAC<SHA256>.authenticationCode(for: Data(hi.utf8), using: SymmetricKey(data: Data("app-secret-worker".utf8)))
-                .map { String(format: "%02x", $0) }.joined()
+            let signature = EndToEndTests.hubSignature(hi, secret: "app-secret-worker")
             #expect(try await serve.api.call(.POST, channel.body["webhook_path"].text, hi, headers: [("X-Hub-Signature-256", signature)], auth: false).status == 200)
             _ = try await Peers.eventually("the greeting reaches WhatsApp") { graph.messages.isEmpty ? nil : true }
             serve.kill()

@@ -16,8 +16,8 @@ import Testing
         let spool: String
 
         init() throws {
-            let ports = try Peers.url("FLOWLINE_TEST_SMTP"), ca = try Peers.url("FLOWLINE_TEST_SMTP_CA")
-            let spool = try Peers.url("FLOWLINE_TEST_SMTP_SPOOL")
+            let ports = try FlowlineTestKit.Peer.value("FLOWLINE_TEST_SMTP"), ca = try FlowlineTestKit.Peer.value("FLOWLINE_TEST_SMTP_CA")
+            let spool = try FlowlineTestKit.Peer.value("FLOWLINE_TEST_SMTP_SPOOL")
             let p = ports.split(separator: ",").compactMap { Int($0) }
             guard p.count == 3, let pem = try? String(contentsOfFile: ca, encoding: .utf8) else {
                 // Set but unusable is never a skip.

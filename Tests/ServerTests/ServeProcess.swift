@@ -18,12 +18,10 @@ final class ServeProcess: @unchecked Sendable {
     private(set) var port = 0
 
     /// Starts the server and waits until it answers `/ready`.
-    init(database: String, log: String, secretKey: String, flows: String? = nil, environment: [String: String] = [:]) async throws {
+    init(database: String, log: String, secretKey: String, flows: String, environment: [String: String] = [:]) async throws {
         self.log = log
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        var arguments = ["serve", "--port", "0", "--database", database]
-        if let flows { arguments += ["--flows", flows] } else { arguments += ["--flows", "/nonexistent-flowline-flows"] }
-        process.arguments = arguments
+        process.arguments = ["serve", "--port", "0", "--database", database, "--flows", flows]
         var env = ProcessInfo.processInfo.environment
         env["FLOWLINE_ADMIN_KEY"] = Self.adminKey
         env["FLOWLINE_SECRET_KEY"] = secretKey

@@ -49,9 +49,7 @@ import Testing
     }
 
     static func signed(_ body: String, secret: String = "app-secret-0123") -> HTTPFields {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data(secret.utf8)))
-        return [HTTPField.Name("X-Hub-Signature-256")!: "sha256=" + mac.map { String(format: "%02x", $0) }.joined(),
-                .contentType: "application/json"]
+        [HTTPField.Name("X-Hub-Signature-256")!: EndToEndTests.hubSignature(body, secret: secret), .contentType: "application/json"]
     }
 
     @Test func signedNotificationsStartAndFeedConversationsOnce() async throws {
@@ -418,7 +416,7 @@ import Testing
     /// localstripe is a second, independent implementation of Stripe's webhook signing: a PaymentIntent made there
     /// for a conversation (metadata `flowline_conversation`) resumes the conversation waiting on its id.
     @Test func localstripesSignedPaymentIntentEventResumesItsConversation() async throws {
-        let localstripe = try Peers.url("FLOWLINE_TEST_LOCALSTRIPE")
+        let localstripe = try Peer.value("FLOWLINE_TEST_LOCALSTRIPE")
         let flow = """
             flow: pi
             trigger: { channel: api }

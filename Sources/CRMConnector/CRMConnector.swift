@@ -48,8 +48,6 @@ public struct CRMConnector: Connector {
             ]),
     ]
 
-    public let credentials = [CredentialDefinition(name: "api_key", summary: "The CRM's API key")]
-
     public func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
         guard action == "crm.lookup" else {
             throw ConnectorError(code: "unknown_action", message: "crm has no action \(action)", retryable: false)

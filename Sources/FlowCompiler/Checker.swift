@@ -6,7 +6,6 @@ import Foundation
 struct Checker {
     typealias ValueType = Builtin.ValueType
 
-    static let channels = ["api", "whatsapp"]
     static let builtinTypes: [String: ValueType] = [
         "contact": .map, "conversation": .map, "channel": .any, "error": .map, "message": .map,
     ]
@@ -73,9 +72,10 @@ struct Checker {
             report(.error, "missing-start", "the flow has no 'start:' block", at: ast.location,
                    hint: ast.blocks.first.map { "add `start: \($0.id)`" })
         }
-        if let channel = ast.trigger?.channel, !Checker.channels.contains(channel.value) {
+        let channels = catalog.channels
+        if let channel = ast.trigger?.channel, !channels.isEmpty, !channels.contains(channel.value) {
             report(.error, "unknown-channel", "unknown channel '\(channel.value)'", at: channel.location,
-                   hint: Suggest.hint(channel.value, Checker.channels) ?? "channels: \(Checker.channels.joined(separator: ", "))")
+                   hint: Suggest.hint(channel.value, channels) ?? "channels: \(channels.joined(separator: ", "))")
         }
         for b in ast.blocks {
             block = b.id

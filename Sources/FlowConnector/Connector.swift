@@ -56,18 +56,6 @@ public struct ConnectorContext: Sendable {
     }
 }
 
-/// A credential a connector needs (an API key, an app secret): the builder asks for it, the server keeps it
-/// write-only and sealed at rest, and it never reaches a log or an error message.
-public struct CredentialDefinition: Sendable, Hashable {
-    public var name: String
-    public var summary: String
-
-    public init(name: String, summary: String) {
-        self.name = name
-        self.summary = summary
-    }
-}
-
 /// Something flows can reach: a channel that sends messages (`channel.send`) or a service with actions
 /// (`crm.lookup`). Each action comes with JSON Schemas of its parameters and result, so a custom connector is
 /// checked by the compiler and drawn by the builder exactly like a built-in one (docs/connectors.md).
@@ -77,13 +65,10 @@ public struct CredentialDefinition: Sendable, Hashable {
 public protocol Connector: Sendable {
     /// The actions this connector performs, named `connector.action`.
     var definitions: [ActionDefinition] { get }
-    /// The credentials it needs (none by default).
-    var credentials: [CredentialDefinition] { get }
     func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value
 }
 
 extension Connector {
-    public var credentials: [CredentialDefinition] { [] }
     /// The names of `definitions`.
     public var actions: [String] { definitions.map(\.name) }
 }

@@ -104,7 +104,7 @@ public enum EventBody: Sendable, Hashable {
         switch self {
         case .message(let m):
             ["kind": "message", "text": .string(m.text), "payload": m.payload.map(Value.string) ?? .null,
-             "type": .string(m.kind), "data": m.data]
+             "type": .string(m.kind), "data": m.data, "reply_window": m.replyWindow.map { .number(Double($0)) } ?? .null]
         case .external(let n, let k, let p): ["kind": "external", "name": .string(n), "key": .string(k), "payload": p]
         case .effectResult(let id, .success(let v)): ["kind": "effect", "id": .number(Double(id)), "ok": true, "value": v]
         case .effectResult(let id, .failure(let code, let message)):
@@ -119,8 +119,11 @@ public enum EventBody: Sendable, Hashable {
     public init?(value v: Value) {
         switch v["kind"].text {
         case "message":
+            var window: Int64?
+            if case .number(let w) = v["reply_window"] { window = Int64(w) }
             self = .message(InboundMessage(text: v["text"].text, payload: v["payload"] == .null ? nil : v["payload"].text,
-                                           kind: v["type"] == .null ? "text" : v["type"].text, data: v["data"]))
+                                           kind: v["type"] == .null ? "text" : v["type"].text, data: v["data"],
+                                           replyWindow: window))
         case "external": self = .external(name: v["name"].text, key: v["key"].text, payload: v["payload"])
         case "effect":
             guard case .number(let n) = v["id"] else { return nil }

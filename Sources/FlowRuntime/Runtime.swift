@@ -16,9 +16,11 @@ public final class Runtime: Sendable {
     public let secrets: SecretBox?
     public let http: HTTPClient
     public let connectors: ConnectorRegistry
+    public let channels: Channels
     public let engine: Engine
 
-    private init(store: SQLStore, secrets: SecretBox?, http: HTTPClient, connectors: ConnectorRegistry, engine: Engine) {
+    private init(store: SQLStore, secrets: SecretBox?, http: HTTPClient, connectors: ConnectorRegistry, channels: Channels, engine: Engine) {
+        self.channels = channels
         self.store = store
         self.secrets = secrets
         self.http = http
@@ -39,9 +41,12 @@ public final class Runtime: Sendable {
         public var deliveryLease: Int64
         /// Custom connectors: their actions join the catalog and may replace a built-in one.
         public var connectors: [any Connector]
+        /// Custom channel kinds, after the built-in ones (`BuiltinChannels.all`); one of a built-in kind replaces it.
+        public var channels: [any ChannelDriver]
 
         public init(database: String, secretKey: String? = nil, publicURL: String, webhookSigningSecret: String? = nil,
-                    deliveryLease: Int64 = 60, connectors: [any Connector] = []) {
+                    deliveryLease: Int64 = 60, connectors: [any Connector] = [], channels: [any ChannelDriver] = []) {
+            self.channels = channels
             self.database = database
             self.secretKey = secretKey
             self.publicURL = publicURL
@@ -77,7 +82,8 @@ public final class Runtime: Sendable {
             throw StartupError("cannot reach the database \(redacted(configuration.database)) within 15 s")
         }
         let http = makeHTTPClient()
-        var registry = connectors(store: store, secrets: secrets,
+        let channels = Channels(drivers: BuiltinChannels.all + configuration.channels, store: store, secrets: secrets)
+        var registry = connectors(channels: channels,
                                   custom: [HTTPWebhookConnector(signingSecret: configuration.webhookSigningSecret)] + configuration.connectors)
         for c in replacing { registry.register(c) }
         var engineConfiguration = Engine.Configuration()
@@ -87,7 +93,17 @@ public final class Runtime: Sendable {
         if let secrets { engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL, secrets: secrets) }
         tune(&engineConfiguration)
         let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
-        return Runtime(store: store, secrets: secrets, http: http, connectors: registry, engine: engine)
+        return Runtime(store: store, secrets: secrets, http: http, connectors: registry, channels: channels, engine: engine)
+    }
+
+    /// Every action flows may `use:`: the built-in ones and the registered connectors'.
+    public var catalog: ActionCatalog { Self.catalog(connectors, channels: channels) }
+
+    /// The same for a registry and channel kinds of one's own (the built-in kinds when nil).
+    public static func catalog(_ connectors: ConnectorRegistry, channels: Channels? = nil) -> ActionCatalog {
+        var catalog = connectors.catalog(adding: BuiltinActions.catalog)
+        if let channels { catalog.channels = channels.drivers.filter(\.carriesConversations).map(\.kind) }
+        return catalog
     }
 
     /// Closes what `start` opened.
@@ -106,16 +122,20 @@ public final class Runtime: Sendable {
         }
     }
 
-    /// The engine's connectors, wherever turns run: the channels, the services bound to the tenant's channels, then the
-    /// custom connectors (which may replace a built-in action).
-    public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = [],
+    /// The engine's connectors, wherever turns run: every channel kind's sends, receipts and actions, then the custom
+    /// connectors (which may replace a built-in action).
+    public static func connectors(channels: Channels, custom: [any Connector] = [],
                                   clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) -> ConnectorRegistry {
         let tools = ToolBox()
-        let registry = ConnectorRegistry([APIChannelConnector(store: store, secrets: secrets, now: clock), WhatsAppSender(store: store, secrets: secrets, now: clock),
-                                          ReadReceipts(store: store, secrets: secrets)]
-                                         + ServiceConnector.builtins(store: store, secrets: secrets, tools: tools) + custom)
+        let registry = ConnectorRegistry(channels.connectors(now: clock, tools: tools) + custom)
         tools.set(registry)
         return registry
+    }
+
+    /// The same for the built-in kinds on `store`.
+    public static func connectors(store: SQLStore, secrets: SecretBox?, custom: [any Connector] = [],
+                                  clock: @escaping @Sendable () -> Timestamp = { Timestamp(Date()) }) -> ConnectorRegistry {
+        connectors(channels: Channels(store: store, secrets: secrets), custom: custom, clock: clock)
     }
 
     /// The HTTP client connectors share: no redirects (a webhook that moved is a configuration error to surface).

@@ -250,10 +250,9 @@ extension SQLStore {
         }
     }
 
-    /// An agent's message: kept in the history and sent through the outbox like the flow's own.
     /// Queues sends outside any turn (a channel's read receipts), each under its own key: one already queued is left
     /// as it is. `queue` groups them as a conversation does, since the outbox delivers one queue's rows in order.
-    public func enqueue(_ sends: [FollowUp], tenant: String, queue: @Sendable (FollowUp) -> String, now: Timestamp) async throws {
+    public func enqueue(_ sends: [QueuedAction], tenant: String, queue: @Sendable (QueuedAction) -> String, now: Timestamp) async throws {
         guard !sends.isEmpty else { return }
         try await driver.transaction { db in
             for send in sends {

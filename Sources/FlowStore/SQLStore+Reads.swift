@@ -98,38 +98,12 @@ extension SQLStore {
         }
     }
 
-    /// What a status report changed: the conversation when known, whether the status moved, and the message's
-    /// fallback when it has one.
-    public struct StatusChange: Sendable, Equatable {
-        public var conversation: String?
-        public var changed: Bool
-        public var fallback: Value
-        public init(conversation: String?, changed: Bool, fallback: Value = .null) {
-            self.conversation = conversation
-            self.changed = changed
-            self.fallback = fallback
-        }
-    }
-
-    /// A send a status change calls for, queued in the outbox in the status's own transaction: durable and retried
-    /// like any send, and queued once, since a status moves forward once.
-    public struct FollowUp: Sendable {
-        public var key: String
-        public var action: String
-        public var payload: Value
-        public init(key: String, action: String, payload: Value) {
-            self.key = key
-            self.action = action
-            self.payload = payload
-        }
-    }
-
     /// Applies a provider's status report: a message only moves forward (`read` after `delivered` stays `read`). When
     /// it moved and `followUp` asks for a send (the channel's driver decides), that send is queued in the same
     /// transaction.
     @discardableResult
     public func updateStatus(channel: String, providerID: String, tenant: String, status: String, errorCode: String?,
-                             at: Timestamp, followUp: @Sendable (StatusChange) -> FollowUp? = { _ in nil }) async throws -> StatusChange {
+                             at: Timestamp, followUp: @Sendable (StatusChange) -> QueuedAction? = { _ in nil }) async throws -> StatusChange {
         guard let rank = Self.statusRank[status] else { return StatusChange(conversation: nil, changed: false) }
         return try await driver.transaction { db in
             let row = try await db.execute(

@@ -21,8 +21,12 @@ public struct ActionDefinition: Sendable, Hashable {
 /// The actions flows may `use:`, by name.
 public struct ActionCatalog: Sendable {
     public private(set) var actions: [String: ActionDefinition] = [:]
+    /// The channel kinds conversations run on, which a flow's `trigger: { channel: }` may name (the runtime's channel
+    /// drivers say which); any name when empty.
+    public var channels: [String]
 
-    public init(_ definitions: [ActionDefinition] = []) {
+    public init(_ definitions: [ActionDefinition] = [], channels: [String] = []) {
+        self.channels = channels
         for d in definitions { actions[d.name] = d }
     }
 

@@ -8,12 +8,17 @@ public struct InboundMessage: Sendable, Hashable {
     public var kind: String
     /// Channel-specific extras (media id, coordinates...).
     public var data: Value
+    /// Seconds after this message during which the channel lets anything be sent back (WhatsApp's 24-hour window),
+    /// as its driver declares; nil when the channel has no such window. The VM only records it
+    /// (`conversation.window_closes_at`); what a closed window means for a send is the channel's business.
+    public var replyWindow: Int64?
 
-    public init(text: String, payload: String? = nil, kind: String = "text", data: Value = .null) {
+    public init(text: String, payload: String? = nil, kind: String = "text", data: Value = .null, replyWindow: Int64? = nil) {
         self.text = text
         self.payload = payload
         self.kind = kind
         self.data = data
+        self.replyWindow = replyWindow
     }
 
     /// The `message` variable a flow sees.

@@ -41,17 +41,17 @@ public struct VM: Sendable {
         c.variables[VM.conversationSlot] = context.conversation
         c.variables[VM.channelSlot] = context.channel
         c.variables[VM.messageSlot] = context.message?.value ?? .null
-        if context.message != nil { VM.noteMessage(&c, now: now) }
+        if let message = context.message { VM.noteMessage(message, &c, now: now) }
         return run(c, now: now)
     }
 
-    /// Notes when the contact last wrote, in `conversation.last_message_at`, and when WhatsApp's 24-hour
-    /// customer-service window closes, in `conversation.window_closes_at` (ISO 8601 instants, so a flow tests
-    /// `now() < conversation.window_closes_at`).
-    static func noteMessage(_ c: inout Continuation, now: Timestamp) {
+    /// Notes when the contact last wrote, in `conversation.last_message_at`, and, on a channel with a reply window
+    /// (the message says how long), when it closes, in `conversation.window_closes_at` (ISO 8601 instants, so a
+    /// flow tests `now() < conversation.window_closes_at`).
+    static func noteMessage(_ message: InboundMessage, _ c: inout Continuation, now: Timestamp) {
         guard case .map(var conversation) = c.variables[VM.conversationSlot] else { return }
         conversation["last_message_at"] = .string(now.iso8601)
-        conversation["window_closes_at"] = .string(now.adding(seconds: 24 * 3600).iso8601)
+        conversation["window_closes_at"] = message.replyWindow.map { .string(now.adding(seconds: $0).iso8601) }
         c.variables[VM.conversationSlot] = .map(conversation)
     }
 
@@ -70,7 +70,7 @@ public struct VM: Sendable {
         switch (wait, event) {
         case (.input, .message(let m)):
             c.variables[VM.messageSlot] = m.value
-            VM.noteMessage(&c, now: now)
+            VM.noteMessage(m, &c, now: now)
             c.pc += 1
         case (.input(let deadline?), .timer) where now >= deadline:
             guard case .awaitInput(_, let onTimeout) = ins else { return ignored(c) }

@@ -10,45 +10,55 @@ struct ChannelRoutes {
     let store: SQLStore
     let engine: Engine
     let secrets: SecretBox?
+    let channels: Channels
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.post("channels", use: create)
         group.get("channels", use: list)
+        group.get("channels/kinds", use: kinds)
         group.post("channels/{id}/inbound", use: inbound)
     }
 
-    static func channel(_ c: SQLStore.ChannelRecord) -> Value {
+    func channel(_ c: SQLStore.ChannelRecord) -> Value {
         var v: [String: Value] = [
             "id": .string(c.id), "kind": .string(c.kind), "name": .string(c.name), "callback_url": c.callbackURL.map(Value.string) ?? .null,
             "created_at": .string(c.createdAt.iso8601), "signed": .bool(c.sealedSecret != nil),
         ]
         // Settings are shown; secrets never are.
         if case .map(let config) = c.config { for (key, value) in config { v[key] = value } }
-        if ChannelKind.webhookKinds.contains(c.kind) { v["webhook_path"] = .string("/webhooks/\(c.kind)/\(c.id)") }
+        if channels[c.kind]?.receivesWebhooks == true { v["webhook_path"] = .string("/webhooks/\(c.kind)/\(c.id)") }
         return .map(v)
     }
 
-    /// An optional http(s) URL field, checked as the document's pattern says; nil when absent.
-    static func httpURL(_ value: Value?, _ field: String) throws -> String? {
-        guard let value, value != .null else { return nil }
-        guard case .string(let url) = value, url.count <= 2000, url.allSatisfy(\.isASCII), let u = URL(string: url),
-              ["http", "https"].contains(u.scheme ?? ""), let host = u.host, !host.isEmpty,
-              host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]".contains($0)) }) else {
-            throw Problem(.badRequest, "\(field) must be an http or https URL")
-        }
-        return url
+    /// `GET /v1/channels/kinds`: every kind a channel may be, with its fields and their JSON Schemas, as the drivers
+    /// declare them: what a builder draws the channel form from.
+    @Sendable func kinds(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        _ = try context.requireCaller()
+        return json(["kinds": .list(channels.drivers.map { d in
+            [
+                "kind": .string(d.kind), "summary": .string(d.summary), "conversations": .bool(d.carriesConversations),
+                "webhooks": .bool(d.receivesWebhooks), "reply_window": d.replyWindow.map { .number(Double($0)) } ?? .null,
+                "actions": .list(d.actions.map { .string($0.name) }),
+                "fields": .list(d.fields.map { f in
+                    ["name": .string(f.name), "required": .bool(f.required), "secret": .bool(f.isSecret), "schema": f.schema]
+                }),
+            ]
+        })])
     }
 
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
         guard caller.allows(.admin) else { throw Problem(.forbidden, "configuring channels needs an admin key") }
         let body = try await request.jsonObject(context: context)
-        guard case .string(let kindName)? = body["kind"], let kind = ChannelKind.all[kindName] else {
-            throw Problem(.badRequest, "kind must be one of " + ChannelKind.all.keys.sorted().joined(separator: ", "))
+        guard case .string(let kindName)? = body["kind"], let kind = channels[kindName] else {
+            throw Problem(.badRequest, "kind must be one of " + channels.drivers.map(\.kind).sorted().joined(separator: ", "))
         }
         let name = try BodyText.identifier(body, "name", max: 100)
-        // Every field the document describes is checked whatever the kind, so a request is valid or not on its own.
-        try ChannelKind.checkFields(body)
+        // Every field any kind declares is checked whatever the kind, so a request is valid or not on its own.
+        for (field, declared) in channels.fieldsByName.sorted(by: { $0.key < $1.key }) {
+            if let value = body[field], value != .null, let problem = declared.problem(with: value) { throw Problem(.badRequest, problem) }
+        }
+        if let problem = kind.problem(with: body) { throw Problem(.badRequest, problem) }
         // The secret that signs callbacks is write-only: given by the caller, or generated and shown once.
         var secret: String?
         var generated = false
@@ -58,11 +68,13 @@ struct ChannelRoutes {
             }
             secret = s
         }
-        let (sealed, config) = try kind.split(body)
-        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: kind.name, name: name,
+        var (sealed, config) = kind.split(body)
+        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: kind.kind, name: name,
                                             callbackURL: nil, createdAt: engine.now)
-        if kind.name == "api" {
-            record.callbackURL = config["callback_url"]?.text
+        // A kind without secret fields (`api`) may have one secret that signs what it sends: given, or generated and shown once.
+        if !kind.fields.contains(where: \.isSecret) {
+            record.callbackURL = config.removeValue(forKey: "callback_url")?.text
+            record.config = .map(config)
             if secret == nil, record.callbackURL != nil {
                 secret = "whsec_" + APIKeys.random(32)
                 generated = true
@@ -80,7 +92,7 @@ struct ChannelRoutes {
         }
         try await store.insertChannel(record)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "channel.create", subject: record.id, at: engine.now)
-        var answer = Self.channel(record)
+        var answer = channel(record)
         if generated, let secret, case .map(var m) = answer {
             m["signing_secret"] = .string(secret)
             answer = .map(m)
@@ -92,7 +104,7 @@ struct ChannelRoutes {
         let caller = try context.requireCaller()
         let page = try Page(request)
         let (items, total) = try await store.channels(tenant: caller.tenant, limit: page.limit, offset: page.offset)
-        return page.response("channels", items.map(Self.channel), total: total)
+        return page.response("channels", items.map(channel), total: total)
     }
 
     /// `{"from", "text", "id", "payload"?}`: 202 once the message is durably stored.

@@ -1,4 +1,3 @@
-import Connectors
 import FlowCompiler
 import FlowEngine
 import FlowStore

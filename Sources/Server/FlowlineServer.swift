@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Connectors
 import FlowCompiler
 import FlowEngine
 import FlowRuntime
@@ -72,13 +71,15 @@ public struct ServerConfiguration: Sendable {
 /// The HTTP API: builds the router and the application, and bootstraps a fresh database.
 public enum FlowlineServer {
     /// The router with every route collection; used by `serve` and by router tests.
-    public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?,
+    /// - Parameter channels: the channel kinds; the built-in ones on `store` when nil.
+    public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?, channels: Channels? = nil,
                               metrics: PrometheusCollectorRegistry? = nil) -> Router<FlowlineRequestContext> {
-        router(store: store, engine: engine, catalog: catalog, secrets: secrets, metrics: metrics, limiter: WorkLimiter())
+        router(store: store, engine: engine, catalog: catalog, secrets: secrets, channels: channels, metrics: metrics, limiter: WorkLimiter())
     }
 
-    static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?,
+    static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?, channels: Channels? = nil,
                        metrics: PrometheusCollectorRegistry?, limiter: WorkLimiter) -> Router<FlowlineRequestContext> {
+        let channels = channels ?? Channels(store: store, secrets: secrets)
         let router = Router(context: FlowlineRequestContext.self)
         let table = RouteTable()
         // Every request gets one log line with its id (hb.request.id), method, path and status; the auth middleware
@@ -101,15 +102,16 @@ public enum FlowlineServer {
                 throw Problem(.unavailable, "the database is not reachable")
             }
         }
+        let document = openAPIDocument(channels: channels)
         router.get("openapi.json") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: openAPIDocument)))
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: document)))
         }
-        WebhookRoutes(store: store, engine: engine, secrets: secrets).addRoutes(to: router)
+        WebhookRoutes(engine: engine, channels: channels).addRoutes(to: router)
         let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store))
         let compiler = FlowCompiler(catalog: catalog)
         FlowRoutes(store: store, engine: engine, compiler: compiler, limiter: limiter).addRoutes(to: v1)
         ConversationRoutes(store: store, engine: engine).addRoutes(to: v1)
-        ChannelRoutes(store: store, engine: engine, secrets: secrets).addRoutes(to: v1)
+        ChannelRoutes(store: store, engine: engine, secrets: secrets, channels: channels).addRoutes(to: v1)
         KeyRoutes(store: store, engine: engine).addRoutes(to: v1)
         CatalogRoutes(catalog: catalog).addRoutes(to: v1)
         SimulateRoutes(store: store, compiler: compiler, limiter: limiter).addRoutes(to: v1)
@@ -125,7 +127,7 @@ public enum FlowlineServer {
     public static func bootstrap(store: SQLStore, engine: Engine, configuration: ServerConfiguration, logger: Logger)
         async throws -> (admin: String, platform: String)?
     {
-        let catalog = engine.connectors.catalog(adding: BuiltinActions.catalog)
+        let catalog = Runtime.catalog(engine.connectors)
         try await store.migrate()
         let tenant = configuration.demoTenant
         var createdKey: (String, String)?
@@ -201,7 +203,7 @@ public enum FlowlineServer {
                 """)
         }
         let app = Application(
-            router: router(store: store, engine: engine, catalog: runtime.connectors.catalog(adding: BuiltinActions.catalog), secrets: secrets,
+            router: router(store: store, engine: engine, catalog: runtime.catalog, secrets: secrets, channels: runtime.channels,
                            metrics: metrics),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
             services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],
@@ -220,11 +222,55 @@ public enum FlowlineServer {
 
 }
 
-/// The hand-maintained OpenAPI 3.1 document (Sources/Server/openapi.json); a test keeps it true to the router.
+/// The hand-maintained OpenAPI 3.1 document (Sources/Server/openapi.json); a test keeps it true to the router. What
+/// the channel kinds declare is filled in when it is served (`openAPIDocument(channels:)`).
 public let openAPIDocument: [UInt8] = {
     guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"), let data = try? Data(contentsOf: url) else { return [] }
     return [UInt8](data)
 }()
+
+/// The document as served: the body of `POST /v1/channels` and the kinds of `/webhooks/{kind}/{id}` come from the
+/// channel drivers' declarations, so a new kind is documented by declaring its fields.
+public func openAPIDocument(channels: Channels) -> [UInt8] {
+    guard case .map(var document) = Value(json: String(decoding: openAPIDocument, as: UTF8.self)) ?? .null else { return openAPIDocument }
+    func edit(_ value: inout Value, _ path: ArraySlice<String>, _ change: (inout Value) -> Void) {
+        guard let key = path.first else { return change(&value) }
+        guard case .map(var m) = value, var next = m[key] else { return }
+        edit(&next, path.dropFirst(), change)
+        m[key] = next
+        value = .map(m)
+    }
+    var root = Value.map(document)
+    edit(&root, ["paths", "/v1/channels", "post", "requestBody", "content", "application/json", "schema"]) { schema in
+        guard case .map(var s) = schema, case .map(var properties) = s["properties"] else { return }
+        properties["kind"] = ["type": "string", "enum": .list(channels.drivers.map { .string($0.kind) })]
+        var summaries: [String: [String]] = [:]
+        for d in channels.drivers { for f in d.fields { summaries[f.name, default: []].append("\(d.kind): \(f.summary)") } }
+        for (name, field) in channels.fieldsByName {
+            guard case .map(var fs) = field.schema else { continue }
+            fs["description"] = .string(summaries[name, default: []].joined(separator: "; ") + (field.isSecret ? " (write-only, sealed at rest)" : ""))
+            properties[name] = .map(fs)
+        }
+        s["properties"] = .map(properties)
+        s["allOf"] = .list(channels.drivers.filter { $0.fields.contains(where: \.required) }.map { d in
+            ["if": ["properties": ["kind": ["const": .string(d.kind)]], "required": ["kind"]],
+             "then": ["required": .list(d.fields.filter(\.required).map { .string($0.name) })]]
+        })
+        schema = .map(s)
+    }
+    let webhookKinds = Value.list(channels.drivers.filter(\.receivesWebhooks).map { .string($0.kind) })
+    for method in ["get", "post"] {
+        edit(&root, ["paths", "/webhooks/{kind}/{id}", method, "parameters"]) { parameters in
+            guard case .list(var list) = parameters else { return }
+            for i in list.indices where list[i]["name"] == "kind" {
+                if case .map(var p) = list[i] { p["schema"] = ["type": "string", "enum": webhookKinds]; list[i] = .map(p) }
+            }
+            parameters = .list(list)
+        }
+    }
+    if case .map(let m) = root { document = m }
+    return Array(Value.map(document).jsonText.utf8)
+}
 
 /// Samples the backlog gauges every few seconds (they read the database, so they count every process's work).
 struct BacklogSampler: Service {

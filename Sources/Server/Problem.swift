@@ -21,6 +21,12 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         case unavailable
         case internalError = "internal_error"
 
+        /// The kind of a status code another module chose (a channel driver's refusal); 400 for one it does not know.
+        init(status: Int) {
+            self = [Kind.badRequest, .unauthorized, .forbidden, .notFound, .conflict, .methodNotAllowed, .tooLarge, .tooManyRequests,
+                    .unavailable, .internalError].first { Int($0.status.code) == status } ?? .badRequest
+        }
+
         var status: HTTPResponse.Status {
             switch self {
             case .badRequest: .badRequest

@@ -23,7 +23,7 @@ public struct HTTPWebhookConnector: Connector {
         self.signingSecret = signingSecret
     }
 
-    public var definitions: [ActionDefinition] { BuiltinActions.all.filter { $0.name == "http.request" } }
+    public var definitions: [ActionDefinition] { Self.actions }
 
     static let maxResponse = 1 << 20
 
@@ -116,4 +116,23 @@ public struct HTTPWebhookConnector: Connector {
         let mac = HMAC<SHA256>.authenticationCode(for: Array("\(time).".utf8) + body, using: SymmetricKey(data: Data(secret.utf8)))
         return "t=\(time),v1=" + mac.map { String(format: "%02x", $0) }.joined()
     }
+}
+
+extension HTTPWebhookConnector {
+    /// The actions it performs, with their JSON Schemas.
+    public static let actions: [ActionDefinition] = [
+        ActionDefinition(
+            name: "http.request",
+            summary: "Call an HTTP endpoint (webhook:)",
+            parameters: ActionSchema.object([
+                "url": ActionSchema.nonEmpty,
+                "method": ["type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]],
+                "headers": ActionSchema.anyObject,
+                "query": ActionSchema.anyObject,
+                "body": [:],
+                "timeout": ["type": "string", "format": "duration"],
+            ], required: ["url"]),
+            result: ActionSchema.object(["status": ["type": "integer"], "body": [:], "headers": ActionSchema.anyObject])
+        ),
+    ]
 }

@@ -34,12 +34,8 @@ public struct StripeAPI: Connector {
         self.cancelURL = cancelURL
     }
 
-    public var definitions: [ActionDefinition] { BuiltinActions.all.filter { $0.name.hasPrefix("stripe.") } }
+    public var definitions: [ActionDefinition] { Self.actions }
 
-    public var credentials: [CredentialDefinition] {
-        [CredentialDefinition(name: "secret_key", summary: "the account's secret (sk_…) or restricted (rk_…) key"),
-         CredentialDefinition(name: "webhook_secret", summary: "the endpoint's signing secret (whsec_…)")]
-    }
 
     public func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
         switch action {
@@ -135,4 +131,34 @@ public struct StripeAPI: Connector {
         return ConnectorError(code: "stripe_\(what)", message: "Stripe refused the request (\(status), \(what)\(replayed ? ", replayed" : ""))",
                               retryable: retryable, retryAfter: retryAfter)
     }
+}
+
+extension StripeAPI {
+    /// The actions it performs, with their JSON Schemas.
+    public static let actions: [ActionDefinition] = [
+        ActionDefinition(
+            name: "stripe.checkout",
+            summary: "Create a Stripe Checkout Session; its url is the payment page",
+            parameters: ActionSchema.object([
+                "amount": ["type": "integer", "minimum": 1, "description": "in the currency's smallest unit (cents)"],
+                "currency": ["type": "string", "minLength": 3, "maxLength": 3],
+                "description": ActionSchema.nonEmpty,
+                "customer_email": ActionSchema.string,
+                "success_url": ActionSchema.string,
+                "cancel_url": ActionSchema.string,
+                "quantity": ["type": "integer", "minimum": 1],
+            ], required: ["amount", "currency", "description"]),
+            result: ActionSchema.urlResult
+        ),
+        ActionDefinition(
+            name: "stripe.payment_link",
+            summary: "Create a reusable Stripe Payment Link",
+            parameters: ActionSchema.object([
+                "amount": ["type": "integer", "minimum": 1],
+                "currency": ["type": "string", "minLength": 3, "maxLength": 3],
+                "description": ActionSchema.nonEmpty,
+            ], required: ["amount", "currency", "description"]),
+            result: ActionSchema.urlResult
+        ),
+    ]
 }

@@ -17,11 +17,8 @@ public struct EmailConnector: Connector {
         self.from = from
     }
 
-    public var definitions: [ActionDefinition] { BuiltinActions.all.filter { $0.name == "email.send" } }
+    public var definitions: [ActionDefinition] { Self.actions }
 
-    public var credentials: [CredentialDefinition] {
-        [CredentialDefinition(name: "password", summary: "the SMTP AUTH password")]
-    }
 
     public func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value {
         let recipients = parameters["to"].text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -140,5 +137,52 @@ public struct EmailConnector: Connector {
             out.append(encoded + current)
         }
         return out.joined(separator: "\r\n")
+    }
+}
+
+extension EmailConnector {
+    /// The actions it performs, with their JSON Schemas.
+    public static let actions: [ActionDefinition] = [
+        ActionDefinition(
+            name: "email.send",
+            summary: "Send an email over SMTP",
+            parameters: ActionSchema.object([
+                "to": ActionSchema.nonEmpty,
+                "subject": ActionSchema.nonEmpty,
+                "text": ActionSchema.string,
+                "html": ActionSchema.string,
+                "reply_to": ActionSchema.string,
+            ], required: ["to", "subject"]),
+            result: ActionSchema.object(["id": ActionSchema.string])
+        ),
+    ]
+}
+
+/// The `email` channel kind: an SMTP account that `email.send` sends from.
+public struct EmailChannel: ChannelDriver {
+    public init() {}
+
+    public let kind = "email"
+    public let summary = "An SMTP account, to send email"
+    public let fields = [
+        ChannelField("host", .host, required: true, summary: "the SMTP server"),
+        ChannelField("port", .port, summary: "587 for STARTTLS, 465 for TLS, 25 for none, by default"),
+        ChannelField("security", .choice(["starttls", "tls", "none"]), summary: "how the connection is protected (starttls by default)"),
+        ChannelField("from", .text(max: 320), required: true, summary: "the sender, `Name <address>` or an address"),
+        ChannelField("username", .text(max: 256), summary: "the SMTP AUTH user"),
+        ChannelField("password", .secret(min: 1), summary: "the SMTP AUTH password"),
+        ChannelField("ca_certificate", .pem, summary: "a private CA's certificate, for a server whose certificate it signed"),
+    ]
+    public var actions: [ActionDefinition] { EmailConnector.actions }
+
+    public func perform(action: String, parameters: Value, account: ChannelAccount, context: ConnectorContext,
+                        store: any ChannelStore) async throws -> Value {
+        let config = account.config
+        let security = SMTPClient.Security(rawValue: config["security"].nonEmptyText ?? "starttls") ?? .starttls
+        let port: Int? = if case .number(let n) = config["port"] { Int(n) } else { nil }
+        return try await EmailConnector(smtp: SMTPClient(.init(
+            host: config["host"].text, port: port, security: security, username: config["username"].nonEmptyText,
+            password: account.credentials["password"].nonEmptyText, trustedCertificatePEM: config["ca_certificate"].nonEmptyText)),
+            from: config["from"].text).perform(action: action, parameters: parameters, context: context)
     }
 }

@@ -50,11 +50,8 @@ public struct AIConnector: Connector {
         self.performTool = performTool
     }
 
-    public var definitions: [ActionDefinition] { BuiltinActions.all.filter { $0.name == "ai.chat" } }
+    public var definitions: [ActionDefinition] { Self.actions }
 
-    public var credentials: [CredentialDefinition] {
-        [CredentialDefinition(name: "api_key", summary: "the provider's API key")]
-    }
 
     /// Function names allow `[a-zA-Z0-9_-]`: `crm.lookup` is offered as `crm__lookup`.
     static func functionName(_ action: String) -> String { action.replacingOccurrences(of: ".", with: "__") }
@@ -210,5 +207,52 @@ public struct AIConnector: Connector {
         let retryable = status == 408 || status == 409 || status == 429 || status >= 500
         return ConnectorError(code: "ai_http_\(status)", message: "the AI provider answered \(status)" + (code.map { " (\($0))" } ?? ""),
                               retryable: retryable, retryAfter: retryable ? wait : nil)
+    }
+}
+
+extension AIConnector {
+    /// The actions it performs, with their JSON Schemas.
+    public static let actions: [ActionDefinition] = [
+        ActionDefinition(
+            name: "ai.chat",
+            summary: "Ask an OpenAI-compatible model, with the conversation's history and optional knowledge",
+            parameters: ActionSchema.object([
+                "prompt": ActionSchema.nonEmpty,
+                "system": ActionSchema.string,
+                "model": ActionSchema.string,
+                "history": ["type": "integer", "minimum": 0, "maximum": 50],
+                "knowledge": ActionSchema.string,
+                "extract": ["type": "object", "description": "fields to extract, name: type"],
+                "variables": ["type": "object", "description": "what the model should know about the conversation"],
+                "tools": ["type": "array", "items": ["type": "string"], "description": "actions the model may call"],
+                "temperature": ["type": "number", "minimum": 0, "maximum": 2],
+                "max_tokens": ["type": "integer", "minimum": 1, "maximum": 32000],
+            ], required: ["prompt"]),
+            result: ActionSchema.string
+        ),
+    ]
+}
+
+/// The `ai` channel kind: an OpenAI-compatible provider account that `ai.chat` (and the `ai:` block) asks, with the
+/// conversation's history and the other actions as tools.
+public struct AIChannel: ChannelDriver {
+    public init() {}
+
+    public let kind = "ai"
+    public let summary = "An OpenAI-compatible model provider"
+    public let fields = [
+        ChannelField("api_key", .secret(min: 8), summary: "the provider's API key"),
+        ChannelField("base_url", .url, summary: "the API's base, https://api.openai.com/v1 by default"),
+        ChannelField("model", .text(max: 200), summary: "the model asked when a block names none"),
+    ]
+    public var actions: [ActionDefinition] { AIConnector.actions }
+
+    public func perform(action: String, parameters: Value, account: ChannelAccount, context: ConnectorContext,
+                        store: any ChannelStore) async throws -> Value {
+        try await AIConnector(baseURL: account.config["base_url"].nonEmptyText, apiKey: account.credentials["api_key"].nonEmptyText,
+                              model: account.config["model"].nonEmptyText,
+                              history: { _, n in try await store.history(limit: n).map { AIConnector.Turn(fromContact: $0.fromContact, text: $0.text) } },
+                              tools: store.tools, performTool: store.performTool)
+            .perform(action: action, parameters: parameters, context: context)
     }
 }

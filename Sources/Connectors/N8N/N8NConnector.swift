@@ -29,12 +29,8 @@ public struct N8NConnector: Connector {
         self.auth = auth
     }
 
-    public var definitions: [ActionDefinition] { BuiltinActions.all.filter { $0.name == "n8n.trigger" } }
+    public var definitions: [ActionDefinition] { Self.actions }
 
-    public var credentials: [CredentialDefinition] {
-        [CredentialDefinition(name: "auth_value", summary: "the Webhook node's header-auth value"),
-         CredentialDefinition(name: "password", summary: "the Webhook node's basic-auth password")]
-    }
 
     public func perform(action: String, parameters p: Value, context: ConnectorContext) async throws -> Value {
         let path = p["webhook"].text.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
@@ -82,5 +78,50 @@ public struct N8NConnector: Connector {
         default:
             throw ConnectorError(code: "n8n_\(status)", message: "n8n answered \(status)", retryable: false)
         }
+    }
+}
+
+extension N8NConnector {
+    /// The actions it performs, with their JSON Schemas.
+    public static let actions: [ActionDefinition] = [
+        ActionDefinition(
+            name: "n8n.trigger",
+            summary: "Start an n8n workflow through its Webhook node",
+            parameters: ActionSchema.object([
+                "webhook": ["type": "string", "minLength": 1, "description": "the Webhook node's path"],
+                "mode": ["type": "string", "enum": ["production", "test"]],
+                "data": ActionSchema.anyObject,
+                "wait": ["type": "string", "enum": ["response", "callback"]],
+            ], required: ["webhook"]),
+            result: [:]
+        ),
+    ]
+}
+
+/// The `n8n` channel kind: an n8n instance whose Webhook nodes `n8n.trigger` calls.
+public struct N8NChannel: ChannelDriver {
+    public init() {}
+
+    public let kind = "n8n"
+    public let summary = "An n8n instance, to start its workflows"
+    public let fields = [
+        ChannelField("base_url", .url, required: true, summary: "where n8n is (its webhook URLs start there)"),
+        ChannelField("auth", .choice(["none", "header", "basic"]), summary: "the Webhook nodes' authentication"),
+        ChannelField("auth_header", .text(max: 100), summary: "the header that header auth sends (Authorization by default)"),
+        ChannelField("auth_value", .secret(min: 1), summary: "the Webhook nodes' header-auth value"),
+        ChannelField("username", .text(max: 256), summary: "the Webhook nodes' basic-auth user"),
+        ChannelField("password", .secret(min: 1), summary: "the Webhook nodes' basic-auth password"),
+    ]
+    public var actions: [ActionDefinition] { N8NConnector.actions }
+
+    public func perform(action: String, parameters: Value, account: ChannelAccount, context: ConnectorContext,
+                        store: any ChannelStore) async throws -> Value {
+        let config = account.config, credentials = account.credentials
+        let auth: N8NConnector.Auth = switch config["auth"].nonEmptyText {
+        case "header": .header(name: config["auth_header"].nonEmptyText ?? "Authorization", value: credentials["auth_value"].text)
+        case "basic": .basic(user: config["username"].text, password: credentials["password"].text)
+        default: .none
+        }
+        return try await N8NConnector(baseURL: config["base_url"].text, auth: auth).perform(action: action, parameters: parameters, context: context)
     }
 }

@@ -132,3 +132,31 @@ public struct WhatsAppCloudAPI: Sendable {
         }
     }
 }
+
+extension WhatsAppCloudAPI {
+    /// The actions it performs, with their JSON Schemas.
+    public static let actions: [ActionDefinition] = [
+        ActionDefinition(
+            name: "whatsapp.template",
+            summary: "Send an approved WhatsApp template (works outside the 24-hour window)",
+            parameters: ActionSchema.object([
+                "name": ActionSchema.nonEmpty,
+                "language": ["type": "string", "minLength": 2],
+                "parameters": ["type": "array", "items": ActionSchema.string],
+            ], required: ["name", "language"]),
+            result: ActionSchema.object(["id": ActionSchema.string])
+        ),
+        ActionDefinition(
+            name: "whatsapp.media",
+            summary: "Send an image, audio, video, document or sticker on WhatsApp, by uploaded media id or public link",
+            parameters: ActionSchema.object([
+                "type": ["type": "string", "enum": ["image", "audio", "video", "document", "sticker"]],
+                "id": ActionSchema.nonEmpty,
+                "link": ["type": "string", "pattern": "^https://"],
+                "caption": ActionSchema.string,
+                "filename": ActionSchema.string,
+            ], required: ["type"]),
+            result: ActionSchema.object(["id": ActionSchema.string])
+        ),
+    ]
+}

@@ -5,6 +5,7 @@ import FlowStore
 import FlowVM
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// What every process that runs turns is made of, built once from one configuration: the store, the key for
 /// channel secrets, the HTTP client, every connector (the channels' senders, the services bound to the tenant's
@@ -19,7 +20,11 @@ public final class Runtime: Sendable {
     public let channels: Channels
     public let engine: Engine
 
-    private init(store: SQLStore, secrets: SecretBox?, http: HTTPClient, connectors: ConnectorRegistry, channels: Channels, engine: Engine) {
+    private let database: String
+
+    private init(store: SQLStore, secrets: SecretBox?, http: HTTPClient, connectors: ConnectorRegistry, channels: Channels, engine: Engine,
+                 database: String) {
+        self.database = database
         self.channels = channels
         self.store = store
         self.secrets = secrets
@@ -61,8 +66,11 @@ public final class Runtime: Sendable {
     ///   - replacing: connectors registered last, replacing any other for their actions (`flowline work
     ///     --channel-file` writes every send to a file this way).
     ///   - tune: adjusts the engine's configuration (batch sizes, leases, polling) before the engine is made.
+    ///   - lifecycle: `.service` for a process with a service group: the store's pool is then one of `services`, and
+    ///     the database is first reached in `prepare()`, once the group runs.
     public static func start(_ configuration: Configuration, replacing: [any Connector] = [],
-                             tune: (inout Engine.Configuration) -> Void = { _ in }, logger: Logger) async throws(StartupError) -> Runtime {
+                             tune: (inout Engine.Configuration) -> Void = { _ in }, lifecycle: SQLStore.Lifecycle = .standalone,
+                             logger: Logger) async throws(StartupError) -> Runtime {
         let secrets: SecretBox?
         do {
             secrets = try secretBox(database: configuration.database, secretKey: configuration.secretKey, logger: logger)
@@ -71,15 +79,17 @@ public final class Runtime: Sendable {
         }
         let store: SQLStore
         do {
-            store = try await SQLStore.open(configuration.database, logger: logger)
+            store = try await SQLStore.open(configuration.database, logger: logger, lifecycle: lifecycle)
         } catch {
             throw StartupError("cannot open the database \(redacted(configuration.database)): \(String(describing: error).prefix(300))")
         }
-        do {
-            try await reachable(store, within: .seconds(15))
-        } catch {
-            await store.close()
-            throw StartupError("cannot reach the database \(redacted(configuration.database)) within 15 s")
+        if lifecycle == .standalone {
+            do {
+                try await reachable(store, within: .seconds(15))
+            } catch {
+                await store.close()
+                throw StartupError("cannot reach the database \(redacted(configuration.database)) within 15 s")
+            }
         }
         let http = makeHTTPClient()
         let channels = Channels(drivers: BuiltinChannels.all + configuration.channels, store: store, secrets: secrets)
@@ -93,7 +103,23 @@ public final class Runtime: Sendable {
         if let secrets { engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL, secrets: secrets) }
         tune(&engineConfiguration)
         let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
-        return Runtime(store: store, secrets: secrets, http: http, connectors: registry, channels: channels, engine: engine)
+        return Runtime(store: store, secrets: secrets, http: http, connectors: registry, channels: channels, engine: engine,
+                       database: configuration.database)
+    }
+
+    /// What a `.service` runtime's service group runs, in order: the store's pool first (so it stops last), then the
+    /// engine once `ready` opens.
+    public func services(ready: Gate) -> [any Service] {
+        [store.service].compactMap { $0 } + [EngineService(engine: engine, ready: ready)]
+    }
+
+    /// Reaches the database (within 15 s): the first thing a `.service` runtime does once its group runs.
+    public func prepare() async throws(StartupError) {
+        do {
+            try await Self.reachable(store, within: .seconds(15))
+        } catch {
+            throw StartupError("cannot reach the database \(Self.redacted(database)) within 15 s")
+        }
     }
 
     /// Every action flows may `use:`: the built-in ones and the registered connectors'.

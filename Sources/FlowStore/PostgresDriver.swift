@@ -2,15 +2,20 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import ServiceLifecycle
 
-/// PostgreSQL through a `PostgresClient` pool. The client's `run()` is started here and cancelled on `close()`.
+/// PostgreSQL through a `PostgresClient` pool. The client is a service: a server runs it in its service group
+/// (`service`), stopped after everything that queries; a one-shot command or a test lets the driver run it until
+/// `close()`.
 final class PostgresDriver: SQLDriver, @unchecked Sendable {
     let dialect = SQLDialect.postgres
     private let client: PostgresClient
-    private let runTask: Task<Void, Never>
+    private let runTask: Task<Void, Never>?
     private let logger: Logger
 
-    init(url: String, logger: Logger) throws {
+    var service: (any Service)? { runTask == nil ? client : nil }
+
+    init(url: String, logger: Logger, runsItself: Bool) throws {
         guard let c = URLComponents(string: url), let host = c.host, let user = c.user else {
             throw StoreError(.configuration, "a PostgreSQL URL looks like postgres://user:password@host:5432/database")
         }
@@ -21,7 +26,7 @@ final class PostgresDriver: SQLDriver, @unchecked Sendable {
         client = PostgresClient(configuration: config, backgroundLogger: logger)
         self.logger = logger
         let client = self.client
-        runTask = Task { await client.run() }
+        runTask = runsItself ? Task { await client.run() } : nil
     }
 
     func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
@@ -31,8 +36,8 @@ final class PostgresDriver: SQLDriver, @unchecked Sendable {
     }
 
     func close() async {
-        runTask.cancel()
-        _ = await runTask.value
+        runTask?.cancel()
+        _ = await runTask?.value
     }
 }
 

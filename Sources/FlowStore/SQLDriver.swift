@@ -1,3 +1,4 @@
+import ServiceLifecycle
 import Foundation
 
 /// A value bound to or read from SQL: the few column types the schema uses.
@@ -59,6 +60,8 @@ protocol SQLDriver: Sendable {
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     func transaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
     func close() async
+    /// What the caller must run for the driver to work, when it runs nothing of its own (`SQLStore.Lifecycle.service`).
+    var service: (any Service)? { get }
 }
 
 extension SQLExecutor {

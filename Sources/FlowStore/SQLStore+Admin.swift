@@ -7,30 +7,6 @@ import Logging
 extension SQLStore {
     // MARK: Server tables (schema 2): API keys, drafts, channels, audit
 
-    /// A stored API key: only its prefix and hash are kept.
-    public struct APIKeyRecord: Sendable, Hashable {
-        public var id: String
-        public var tenant: String
-        public var role: String
-        public var prefix: String
-        public var hash: String
-        public var label: String
-        public var createdAt: Timestamp
-        public var revoked: Bool
-
-        public init(id: String, tenant: String, role: String, prefix: String, hash: String, label: String, createdAt: Timestamp,
-                    revoked: Bool) {
-            self.id = id
-            self.tenant = tenant
-            self.role = role
-            self.prefix = prefix
-            self.hash = hash
-            self.label = label
-            self.createdAt = createdAt
-            self.revoked = revoked
-        }
-    }
-
     public func insertAPIKey(_ k: APIKeyRecord) async throws {
         try await driver.transaction { db in
             try await db.execute(
@@ -117,35 +93,6 @@ extension SQLStore {
         }
     }
 
-    /// A channel of a tenant.
-    public struct ChannelRecord: Sendable, Hashable {
-        public var id: String
-        public var tenant: String
-        public var kind: String
-        public var name: String
-        public var callbackURL: String?
-        public var createdAt: Timestamp
-        /// The channel's secret as sealed by `SecretBox` (never the plain secret).
-        public var sealedSecret: String?
-        /// Settings that are not secret (`phone_number_id` of a WhatsApp channel).
-        public var config: Value
-
-        public init(id: String, tenant: String, kind: String, name: String, callbackURL: String?, createdAt: Timestamp,
-                    sealedSecret: String? = nil, config: Value = [:]) {
-            self.config = config
-            self.id = id
-            self.tenant = tenant
-            self.kind = kind
-            self.name = name
-            self.callbackURL = callbackURL
-            self.createdAt = createdAt
-            self.sealedSecret = sealedSecret
-        }
-
-        /// What a sealed channel secret is bound to: a ciphertext moved to another channel or tenant does not open.
-        public var secretContext: String { "channel:\(tenant):\(id)" }
-    }
-
     public func insertChannel(_ c: ChannelRecord) async throws {
         try await driver.transaction { db in
             try await db.execute(
@@ -213,14 +160,6 @@ extension SQLStore {
                 (r.text("actor") ?? "", r.text("action") ?? "", r.text("subject") ?? "", Timestamp(milliseconds: r.int("at") ?? 0))
             }
         }
-    }
-
-    /// A conversation in the handoff inbox.
-    public struct InboxEntry: Sendable, Hashable {
-        public var conversation: ConversationRecord
-        public var queue: String
-        /// The key id of the agent who claimed it.
-        public var agent: String?
     }
 
     /// Conversations waiting for a human, oldest first, optionally of one queue.

@@ -30,21 +30,6 @@ extension SQLStore {
         }
     }
 
-    /// What `GET /v1/conversations` filters on; nil matches everything.
-    public struct ConversationFilter: Sendable, Hashable {
-        public var status: ConversationStatus?
-        public var contact: String?
-        public var flow: String?
-        public var channel: String?
-
-        public init(status: ConversationStatus? = nil, contact: String? = nil, flow: String? = nil, channel: String? = nil) {
-            self.status = status
-            self.contact = contact
-            self.flow = flow
-            self.channel = channel
-        }
-    }
-
     /// One page of a tenant's conversations, oldest first, and how many match in all.
     public func conversations(tenant: String, filter: ConversationFilter, limit: Int, offset: Int) async throws
         -> (items: [ConversationRecord], total: Int)

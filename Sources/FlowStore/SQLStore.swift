@@ -2,6 +2,7 @@ import FlowEngine
 import FlowVM
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// The FlowStore module's one public error.
 public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -36,18 +37,29 @@ public final class SQLStore: Store, @unchecked Sendable {
         self.logger = logger
     }
 
+    /// Who runs what the store needs running (PostgreSQL's connection pool).
+    public enum Lifecycle: Sendable {
+        /// The store runs it until `close()`: for commands and tests.
+        case standalone
+        /// The caller runs `service` in its service group, where it stops after the services that query it.
+        case service
+    }
+
     /// Opens `sqlite:PATH` (or `sqlite::memory:`) or `postgres://user:password@host:port/database`.
-    public static func open(_ url: String, logger: Logger = Logger(label: "flowline.store")) async throws -> SQLStore {
+    public static func open(_ url: String, logger: Logger = Logger(label: "flowline.store"), lifecycle: Lifecycle = .standalone) async throws -> SQLStore {
         if url.hasPrefix("sqlite:") {
             return SQLStore(driver: try await SQLiteDriver(path: String(url.dropFirst("sqlite:".count)), logger: logger), logger: logger)
         }
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            return SQLStore(driver: try PostgresDriver(url: url, logger: logger), logger: logger)
+            return SQLStore(driver: try PostgresDriver(url: url, logger: logger, runsItself: lifecycle == .standalone), logger: logger)
         }
         throw StoreError(.configuration, "database must be sqlite:PATH or postgres://...")
     }
 
     public func close() async { await driver.close() }
+
+    /// What a `.service` store needs run (PostgreSQL's pool); nil when it needs nothing or runs it itself.
+    public var service: (any Service)? { driver.service }
 
     var postgres: Bool { driver.dialect == .postgres }
     /// Row locks where the database has them; SQLite's single writer makes them unnecessary.
@@ -94,3 +106,13 @@ extension Array {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
+
+extension SQLStore {
+    // The records' older names, from when they were the SQL store's own.
+    public typealias APIKeyRecord = FlowEngine.APIKeyRecord
+    public typealias ChannelRecord = FlowEngine.ChannelRecord
+    public typealias InboxEntry = FlowEngine.InboxEntry
+    public typealias ConversationFilter = FlowEngine.ConversationFilter
+}
+
+extension SQLStore: FlowRecords, ConversationRecords, TenantRecords, StoreHealth {}

@@ -1,3 +1,4 @@
+import ServiceLifecycle
 import Logging
 import NIOCore
 import NIOConcurrencyHelpers
@@ -26,6 +27,8 @@ final class SQLiteDriver: SQLDriver, @unchecked Sendable {
     }
 
     private let closed = NIOLockedValueBox(false)
+
+    var service: (any Service)? { nil }
 
     func close() async {
         guard closed.withLockedValue({ c in defer { c = true }; return !c }) else { return }

@@ -92,10 +92,12 @@ public struct Continuation: Sendable, Hashable {
         switch status {
         case .ended: w.u8(0)
         case .failed(let e):
-            w.u8(1)
+            // 3 carries the connector's reason; 1 (without it) is what earlier versions wrote, and is still read.
+            w.u8(e.reason == nil ? 1 : 3)
             w.string(e.code.rawValue)
             w.string(e.message)
             w.string(e.block ?? "")
+            if let reason = e.reason { w.string(reason) }
         case .waiting(let wait):
             w.u8(2)
             func time(_ t: Timestamp?) {
@@ -127,14 +129,15 @@ public struct Continuation: Sendable, Hashable {
         step = try r.uvarint()
         switch try r.u8() {
         case 0: status = .ended
-        case 1:
+        case let tag where tag == 1 || tag == 3:
             let raw = try r.string()
             guard let code = FlowVMError.Code(rawValue: raw) else {
                 throw FlowVMError(.corruptEncoding, "unknown error code in continuation")
             }
             let message = try r.string()
             let block = try r.string()
-            status = .failed(FlowVMError(code, message, block: block.isEmpty ? nil : block))
+            let reason = tag == 3 ? try r.string() : nil
+            status = .failed(FlowVMError(code, message, block: block.isEmpty ? nil : block, reason: reason))
         case 2:
             func time() throws -> Timestamp? {
                 try r.u8() == 0 ? nil : Timestamp(milliseconds: try r.svarint())

@@ -33,11 +33,14 @@ public struct FlowVMError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// The block the error happened in, when known.
     public var block: String?
+    /// For `effect_failed`: the connector's own code (`http_404`, `whatsapp_131047`, `stripe_card_declined`...).
+    public var reason: String?
 
-    public init(_ code: Code, _ message: String, block: String? = nil) {
+    public init(_ code: Code, _ message: String, block: String? = nil, reason: String? = nil) {
         self.code = code
         self.message = message
         self.block = block
+        self.reason = reason
     }
 
     public var description: String {
@@ -50,7 +53,7 @@ public struct FlowVMError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `whatsapp_131047`, `stripe_card_declined`...), so a flow can branch on what went wrong.
     public var value: Value {
         var v: [String: Value] = ["code": .string(code.rawValue), "message": .string(message), "block": block.map(Value.string) ?? .null]
-        if code == .effectFailed, let colon = message.firstIndex(of: ":") { v["reason"] = .string(String(message[..<colon])) }
+        if let reason { v["reason"] = .string(reason) }
         return .map(v)
     }
 }

@@ -91,7 +91,7 @@ public struct VM: Sendable {
                 c.stack.append(v)
                 c.pc += 1
             case .failure(let code, let message):
-                let error = FlowVMError(.effectFailed, "\(code): \(message)", block: blockID(c.block))
+                let error = FlowVMError(.effectFailed, "\(code): \(message)", block: blockID(c.block), reason: code)
                 guard route(error, &c) else { return StepResult(continuation: c, effects: [], visited: [], instructions: 0, ignored: false) }
             }
         default:

@@ -1,6 +1,5 @@
 import Crypto
 import FlowEngine
-import FlowStore
 import FlowVM
 import Foundation
 import Hummingbird
@@ -28,13 +27,13 @@ enum APIKeys {
     }
 
     /// Creates and stores a key; returns the key itself, which is shown once and never again.
-    static func create(store: SQLStore, tenant: String, role: Caller.Role, label: String, fixed: String? = nil) async throws
-        -> (key: String, record: SQLStore.APIKeyRecord)
+    static func create(store: any TenantRecords, tenant: String, role: Caller.Role, label: String, fixed: String? = nil) async throws
+        -> (key: String, record: APIKeyRecord)
     {
         let key = fixed ?? "fl_\(random(10))_\(random(32))"
         guard isWellFormed(key) else { throw Problem(.badRequest, "an API key looks like fl_<prefix>_<secret>") }
         let parts = key.split(separator: "_")
-        let record = SQLStore.APIKeyRecord(id: UUID().uuidString.lowercased(), tenant: tenant, role: role.rawValue, prefix: String(parts[1]),
+        let record = APIKeyRecord(id: UUID().uuidString.lowercased(), tenant: tenant, role: role.rawValue, prefix: String(parts[1]),
                                            hash: hash(key), label: label, createdAt: Timestamp(Date()), revoked: false)
         try await store.insertAPIKey(record)
         return (key, record)
@@ -50,7 +49,7 @@ enum APIKeys {
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = FlowlineRequestContext
     static let platformRoute = "/v1/tenants"
-    let store: SQLStore
+    let store: any TenantRecords
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {

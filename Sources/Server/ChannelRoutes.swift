@@ -1,13 +1,12 @@
 import FlowEngine
 import FlowRuntime
-import FlowStore
 import FlowVM
 import Foundation
 import Hummingbird
 
 /// `/v1/channels`: a tenant's channels, and the `api` channel's inbound endpoint.
 struct ChannelRoutes {
-    let store: SQLStore
+    let store: any TenantRecords
     let engine: Engine
     let secrets: SecretBox?
     let channels: Channels
@@ -19,7 +18,7 @@ struct ChannelRoutes {
         group.post("channels/{id}/inbound", use: inbound)
     }
 
-    func channel(_ c: SQLStore.ChannelRecord) -> Value {
+    func channel(_ c: ChannelRecord) -> Value {
         var v: [String: Value] = [
             "id": .string(c.id), "kind": .string(c.kind), "name": .string(c.name), "callback_url": c.callbackURL.map(Value.string) ?? .null,
             "created_at": .string(c.createdAt.iso8601), "signed": .bool(c.sealedSecret != nil),
@@ -69,7 +68,7 @@ struct ChannelRoutes {
             secret = s
         }
         var (sealed, config) = kind.split(body)
-        var record = SQLStore.ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: kind.kind, name: name,
+        var record = ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: kind.kind, name: name,
                                             callbackURL: nil, createdAt: engine.now)
         // A kind without secret fields (`api`) may have one secret that signs what it sends: given, or generated and shown once.
         if !kind.fields.contains(where: \.isSecret) {

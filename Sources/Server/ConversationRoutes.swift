@@ -1,11 +1,10 @@
 import FlowEngine
-import FlowStore
 import FlowVM
 import Hummingbird
 
 /// `/v1/conversations`: list, detail with trace, messages, cancel, retry, hand back.
 struct ConversationRoutes {
-    let store: SQLStore
+    let store: any ConversationRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
@@ -34,7 +33,7 @@ struct ConversationRoutes {
             status = v
         }
         let page = try Page(request)
-        let filter = SQLStore.ConversationFilter(status: status, contact: param("contact"), flow: param("flow"), channel: param("channel"))
+        let filter = ConversationFilter(status: status, contact: param("contact"), flow: param("flow"), channel: param("channel"))
         let (items, total) = try await store.conversations(tenant: caller.tenant, filter: filter, limit: page.limit, offset: page.offset)
         return page.response("conversations", items.map(Self.summary), total: total)
     }

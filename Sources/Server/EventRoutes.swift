@@ -1,4 +1,4 @@
-import FlowStore
+import FlowEngine
 import FlowVM
 import Foundation
 import HTTPTypes
@@ -10,7 +10,7 @@ import Hummingbird
 /// `Last-Event-ID` resumes after it. The stream ends after `timeout` seconds (default 25) or `limit` events, and
 /// clients reconnect, as SSE clients do.
 struct EventRoutes {
-    let store: SQLStore
+    let store: any ConversationRecords
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.get("events", use: stream)

@@ -1,13 +1,12 @@
 import FlowCompiler
 import FlowEngine
-import FlowStore
 import FlowVM
 import Foundation
 import Hummingbird
 
 /// `/v1/flows`: drafts, validation, publishing and versions.
 struct FlowRoutes {
-    let store: SQLStore
+    let store: any FlowRecords & TenantRecords
     let engine: Engine
     let compiler: FlowCompiler
     /// Compiling, converting and diffing run under it, off the request threads.

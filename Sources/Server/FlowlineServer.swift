@@ -124,7 +124,7 @@ public enum FlowlineServer {
 
     /// Creates the demo tenant, its first admin key and publishes `flowsDirectory` on a fresh database.
     /// Returns the admin key when one was created (it is shown once).
-    public static func bootstrap(store: SQLStore, engine: Engine, configuration: ServerConfiguration, logger: Logger)
+    public static func bootstrap(store: any APIStore, engine: Engine, configuration: ServerConfiguration, logger: Logger)
         async throws -> (admin: String, platform: String)?
     {
         let catalog = Runtime.catalog(engine.connectors)
@@ -173,7 +173,7 @@ public enum FlowlineServer {
         // Before any metric is made: one made earlier would stay bound to the no-op backend.
         let metrics = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
-        let runtime = try await Runtime.start(configuration.runtime, logger: logger)
+        let runtime = try await Runtime.start(configuration.runtime, lifecycle: .service, logger: logger)
         do {
             try await serve(configuration, runtime: runtime, metrics: metrics, logger: logger)
         } catch {
@@ -183,35 +183,43 @@ public enum FlowlineServer {
         await runtime.shutdown()
     }
 
+    /// One service group runs the store's pool, the engine, the backlog sampler and the HTTP server; before the
+    /// server binds, the database is reached and bootstrapped, and only then do the engine and the sampler start.
+    /// A graceful stop (SIGTERM, SIGINT) stops them in reverse: the server, the engine's turns in flight, the pool.
     private static func serve(_ configuration: ServerConfiguration, runtime: Runtime, metrics: PrometheusCollectorRegistry,
                               logger: Logger) async throws {
         let (store, engine, secrets) = (runtime.store, runtime.engine, runtime.secrets)
-        let keys: (admin: String, platform: String)?
-        do {
-            keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger)
-        } catch let e as StartupError {
-            throw e
-        } catch {
-            throw StartupError("cannot prepare the database: \(String(describing: error).prefix(300))")
-        }
-        if let keys {
-            say("""
-                Admin API key for tenant '\(configuration.demoTenant)' (shown once, store it now):
-                  \(keys.admin)
-                Platform API key, which creates tenants (shown once):
-                  \(keys.platform)
-                """)
-        }
-        let app = Application(
+        let ready = Gate()
+        var app = Application(
             router: router(store: store, engine: engine, catalog: runtime.catalog, secrets: secrets, channels: runtime.channels,
                            metrics: metrics),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
-            services: [EngineService(engine: engine), BacklogSampler(store: store, engine: engine)],
+            services: runtime.services(ready: ready) + [BacklogSampler(store: store, engine: engine, ready: ready)],
             onServerRunning: { channel in
                 // The port bound, which differs from the one asked for with --port 0 (any free port).
                 say("Flowline listening on http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port) (database \(Runtime.redacted(configuration.database)))")
             },
             logger: logger)
+        app.beforeServerStarts {
+            try await runtime.prepare()
+            let keys: (admin: String, platform: String)?
+            do {
+                keys = try await bootstrap(store: store, engine: engine, configuration: configuration, logger: logger)
+            } catch let e as StartupError {
+                throw e
+            } catch {
+                throw StartupError("cannot prepare the database: \(String(describing: error).prefix(300))")
+            }
+            if let keys {
+                say("""
+                    Admin API key for tenant '\(configuration.demoTenant)' (shown once, store it now):
+                      \(keys.admin)
+                    Platform API key, which creates tenants (shown once):
+                      \(keys.platform)
+                    """)
+            }
+            ready.open()
+        }
         try await app.runService()
     }
 
@@ -272,11 +280,14 @@ public func openAPIDocument(channels: Channels) -> [UInt8] {
     return Array(Value.map(document).jsonText.utf8)
 }
 
-/// Samples the backlog gauges every few seconds (they read the database, so they count every process's work).
+/// Samples the backlog gauges every few seconds (they read the database, so they count every process's work), once
+/// the database is ready.
 struct BacklogSampler: Service {
-    let store: SQLStore
+    let store: any StoreHealth
     let engine: Engine
+    let ready: Gate
     func run() async throws {
+        guard await ready.wait() else { return }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await sample()
@@ -295,11 +306,3 @@ struct BacklogSampler: Service {
     }
 }
 
-/// The engine's work loop as a service: on graceful shutdown the passes in flight complete, uncancelled (a turn that
-/// has run is committed), then it stops.
-struct EngineService: Service {
-    let engine: Engine
-    func run() async throws {
-        await withGracefulShutdownHandler { await engine.run() } onGracefulShutdown: { engine.stop() }
-    }
-}

@@ -1,12 +1,11 @@
 import FlowEngine
-import FlowStore
 import FlowVM
 import Hummingbird
 
 /// `/v1/inbox`: conversations handed to humans. Agents list them by queue, claim one, write to the contact,
 /// then hand it back to the flow (`POST /v1/conversations/{id}/handback`) or close it (`.../cancel`).
 struct InboxRoutes {
-    let store: SQLStore
+    let store: any ConversationRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {

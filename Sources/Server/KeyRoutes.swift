@@ -1,12 +1,11 @@
 import FlowEngine
-import FlowStore
 import FlowCompiler
 import FlowVM
 import Hummingbird
 
 /// `/v1/keys`: an admin creates, lists (prefix only) and revokes its tenant's API keys.
 struct KeyRoutes {
-    let store: SQLStore
+    let store: any TenantRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
@@ -75,7 +74,7 @@ struct CatalogRoutes {
 
 /// `POST /v1/tenants`: a platform key creates a tenant and gets its first admin key (shown once).
 struct TenantRoutes {
-    let store: SQLStore
+    let store: any TenantRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {

@@ -1,13 +1,13 @@
+import FlowEngine
 import Connectors
 import FlowCompiler
-import FlowStore
 import FlowVM
 import Hummingbird
 
 /// `POST /v1/flows/{name}/simulate`: runs the draft against scripted inputs with simulated connectors and a
 /// simulated clock, and returns the transcript — the builder's preview. Nothing is stored or sent.
 struct SimulateRoutes {
-    let store: SQLStore
+    let store: any FlowRecords
     let compiler: FlowCompiler
     let limiter: WorkLimiter
 

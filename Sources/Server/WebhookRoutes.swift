@@ -1,6 +1,5 @@
 import FlowEngine
 import FlowRuntime
-import FlowStore
 import FlowVM
 import Hummingbird
 import Logging

@@ -5,6 +5,7 @@ import FlowStore
 import Foundation
 import Logging
 import Server
+import ServiceLifecycle
 import FlowVM
 
 /// `--database` as every engine command takes it.
@@ -37,9 +38,6 @@ struct Migrate: AsyncParsableCommand {
         await store.close()
     }
 }
-
-/// Signal sources live as long as the process.
-nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
 
 struct Work: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -77,37 +75,54 @@ struct Work: AsyncParsableCommand {
                                                   config.turnBatch = batch
                                                   config.turnLease = lease
                                                   config.pollInterval = .milliseconds(50)
-                                              }, logger: logger)
-            try await runtime.store.migrate()
+                                              }, lifecycle: untilIdle ? .standalone : .service, logger: logger)
         } catch let e as StartupError {
             Shared.printErr("flowline work: \(e.message)")
             throw ExitCode.failure
         }
-        let engine = runtime.engine
         if untilIdle {
-            try await engine.drain()
+            do {
+                try await runtime.store.migrate()
+                try await runtime.engine.drain()
+            } catch {
+                await runtime.shutdown()
+                throw error
+            }
             await runtime.shutdown()
             return
         }
-
-        let worker = Task { await engine.run() }
-        let signals = AsyncStream<Int32> { continuation in
-            for sig in [SIGTERM, SIGINT] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig)
-                source.setEventHandler { continuation.yield(sig) }
-                source.resume()
-                signalSources.append(source)
-            }
+        // One service group: the store's pool, then the engine once the database is reached and migrated. SIGTERM or
+        // SIGINT stops it gracefully: the passes in flight finish, uncancelled (a turn that has run is committed).
+        let ready = Gate()
+        let prelude = Prelude { [logger] in
+            try await runtime.prepare()
+            try await runtime.store.migrate()
+            ready.open()
+            logger.info("worker started", metadata: ["pid": "\(getpid())"])
         }
-        logger.info("worker started", metadata: ["pid": "\(getpid())"])
-        for await _ in signals { break }
-        // Graceful: the passes in flight finish, uncancelled (a turn that has run is committed), then we stop.
-        engine.stop()
-        await worker.value
+        let group = ServiceGroup(configuration: .init(
+            services: runtime.services(ready: ready).map { .init(service: $0) } + [.init(service: prelude, successTerminationBehavior: .ignore)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let e as StartupError {
+            await runtime.shutdown()
+            Shared.printErr("flowline work: \(e.message)")
+            throw ExitCode.failure
+        } catch {
+            await runtime.shutdown()
+            throw error
+        }
         await runtime.shutdown()
         logger.info("worker stopped")
     }
+}
+
+/// Work done once at the start of a service group, beside its long-running services.
+struct Prelude: Service {
+    let body: @Sendable () async throws -> Void
+    init(_ body: @escaping @Sendable () async throws -> Void) { self.body = body }
+    func run() async throws { try await body() }
 }
 
 /// Opens the store for a one-shot command, runs `body` and closes it.

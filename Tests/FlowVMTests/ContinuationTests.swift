@@ -40,6 +40,7 @@ import Testing
             .waiting(.timer(at: Timestamp(milliseconds: -5))), .waiting(.event(name: "stripe.paid", key: "cs_1", timeoutAt: nil)),
             .waiting(.handoff(queue: "recepção")), .waiting(.effect(id: UInt64.max)), .ended,
             .failed(FlowVMError(.budgetExhausted, "loop", block: "a")), .failed(FlowVMError(.expression, "x")),
+            .failed(FlowVMError(.effectFailed, "http_404: the endpoint answered 404", block: "call", reason: "http_404")),
         ]
         for i in 0..<500 {
             var c = Continuation(programHash: "hash\(i)", variableCount: Int.random(in: 0..<8, using: &g))
@@ -54,6 +55,23 @@ import Testing
             #expect(decoded == c)
             #expect(decoded.encoded() == c.encoded())
         }
+    }
+
+    /// A failure's reason is a field of its own: kept as the connector gave it, never cut out of the message; a
+    /// continuation written before it existed still reads, without one.
+    @Test func aFailuresReasonIsKeptAndOlderFailuresStillRead() throws {
+        var c = Continuation(programHash: "h", variableCount: 0)
+        c.status = .failed(FlowVMError(.effectFailed, "stripe: card declined: insufficient funds", block: "pay", reason: "stripe_card_declined"))
+        let decoded = try Continuation(decoding: c.encoded())
+        guard case .failed(let e) = decoded.status else { Issue.record("not failed"); return }
+        #expect(e.reason == "stripe_card_declined" && e.value["reason"] == "stripe_card_declined")
+        #expect(FlowVMError(.effectFailed, "http_404: not found").value["reason"] == .null, "no reason is read out of a message")
+
+        var old = c
+        old.status = .failed(FlowVMError(.effectFailed, "http_404: not found", block: "pay"))
+        let bytes = old.encoded()
+        guard case .failed(let o) = try Continuation(decoding: bytes).status else { Issue.record("not failed"); return }
+        #expect(o.reason == nil && o.message == "http_404: not found" && o.block == "pay")
     }
 
     @Test func negativeZeroAndNaNKeepTheirBits() throws {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FlowEngine
+import FlowlineTestKit
 import FlowStore
 import FlowVM
 import Foundation
@@ -167,6 +168,40 @@ import Testing
             let lines = stderr.split(separator: "\n")
             #expect(lines.count == 1 && lines[0].hasPrefix("flowline serve: ") && lines[0].contains(expected), "\(variable): \(stderr)")
             #expect(!stderr.contains("Fatal error") && !stderr.contains("backtrace"))
+        }
+    }
+
+    /// A database that does not answer is one line too, for `serve` and `work` alike, once the pool has tried for 15 s:
+    /// both reach it inside their service group, where the pool runs, and shut everything down on the way out.
+    @Test func anUnreachableDatabaseIsOneLineForServeAndWork() throws {
+        guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
+            Issue.record("build flowline first: \(ServeProcess.binary) is missing")
+            return
+        }
+        let closed = ClosedPort()
+        let url = "postgres://flowline:pw@127.0.0.1:\(closed.port)/flowline"
+        var runs: [(String, Process, Pipe)] = []
+        for arguments in [["serve", "--port", "0"], ["work"]] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: ServeProcess.binary)
+            process.arguments = arguments
+            var env = ProcessInfo.processInfo.environment
+            env["FLOWLINE_DATABASE_URL"] = url
+            env["FLOWLINE_SECRET_KEY"] = SecretBox.generateKey()
+            process.environment = env
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = Pipe()
+            try process.run()
+            runs.append((arguments[0], process, err))
+        }
+        for (command, process, err) in runs {
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 1 && process.terminationReason == .exit, "\(command): \(stderr)")
+            let lines = stderr.split(separator: "\n").filter { $0.hasPrefix("flowline \(command): ") }
+            #expect(lines.count == 1 && lines[0].contains("cannot reach the database") && !lines[0].contains("pw@"), "\(command): \(stderr)")
+            #expect(!stderr.contains("Fatal error") && !stderr.contains("backtrace"), "\(command): \(stderr)")
         }
     }
 

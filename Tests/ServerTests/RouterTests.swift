@@ -577,7 +577,7 @@ import Prometheus
                                          body: Self.body(#"{"from": "9\#(i)", "text": "hi", "id": "metrics-\#(i)"}"#))
             }
             try await rig.engine.drain()
-            try await BacklogSampler(store: rig.store, engine: rig.engine).sample()
+            try await BacklogSampler(store: rig.store, engine: rig.engine, ready: Gate()).sample()
             try await client.execute(uri: "/metrics", method: .get) { r in
                 #expect(r.status == .ok)
                 let text = String(buffer: r.body)

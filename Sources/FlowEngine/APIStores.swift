@@ -1,0 +1,61 @@
+import FlowVM
+
+// What the API needs from storage, by concern, so the server is written against these and not against one store:
+// `SQLStore` (PostgreSQL and SQLite) conforms to all of them. Every read and write is scoped by tenant but for the
+// few that say otherwise.
+
+/// Drafts, published versions and programs.
+public protocol FlowRecords: Sendable {
+    /// Saves a flow's draft; true when it created the flow.
+    func saveDraft(tenant: String, name: String, source: String, at: Timestamp) async throws -> Bool
+    func draft(tenant: String, name: String) async throws -> String?
+    func flowNames(tenant: String, limit: Int, offset: Int) async throws -> (items: [String], total: Int)
+    func versions(tenant: String, flow: String) async throws -> [(version: Int, programHash: String, source: String, at: Timestamp)]
+    func publishedFlows(tenant: String) async throws -> [PublishedFlow]
+    /// A program by its hash (a program is the same for every tenant that publishes the same source).
+    func program(hash: String) async throws -> Program?
+}
+
+/// Conversations as operators and agents see them.
+public protocol ConversationRecords: Sendable {
+    func conversation(id: String, tenant: String) async throws -> ConversationRecord?
+    func conversations(tenant: String, filter: ConversationFilter, limit: Int, offset: Int) async throws -> (items: [ConversationRecord], total: Int)
+    func messages(conversation: String, tenant: String) async throws -> [MessageRecord]
+    func traces(conversation: String, tenant: String) async throws -> [TraceEntry]
+    func statuses(conversation: String, tenant: String) async throws -> [(messageID: String, status: String, errorCode: String?, at: Timestamp)]
+    func inbox(tenant: String, queue: String?) async throws -> [InboxEntry]
+    /// Claims a handed-off conversation for an agent; false when another agent has it or it is not in the inbox.
+    func claim(conversation: String, tenant: String, agent: String) async throws -> Bool
+    /// An agent's message, kept in the history and queued like the flow's own; false when the agent has no claim.
+    func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> Bool
+    /// New messages and turns after two cursors, for the live event stream.
+    func changes(tenant: String, afterMessage: Int64, afterTrace: Int64, limit: Int)
+        async throws -> (messages: [(id: Int64, conversation: String, message: MessageRecord)], turns: [(id: Int64, conversation: String, status: String, wait: Value)])
+    func latestCursors(tenant: String) async throws -> (message: Int64, trace: Int64)
+}
+
+/// Tenants, their API keys and channels, and the audit log.
+public protocol TenantRecords: Sendable {
+    func ensureTenant(id: String, name: String) async throws
+    func tenantExists(_ id: String) async throws -> Bool
+    func insertAPIKey(_ k: APIKeyRecord) async throws
+    /// Any tenant's key by its public prefix: how a request is authenticated.
+    func apiKey(prefix: String) async throws -> APIKeyRecord?
+    func apiKeys(tenant: String, limit: Int, offset: Int) async throws -> (items: [APIKeyRecord], total: Int)
+    func revokeAPIKey(id: String, tenant: String, at: Timestamp) async throws -> Bool
+    func insertChannel(_ c: ChannelRecord) async throws
+    func channel(id: String, tenant: String) async throws -> ChannelRecord?
+    func channels(tenant: String, limit: Int, offset: Int) async throws -> (items: [ChannelRecord], total: Int)
+    func audit(tenant: String, actor: String, action: String, subject: String, at: Timestamp) async throws
+}
+
+/// The store's own health, across tenants: readiness, the schema, and the backlog gauges.
+public protocol StoreHealth: Sendable {
+    func ping() async throws
+    func migrate() async throws
+    func backlog(now: Timestamp) async throws -> (events: Int, deliveries: Int)
+    func dueAndDead(now: Timestamp) async throws -> (due: Int, dead: Int)
+}
+
+/// Everything the API needs.
+public typealias APIStore = FlowRecords & ConversationRecords & TenantRecords & StoreHealth

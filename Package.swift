@@ -131,7 +131,20 @@ let package = Package(
             ]
         ),
         // What several test targets share (a closed port, …); only tests depend on it.
-        .target(name: "FlowlineTestKit", path: "Tests/FlowlineTestKit"),
+        // Fakes of the providers that have no real peer (the Graph API, Stripe's API, n8n), written from their
+        // documented contracts and as strict as they are.
+        .target(
+            name: "FlowlineTestKit",
+            dependencies: [
+                "FlowStore", "FlowVM", "Connectors",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/FlowlineTestKit"
+        ),
         .testTarget(name: "FlowVMTests", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),
         .testTarget(
             name: "FlowCompilerTests",
@@ -146,6 +159,11 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        // The SQL store on both databases, through the protocols the API is written against.
+        .testTarget(
+            name: "FlowStoreTests",
+            dependencies: ["FlowlineTestKit", "FlowStore", "FlowEngine", "FlowVM", "FlowCompiler", "Connectors"]
         ),
         .testTarget(
             name: "ServerTests",
@@ -175,7 +193,7 @@ let package = Package(
             name: "CRMConnectorTests",
             dependencies: [
                 "FlowlineTestKit",
-                "CRMConnector", "FlowEngine", "FlowStore", "FlowVM", "FlowCompiler", "Connectors",
+                "CRMConnector", "FlowEngine", "FlowStore", "FlowVM", "FlowCompiler", "Connectors", "FlowRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

@@ -1,5 +1,5 @@
 """An independent check of Flowline's WhatsApp webhook handling: pywa (a Python WhatsApp library) parses the
-notification fixtures that Tests/ConnectorsTests/WhatsAppWebhookTests.swift parses with Flowline's own code, and
+notification fixtures that Tests/ConnectorsTests/WhatsApp/WhatsAppWebhookTests.swift parses with Flowline's own code, and
 checks the same signatures; both must agree with Fixtures/whatsapp/expected.json. Usage: pywa_check.py"""
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 from pywa import WhatsApp, utils
 from pywa.types import CallbackButton, CallbackSelection, Message, MessageStatus
 
-root = os.path.join(os.path.dirname(__file__), "..", "Tests", "ConnectorsTests", "Fixtures", "whatsapp")
+root = os.path.join(os.path.dirname(__file__), "..", "Tests", "ConnectorsTests", "WhatsApp", "Fixtures", "whatsapp")
 expected = json.load(open(os.path.join(root, "expected.json"), encoding="utf-8"))
 wa = WhatsApp(phone_id="106540352242922", token="unused", server=None, verify_token=None)
 failures = []

@@ -32,7 +32,10 @@ public struct CRMConnector: Connector {
         self.apiKey = apiKey
     }
 
-    public let definitions = [
+    public var definitions: [ActionDefinition] { Self.actions }
+
+    /// `crm.lookup`, with the JSON Schemas of its parameters and result.
+    public static let actions = [
         ActionDefinition(
             name: "crm.lookup",
             summary: "Find a customer in the CRM by phone or email",

@@ -27,6 +27,8 @@ public struct ServerConfiguration: Sendable {
     public var secretKey: String?
     /// Custom connectors (docs/connectors.md): their actions join the catalog and the compiler's checks.
     public var connectors: [any Connector] = []
+    /// Custom channel kinds (docs/connectors.md), after the built-in ones.
+    public var channels: [any ChannelDriver] = []
     /// Signs every `webhook:` request when set (`FLOWLINE_WEBHOOK_SIGNING_SECRET`).
     public var webhookSigningSecret: String?
     /// Where the outside world reaches this server (`FLOWLINE_PUBLIC_URL`): the base of resume links handed to n8n
@@ -42,7 +44,8 @@ public struct ServerConfiguration: Sendable {
     /// What the engine's side shares with `flowline work`: everything but HTTP and auth.
     public var runtime: Runtime.Configuration {
         Runtime.Configuration(database: database, secretKey: secretKey, publicURL: publicURL ?? "http://\(host):\(port)",
-                              webhookSigningSecret: webhookSigningSecret, deliveryLease: deliveryLease, connectors: connectors)
+                              webhookSigningSecret: webhookSigningSecret, deliveryLease: deliveryLease, connectors: connectors,
+                              channels: channels)
     }
 
     /// Checks what can be checked before anything is started, so a mistake in the environment is one clear line.

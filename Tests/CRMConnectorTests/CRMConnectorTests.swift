@@ -2,6 +2,7 @@ import CRMConnector
 import Connectors
 import FlowCompiler
 import FlowEngine
+import FlowRuntime
 import FlowStore
 import FlowVM
 import Foundation
@@ -144,6 +145,45 @@ import Testing
     }
 
     /// Takes the flow's sends.
+    /// As a channel kind, each tenant looks customers up in its own CRM with its own key: the same flow finds Ana for
+    /// the tenant whose key the CRM takes, and ends at `on_error` for the one whose key it refuses (a 401 is not retried).
+    @Test func asAChannelKindEachTenantUsesItsOwnAccount() async throws {
+        try await Self.crm.test(.live) { client in
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-crm-\(UUID().uuidString).db").path
+            let store = try await SQLStore.open("sqlite:\(path)")
+            try await store.migrate()
+            let secrets = try SecretBox(base64: SecretBox.generateKey())
+            let channels = Channels(drivers: BuiltinChannels.all + [CRMChannel()], store: store, secrets: secrets)
+            let crm = try #require(channels["crm"])
+            #expect(crm.problem(with: ["base_url": "http://127.0.0.1:1"])?.contains("api_key") == true, "the key is required")
+            for (tenant, key) in [("t1", "crm-key"), ("t2", "sk-wrong-secret")] {
+                try await store.ensureTenant(id: tenant, name: tenant)
+                var record = ChannelRecord(id: "crm-\(tenant)", tenant: tenant, kind: "crm", name: "crm", callbackURL: nil, createdAt: Timestamp(milliseconds: 0))
+                let (sealed, config) = crm.split(["base_url": .string("http://127.0.0.1:\(client.port!)"), "api_key": .string(key)])
+                record.config = .map(config)
+                record.sealedSecret = try secrets.seal(Value.map(sealed).jsonText, context: record.secretContext)
+                try await store.insertChannel(record)
+            }
+            let registry = Runtime.connectors(channels: channels, custom: [Recorder()])
+            let compiler = FlowCompiler(catalog: Runtime.catalog(registry, channels: channels))
+            let engine = Engine(store: store, connectors: registry)
+            let program = try compiler.program(source: Self.flow, file: "vip.yaml")
+            for tenant in ["t1", "t2"] {
+                _ = try await engine.publish(tenant: tenant, program: program, source: Self.flow)
+                _ = try await engine.ingest(Inbound(tenant: tenant, channel: "api", channelKind: "api", contact: "5511", providerID: "m-\(tenant)",
+                                                    message: InboundMessage(text: "hi")))
+            }
+            try await engine.drain()
+            func replies(_ tenant: String) async throws -> [String] {
+                let c = try await store.conversations(tenant: tenant, status: nil, contact: "5511")
+                return try await store.messages(conversation: c[0].id, tenant: tenant).filter { $0.direction == .outbound }.map(\.text)
+            }
+            #expect(try await replies("t1") == ["Welcome back, Ana: a gold line is yours."])
+            #expect(try await replies("t2") == ["We cannot look you up right now."], "the other tenant's key is its own, and refused")
+            await store.close()
+        }
+    }
+
     struct Recorder: Connector {
         let definitions = [ActionDefinition.channelSend]
         func perform(action: String, parameters: Value, context: ConnectorContext) async throws -> Value { ["sent": true] }

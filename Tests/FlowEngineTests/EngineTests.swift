@@ -1,6 +1,7 @@
 import FlowEngine
 import FlowStore
 import FlowVM
+import FlowlineTestKit
 import Testing
 
 /// The engine end to end on each database: ingest, turns, outbox, timers, events, failures, isolation.

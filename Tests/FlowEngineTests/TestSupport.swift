@@ -10,49 +10,6 @@ import Synchronization
 import FlowlineTestKit
 import Testing
 
-/// The databases every store test runs against: SQLite always, PostgreSQL when the test script started one
-/// (`FLOWLINE_TEST_POSTGRES_URL`). In CI a missing PostgreSQL is a failure, not a skip.
-enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case sqlite, postgres
-
-    var testDescription: String { rawValue }
-
-    /// PostgreSQL's URL, or the test ends: skipped outside scripts/test.sh, failed under it (`Peer`).
-    static func postgresURL(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        try Peer.value("FLOWLINE_TEST_POSTGRES_URL", sourceLocation: sourceLocation)
-    }
-
-    /// Both backends; SQLite alone when PostgreSQL is neither set nor required. Swift Testing does not report a
-    /// skipped case of a parameterized test, so the missing cases are reported by `BackendTests` as one skip.
-    static var available: [Backend] {
-        ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] != nil || Peer.required ? allCases : [.sqlite]
-    }
-
-    /// A fresh, empty, migrated database for one test.
-    func makeStore() async throws -> SQLStore {
-        switch self {
-        case .sqlite:
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-\(UUID().uuidString).db").path
-            let store = try await SQLStore.open("sqlite:\(path)")
-            try await store.migrate()
-            return store
-        case .postgres:
-            let base = try Backend.postgresURL()
-            let url = try await TestPostgres.freshDatabase(base)
-            let store = try await SQLStore.open(url)
-            try await store.migrate()
-            return store
-        }
-    }
-}
-
-enum TestPostgres {
-    /// Creates a new database next to the one in `base` and returns its URL.
-    static func freshDatabase(_ base: String) async throws -> String {
-        try await SQLStore.createPostgresDatabase(nextTo: base)
-    }
-}
-
 /// A clock tests move by hand.
 final class TestClock: Sendable {
     private let time: Mutex<Timestamp>
@@ -139,9 +96,3 @@ func inbound(_ text: String, from contact: String, id: String, tenant: String = 
             message: InboundMessage(text: text))
 }
 
-/// Reported as skipped when the backend-parameterized tests ran on SQLite only.
-@Suite struct BackendTests {
-    @Test func theStoreTestsRunOnPostgreSQLToo() throws {
-        _ = try Backend.postgresURL()
-    }
-}

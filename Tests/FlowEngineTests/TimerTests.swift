@@ -1,6 +1,7 @@
 import FlowEngine
 import FlowStore
 import FlowVM
+import FlowlineTestKit
 import Testing
 
 /// Thousands of waits of different lengths on a controllable clock: every one fires, in order per

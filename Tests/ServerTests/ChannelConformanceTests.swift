@@ -10,6 +10,7 @@ import Hummingbird
 import HummingbirdTesting
 import Synchronization
 @testable import Server
+import FlowlineTestKit
 import Testing
 
 /// The suite every channel driver passes, run for each kind in `BuiltinChannels.all`: its declaration (the fields'

@@ -8,15 +8,9 @@ import Testing
 /// Helpers for tests that talk to the protocol peers `scripts/test.sh` starts on loopback (localstripe, aiosmtpd,
 /// fakellm); `Peer.value` (FlowlineTestKit) finds them, skipping the test outside the script and failing it under it.
 enum Peers {
-    /// Polls `check` until it answers, or fails the test after `seconds`.
+    /// Polls `check` until it answers, or fails the test after `seconds` (`FlowlineTestKit.eventually`).
     static func eventually<T>(_ what: String, seconds: Double = 10, _ check: () async throws -> T?) async throws -> T {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if let value = try await check() { return value }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        Issue.record("timed out waiting until \(what)")
-        throw CancellationError()
+        try await FlowlineTestKit.eventually(what, seconds: seconds, check)
     }
 
     /// Form-encoded POSTs with a bearer key, as Stripe (and localstripe) take them.

@@ -125,20 +125,9 @@ import Testing
         #expect(try await peer.received(plain).envelope["port"] == .number(Double(peer.plain)))
     }
 
-    /// A TCP server on loopback that accepts and then says nothing, or hangs up at once.
-    static func silentServer(hangUp: Bool) async throws -> (Channel, Int) {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { child in
-                if hangUp { child.close(promise: nil) }
-                return child.eventLoop.makeSucceededVoidFuture()
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        return (channel, channel.localAddress!.port!)
-    }
-
     @Test func serversThatHangOrHangUpFailRetryably() async throws {
-        let (silent, silentPort) = try await Self.silentServer(hangUp: false)
-        let (rude, rudePort) = try await Self.silentServer(hangUp: true)
+        let (silent, silentPort) = try await silentServer(hangUp: false)
+        let (rude, rudePort) = try await silentServer(hangUp: true)
         let start = ContinuousClock.now
         let hang = await Self.failure {
             try await SMTPClient(.init(host: "127.0.0.1", port: silentPort, security: .none)).send(

@@ -1,6 +1,7 @@
 import FlowEngine
 import FlowStore
 import FlowVM
+import FlowlineTestKit
 import Testing
 
 /// The server's list queries: filtered and paged in SQL, on both databases.
@@ -10,8 +11,8 @@ import Testing
         let store = try await backend.makeStore()
         for t in ["t1", "t2"] { try await store.ensureTenant(id: t, name: t) }
         let engine = Engine(store: store, connectors: ConnectorRegistry())
-        let program = try Flows.compile(EngineTests.greeter)
-        _ = try await engine.publish(tenant: "t1", program: program, source: EngineTests.greeter)
+        let program = try StoreFlows.compile(StoreFlows.greeter)
+        _ = try await engine.publish(tenant: "t1", program: program, source: StoreFlows.greeter)
         for name in ["zeta", "alpha"] { _ = try await store.saveDraft(tenant: "t1", name: name, source: "x", at: engine.now) }
         _ = try await store.saveDraft(tenant: "t2", name: "other", source: "x", at: engine.now)
 
@@ -48,9 +49,9 @@ import Testing
     func aBatchOfMessagesIsStoredInOneTransactionWithEachItemsOwnResult(_ backend: Backend) async throws {
         let store = try await backend.makeStore()
         try await store.ensureTenant(id: "t1", name: "t1")
-        let program = try Flows.compile(EngineTests.greeter)
+        let program = try StoreFlows.compile(StoreFlows.greeter)
         let engine = Engine(store: store, connectors: ConnectorRegistry())
-        _ = try await engine.publish(tenant: "t1", program: program, source: EngineTests.greeter)
+        _ = try await engine.publish(tenant: "t1", program: program, source: StoreFlows.greeter)
         let start = try #require(try await store.publishedFlows(tenant: "t1").first)
         let items = [
             IngestItem(inbound: inbound("hello", from: "a", id: "1"), start: start, newConversationID: "conv-a"),

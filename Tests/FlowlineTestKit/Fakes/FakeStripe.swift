@@ -18,33 +18,33 @@ import Synchronization
 /// `failures` scripts answers for the next requests; `hold()` parks the next creating request before it answers, so a
 /// test can kill the caller while the request is in flight. `completed(_:)` builds the `checkout.session.completed`
 /// event Stripe would send.
-final class FakeStripe: Sendable {
+public final class FakeStripe: Sendable {
     /// The first account's secret key; `accounts` holds every key the fake accepts.
-    let key: String
-    let accounts: [String]
+    public let key: String
+    public let accounts: [String]
 
-    struct Request: Sendable {
-        var id: String
-        var account: String
-        var path: String
-        var form: [String: String]
-        var idempotencyKey: String?
+    public struct Request: Sendable {
+        public var id: String
+        public var account: String
+        public var path: String
+        public var form: [String: String]
+        public var idempotencyKey: String?
     }
     /// One request as it arrived and how it was answered.
-    struct Attempt: Sendable {
-        var path: String
-        var idempotencyKey: String?
-        var status: Int
-        var replayed: Bool
+    public struct Attempt: Sendable {
+        public var path: String
+        public var idempotencyKey: String?
+        public var status: Int
+        public var replayed: Bool
     }
     /// A scripted answer. `executed` answers (Stripe's 500s) are saved under the idempotency key and replayed.
-    struct Failure: Sendable {
-        var status: HTTPResponse.Status
-        var headers: HTTPFields = [.contentType: "application/json"]
-        var body: String
-        var executed: Bool
+    public struct Failure: Sendable {
+        public var status: HTTPResponse.Status
+        public var headers: HTTPFields = [.contentType: "application/json"]
+        public var body: String
+        public var executed: Bool
 
-        init(_ status: HTTPResponse.Status, _ body: String, headers: HTTPFields = [.contentType: "application/json"], executed: Bool? = nil) {
+        public init(_ status: HTTPResponse.Status, _ body: String, headers: HTTPFields = [.contentType: "application/json"], executed: Bool? = nil) {
             self.status = status
             self.body = body
             self.headers = headers
@@ -53,11 +53,11 @@ final class FakeStripe: Sendable {
     }
 
     /// Requests that created something (replays are not counted).
-    let created = Mutex<[Request]>([])
+    public let created = Mutex<[Request]>([])
     /// Every request, in order, with its answer.
-    let attempts = Mutex<[Attempt]>([])
-    var hits: Int { attempts.withLock { $0.count } }
-    let failures = Mutex<[Failure]>([])
+    public let attempts = Mutex<[Attempt]>([])
+    public var hits: Int { attempts.withLock { $0.count } }
+    public let failures = Mutex<[Failure]>([])
 
     private struct Saved {
         var path: String
@@ -78,16 +78,16 @@ final class FakeStripe: Sendable {
     }
     private let holding = Mutex(Hold())
 
-    init(key: String = "sk_test_fake_0123", otherAccounts: [String] = []) {
+    public init(key: String = "sk_test_fake_0123", otherAccounts: [String] = []) {
         self.key = key
         accounts = [key] + otherAccounts
     }
 
     /// Parks the next creating request (its object made, its answer not yet saved nor sent) until `release()`.
-    func hold() { holding.withLock { $0.armed = true } }
+    public func hold() { holding.withLock { $0.armed = true } }
     /// How many requests are parked or were parked.
-    var held: Int { holding.withLock { $0.arrived } }
-    func release() {
+    public var held: Int { holding.withLock { $0.arrived } }
+    public func release() {
         let waiting = holding.withLock { h in
             defer { h.waiting = [] }
             h.released = h.arrived
@@ -96,7 +96,7 @@ final class FakeStripe: Sendable {
         for w in waiting { w.resume() }
     }
 
-    static func decodeForm(_ text: String) -> [String: String] {
+    public static func decodeForm(_ text: String) -> [String: String] {
         var form: [String: String] = [:]
         for pair in text.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
@@ -106,7 +106,7 @@ final class FakeStripe: Sendable {
         return form
     }
 
-    var app: some ApplicationProtocol {
+    public var app: some ApplicationProtocol {
         let router = Router()
         for path in ["v1/checkout/sessions", "v1/prices", "v1/payment_links"] {
             router.post(RouterPath(path)) { request, _ -> Response in
@@ -209,7 +209,7 @@ final class FakeStripe: Sendable {
         }
     }
 
-    static func metadata(_ form: [String: String], _ prefix: String) -> Value {
+    public static func metadata(_ form: [String: String], _ prefix: String) -> Value {
         var m: [String: Value] = [:]
         for (k, v) in form where k.hasPrefix(prefix + "[") && k.hasSuffix("]") && k.dropFirst(prefix.count + 1).firstIndex(of: "[") == nil {
             m[String(k.dropFirst(prefix.count + 1).dropLast())] = .string(v)
@@ -218,7 +218,7 @@ final class FakeStripe: Sendable {
     }
 
     /// The event Stripe sends when the session is paid (or, with `paid: false`, completed awaiting an async payment).
-    func completed(_ sessionID: String, paid: Bool = true, eventID: String = "evt_" + UUID().uuidString.prefix(12),
+    public func completed(_ sessionID: String, paid: Bool = true, eventID: String = "evt_" + UUID().uuidString.prefix(12),
                    email: String = "ana@example.com") -> String {
         var session = objects.withLock { $0[sessionID] } ?? ["id": .string(sessionID), "metadata": [:]]
         if case .map(var m) = session {
@@ -235,12 +235,12 @@ final class FakeStripe: Sendable {
 
     /// `Stripe-Signature` for `payload`, computed here from Stripe's documented scheme (HMAC-SHA256 of `t.payload`),
     /// not with the product's own signer, so a mistake in one is not repeated in the other.
-    static func signature(_ payload: String, secret: String, time: Int64 = Int64(Date().timeIntervalSince1970)) -> String {
+    public static func signature(_ payload: String, secret: String, time: Int64 = Int64(Date().timeIntervalSince1970)) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("\(time).\(payload)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
         return "t=\(time),v1=" + mac.map { String(format: "%02x", $0) }.joined()
     }
 
-    static func error(_ status: HTTPResponse.Status, type: String, code: String?, _ message: String) -> Response {
+    public static func error(_ status: HTTPResponse.Status, type: String, code: String?, _ message: String) -> Response {
         var error: [String: Value] = ["type": .string(type), "message": .string(message)]
         if let code { error["code"] = .string(code) }
         return Response(status: status, headers: [.contentType: "application/json"],

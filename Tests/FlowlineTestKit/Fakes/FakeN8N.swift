@@ -11,39 +11,55 @@ import Synchronization
 /// `The requested webhook "POST <path>" is not registered.`. Basic auth: missing → 401, wrong → 403; header auth
 /// likewise. A workflow answers with its last node's JSON, or, in `callback` style, acknowledges at once and later
 /// POSTs its result to the `resume_url` it was given (what an HTTP Request node at the end of the workflow does).
-final class FakeN8N: Sendable {
-    struct Workflow: Sendable {
-        var path: String
-        var active = true
+public final class FakeN8N: Sendable {
+    public struct Workflow: Sendable {
+        public var path: String
+        public var active = true
         /// The editor's "listen" ends then; nil when not listening.
-        var listeningUntil: Date?
-        var basic: (user: String, password: String)?
-        var header: (name: String, value: String)?
+        public var listeningUntil: Date?
+        public var basic: (user: String, password: String)?
+        public var header: (name: String, value: String)?
         /// What the last node outputs, from the received body.
-        var answer: @Sendable (Value) -> Value = { _ in ["ok": true] }
+        public var answer: @Sendable (Value) -> Value = { _ in ["ok": true] }
         /// When set, the workflow later POSTs this to the body's `resume_url`...
-        var callback: (@Sendable (Value) -> Value)?
+        public var callback: (@Sendable (Value) -> Value)?
         /// ...this long after it was started (0: at once, likely before its trigger's answer is even read).
-        var callbackDelay: Duration = .zero
+        public var callbackDelay: Duration = .zero
         /// How long the Webhook node takes to answer its trigger (a slow workflow in "last node" mode).
-        var answerDelay: Duration = .zero
+        public var answerDelay: Duration = .zero
         /// The trigger is answered only once the callback has been answered: the callback surely comes first.
-        var answerAfterCallback = false
+        public var answerAfterCallback = false
+
+        public init(path: String, active: Bool = true, listeningUntil: Date? = nil, basic: (user: String, password: String)? = nil,
+                    header: (name: String, value: String)? = nil, answer: @escaping @Sendable (Value) -> Value = { _ in ["ok": true] },
+                    callback: (@Sendable (Value) -> Value)? = nil, callbackDelay: Duration = .zero, answerDelay: Duration = .zero,
+                    answerAfterCallback: Bool = false) {
+            self.path = path
+            self.active = active
+            self.listeningUntil = listeningUntil
+            self.basic = basic
+            self.header = header
+            self.answer = answer
+            self.callback = callback
+            self.callbackDelay = callbackDelay
+            self.answerDelay = answerDelay
+            self.answerAfterCallback = answerAfterCallback
+        }
     }
 
-    let workflows: Mutex<[String: Workflow]>
-    let received = Mutex<[(path: String, body: Value, headers: HTTPFields)]>([])
-    let callbacks = Mutex<[(url: String, status: Int)]>([])
+    public let workflows: Mutex<[String: Workflow]>
+    public let received = Mutex<[(path: String, body: Value, headers: HTTPFields)]>([])
+    public let callbacks = Mutex<[(url: String, status: Int)]>([])
     /// "answered" (a trigger's answer is sent) and "called back" (a callback was answered), in the order they happened.
-    let order = Mutex<[String]>([])
+    public let order = Mutex<[String]>([])
     /// Where callbacks go instead of the resume URL's own host (the server under test listens on a port chosen late).
-    let callbackBase = Mutex<String?>(nil)
+    public let callbackBase = Mutex<String?>(nil)
 
-    init(_ workflows: [Workflow]) {
+    public init(_ workflows: [Workflow]) {
         self.workflows = Mutex(Dictionary(uniqueKeysWithValues: workflows.map { ($0.path, $0) }))
     }
 
-    var app: some ApplicationProtocol {
+    public var app: some ApplicationProtocol {
         let router = Router()
         for prefix in ["webhook", "webhook-test"] {
             router.post(RouterPath("\(prefix)/{path}")) { request, context -> Response in
@@ -103,10 +119,10 @@ final class FakeN8N: Sendable {
         order.withLock { $0.append("called back") }
     }
 
-    static func json(_ status: HTTPResponse.Status, _ v: Value) -> Response {
+    public static func json(_ status: HTTPResponse.Status, _ v: Value) -> Response {
         Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: v.jsonText)))
     }
-    static func text(_ status: HTTPResponse.Status, _ s: String) -> Response {
+    public static func text(_ status: HTTPResponse.Status, _ s: String) -> Response {
         Response(status: status, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: s)))
     }
 }

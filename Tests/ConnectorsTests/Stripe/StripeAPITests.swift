@@ -4,6 +4,7 @@ import FlowVM
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import FlowlineTestKit
 import Testing
 
 /// `StripeAPI` against `FakeStripe` on loopback: form encoding, metadata, idempotent replays, and failures decided
@@ -136,7 +137,7 @@ import Testing
 
             fake.hold()
             let held = Task { try await first.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("busy-key")) }
-            _ = try await Peers.eventually("the first request is in flight") { fake.held == 1 ? true : nil }
+            _ = try await eventually("the first request is in flight") { fake.held == 1 ? true : nil }
             do {
                 _ = try await first.perform(action: "stripe.checkout", parameters: Self.checkout, context: Self.context("busy-key"))
                 Issue.record("a concurrent request with the same key must be refused")
@@ -166,7 +167,7 @@ import Testing
     /// A Stripe that accepts the connection and never answers, or hangs up at once: both retried later.
     @Test func aStripeThatHangsOrHangsUpIsRetryable() async throws {
         for hangUp in [false, true] {
-            let (server, port) = try await SMTPClientTests.silentServer(hangUp: hangUp)
+            let (server, port) = try await silentServer(hangUp: hangUp)
             let api = StripeAPI(secretKey: "sk_test_x1234567", apiURL: "http://127.0.0.1:\(port)", successURL: "https://x.example/ok")
             var context = Self.context()
             context.deadline = .now + .milliseconds(500)

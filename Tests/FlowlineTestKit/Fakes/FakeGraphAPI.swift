@@ -16,28 +16,28 @@ import Synchronization
 /// all, unique row ids (≤ 200), titles of ≤ 24, descriptions of ≤ 72, a section title when there are several, and
 /// a body of ≤ 4,096. `mode` makes it answer 500 or hang. Read receipts (`status: read`) answer
 /// `{"success": true}` and are kept apart, in `reads`.
-final class FakeGraphAPI: Sendable {
-    let token: String
+public final class FakeGraphAPI: Sendable {
+    public let token: String
     /// The business number this token sends from; a request for another number is refused as the Graph does.
-    let phoneNumberID: String
-    let sent = Mutex<[Value]>([])
-    let reads = Mutex<[String]>([])
+    public let phoneNumberID: String
+    public let sent = Mutex<[Value]>([])
+    public let reads = Mutex<[String]>([])
     /// `failing` answers every send with a 500 (Graph code 131000), `hanging` holds every request until the mode changes.
-    enum Mode: Sendable { case normal, failing, hanging }
-    let mode = Mutex(Mode.normal)
+    public enum Mode: Sendable { case normal, failing, hanging }
+    public let mode = Mutex(Mode.normal)
     /// Read receipts answer 500 while set; messages go through.
-    let readsFailing = Mutex(false)
+    public let readsFailing = Mutex(false)
     /// Requests answered (or held) by a failing or hanging mode.
-    let refused = Mutex(0)
+    public let refused = Mutex(0)
 
-    static let windowClosed = "15550131047", rateLimited = "15550130429", unreachable = "15550131026"
+    public static let windowClosed = "15550131047", rateLimited = "15550130429", unreachable = "15550131026"
 
-    init(token: String, phoneNumberID: String = "106540352242922") {
+    public init(token: String, phoneNumberID: String = "106540352242922") {
         self.token = token
         self.phoneNumberID = phoneNumberID
     }
 
-    var app: some ApplicationProtocol {
+    public var app: some ApplicationProtocol {
         let router = Router()
         router.post("{version}/{phone}/messages") { request, context -> Response in
             switch self.mode.withLock({ $0 }) {
@@ -114,7 +114,7 @@ final class FakeGraphAPI: Sendable {
     }
 
     /// Why WhatsApp would refuse this `interactive` object, or nil.
-    static func interactiveProblem(_ interactive: Value) -> String? {
+    public static func interactiveProblem(_ interactive: Value) -> String? {
         func length(_ v: Value) -> Int? { if case .string(let s) = v { s.count } else { nil } }
         let body = length(interactive["body"]["text"]) ?? 0
         switch interactive["type"].text {
@@ -148,21 +148,21 @@ final class FakeGraphAPI: Sendable {
         return nil
     }
 
-    static func error(_ status: HTTPResponse.Status, code: Int, _ message: String) -> Response {
+    public static func error(_ status: HTTPResponse.Status, code: Int, _ message: String) -> Response {
         let body: Value = ["error": ["message": .string("(#\(code)) \(message)"), "type": "OAuthException", "code": .number(Double(code)),
                                      "fbtrace_id": "AbCdEf"]]
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body.jsonText)))
     }
 
-    var messages: [Value] { sent.withLock { $0 } }
+    public var messages: [Value] { sent.withLock { $0 } }
 
-    static func isPhone(_ s: String) -> Bool {
+    public static func isPhone(_ s: String) -> Bool {
         let digits = s.hasPrefix("+") ? s.dropFirst() : Substring(s)
         return (5...20).contains(digits.count) && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     /// Country code, a period, then letters and digits (`US.13491208655302741918`, a parent `US.ENT.…`).
-    static func isUserID(_ s: String) -> Bool {
+    public static func isUserID(_ s: String) -> Bool {
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count >= 2 && parts[0].count == 2 && parts[0].allSatisfy { $0.isASCII && $0.isUppercase }
             && parts.dropFirst().allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }

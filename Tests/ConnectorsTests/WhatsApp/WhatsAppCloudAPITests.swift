@@ -1,6 +1,7 @@
 import Connectors
 import FlowEngine
 import FlowVM
+import FlowlineTestKit
 import Testing
 
 /// The Cloud API's request bodies and error mapping (sending through a fake Graph API is in ServerTests).

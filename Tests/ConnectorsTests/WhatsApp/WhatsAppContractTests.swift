@@ -3,6 +3,7 @@ import FlowEngine
 import FlowVM
 import Hummingbird
 import HummingbirdTesting
+import FlowlineTestKit
 import Testing
 
 /// The sender against a Graph API fake that refuses what Meta refuses: messages within WhatsApp's limits go out,

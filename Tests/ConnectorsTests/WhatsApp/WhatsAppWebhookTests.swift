@@ -2,6 +2,7 @@ import Connectors
 import Crypto
 import FlowVM
 import Foundation
+import FlowlineTestKit
 import Testing
 
 /// WhatsApp webhook notifications shaped as the Cloud API documents them.

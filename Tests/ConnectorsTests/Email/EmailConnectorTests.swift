@@ -1,5 +1,6 @@
 @testable import Connectors
 import Foundation
+import FlowlineTestKit
 import Testing
 
 /// The message `email.send` writes: RFC 5322 headers, RFC 2047 subjects, quoted-printable bodies, dot-stuffing.

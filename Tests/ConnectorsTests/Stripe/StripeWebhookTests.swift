@@ -1,6 +1,7 @@
 @testable import Connectors
 import FlowEngine
 import FlowVM
+import FlowlineTestKit
 import Testing
 
 /// `Stripe-Signature` on raw bytes and the events that resume flows.

@@ -114,25 +114,50 @@ struct ChannelRoutes {
         guard channel.kind == "api" else {
             throw Problem(.conflict, "inbound is for api channels; a \(channel.kind) channel receives at its webhook_path")
         }
-        let body = try await request.jsonObject(context: context)
-        let from = try BodyText.identifier(body, "from", max: 128, what: "the contact's address")
-        let messageID = try BodyText.identifier(body, "id", max: 256, what: "the sender's message id, used to ignore repeats")
-        let text = try BodyText.text(body, "text") ?? ""
-        let payload = try BodyText.text(body, "payload")
-        if payload?.isEmpty == true { throw Problem(.badRequest, "payload must be text") }
-        guard body["text"] != nil || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
-        let name = try BodyText.optionalIdentifier(body, "name", max: 256)
+        let body = try await request.decode(InboundBody.self, context: context)
         let result = try await engine.ingest(Inbound(
-            tenant: caller.tenant, channel: channel.id, channelKind: channel.kind, contact: from, contactName: name, providerID: messageID,
-            message: InboundMessage(text: text, payload: payload, kind: payload == nil ? "text" : "button")))
+            tenant: caller.tenant, channel: channel.id, channelKind: channel.kind, contact: body.from, contactName: body.name,
+            providerID: body.id, message: InboundMessage(text: body.text ?? "", payload: body.payload, kind: body.payload == nil ? "text" : "button")))
         switch result {
         case .accepted(let conversation, let started):
             context.logger.info("inbound message stored", metadata: ["conversation": "\(conversation)", "started": "\(started)"])
-            return json(["status": started ? "started" : "accepted", "conversation": .string(conversation)], status: .accepted)
+            return try InboundAnswer(status: started ? "started" : "accepted", conversation: conversation).response(status: .accepted)
         case .duplicate:
-            return json(["status": "duplicate"], status: .accepted)
+            return try InboundAnswer(status: "duplicate").response(status: .accepted)
         case .unrouted:
-            return json(["status": "unrouted", "detail": "no open conversation and no published flow's trigger matched"], status: .accepted)
+            return try InboundAnswer(status: "unrouted", detail: "no open conversation and no published flow's trigger matched").response(status: .accepted)
         }
+    }
+
+    /// `POST /v1/channels/{id}/inbound`: a contact's message on an `api` channel.
+    struct InboundBody: JSONRequest {
+        /// The contact's address.
+        var from: String
+        /// The sender's message id, used to ignore repeats.
+        var id: String
+        var text: String?
+        /// The id of a button or list row the contact chose.
+        var payload: String?
+        /// The contact's name.
+        var name: String?
+
+        func validated() throws -> InboundBody {
+            _ = try BodyText.identifier(from, "from", max: 128)
+            _ = try BodyText.identifier(id, "id", max: 256)
+            if let text { _ = try BodyText.text(text, "text") }
+            if let payload {
+                guard !payload.isEmpty else { throw Problem(.badRequest, "payload must be text") }
+                _ = try BodyText.text(payload, "payload")
+            }
+            guard text != nil || payload != nil else { throw Problem(.badRequest, "text or payload is required") }
+            if let name { _ = try BodyText.identifier(name, "name", max: 256) }
+            return self
+        }
+    }
+
+    struct InboundAnswer: JSONResponse {
+        var status: String
+        var conversation: String?
+        var detail: String?
     }
 }

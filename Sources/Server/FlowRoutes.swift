@@ -179,17 +179,29 @@ struct FlowRoutes {
         let caller = try context.requireCaller()
         guard caller.allows(.supervisor) else { throw Problem(.forbidden, "rolling back needs a supervisor or admin key") }
         let name = try name(context)
-        let body = try await request.jsonObject(context: context)
-        guard case .number(let n)? = body["version"], n == n.rounded(), n >= 1, n <= 1_000_000 else {
-            throw Problem(.badRequest, "version must be a version number")
-        }
-        let old = try await version(name, Int(n), caller.tenant)
-        guard let program = try await store.program(hash: old.programHash) else { throw Problem(.notFound, "version \(Int(n))'s program is missing") }
+        let n = try await request.decode(Rollback.self, context: context).version
+        let old = try await version(name, n, caller.tenant)
+        guard let program = try await store.program(hash: old.programHash) else { throw Problem(.notFound, "version \(n)'s program is missing") }
         let version = try await engine.publish(tenant: caller.tenant, program: program, source: old.source)
         _ = try await store.saveDraft(tenant: caller.tenant, name: name, source: old.source, at: engine.now)
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.rollback", subject: "\(name)@\(Int(n))->\(version)",
+        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.rollback", subject: "\(name)@\(n)->\(version)",
                               at: engine.now)
-        return json(["name": .string(name), "version": .number(Double(version)), "program": .string(program.hash),
-                     "restored": .number(n)], status: .created)
+        return try RolledBack(name: name, version: version, program: program.hash, restored: n).response(status: .created)
+    }
+
+    struct Rollback: JSONRequest {
+        var version: Int
+
+        func validated() throws -> Rollback {
+            guard (1...1_000_000).contains(version) else { throw Problem(.badRequest, "version must be a version number") }
+            return self
+        }
+    }
+
+    struct RolledBack: JSONResponse {
+        var name: String
+        var version: Int
+        var program: String
+        var restored: Int
     }
 }

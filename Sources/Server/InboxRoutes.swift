@@ -45,13 +45,26 @@ struct InboxRoutes {
         let caller = try context.requireCaller()
         let id = try context.parameters.require("id")
         guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
-        let body = try await request.jsonObject(context: context)
-        guard let text = try BodyText.text(body, "text"), !text.isEmpty, text.count <= 4096 else {
-            throw Problem(.badRequest, "text is required (at most 4096 characters)")
-        }
+        let text = try await request.decode(AgentMessage.self, context: context).text
         guard try await store.agentMessage(conversation: id, tenant: caller.tenant, text: text, agent: caller.keyID, now: engine.now) else {
             throw Problem(.conflict, "the conversation is not with an agent")
         }
-        return json(["id": .string(id), "queued": true], status: .accepted)
+        return try Queued(id: id, queued: true).response(status: .accepted)
+    }
+
+    /// `POST /v1/inbox/{id}/messages`: what the agent writes.
+    struct AgentMessage: JSONRequest {
+        var text: String
+
+        func validated() throws -> AgentMessage {
+            guard !text.isEmpty, text.count <= 4096 else { throw Problem(.badRequest, "text is required (at most 4096 characters)") }
+            _ = try BodyText.text(text, "text")
+            return self
+        }
+    }
+
+    struct Queued: JSONResponse {
+        var id: String
+        var queued: Bool
     }
 }

@@ -20,17 +20,37 @@ struct KeyRoutes {
         return caller
     }
 
+    /// `POST /v1/keys`.
+    struct NewKey: JSONRequest {
+        var role: String
+        var label: String?
+
+        func validated() throws -> NewKey {
+            guard let role = Caller.Role(rawValue: role), role != .platform else {
+                throw Problem(.badRequest, "role must be admin, supervisor or agent")
+            }
+            if let label { _ = try BodyText.identifier(label, "label", max: 100, allowEmpty: true) }
+            return self
+        }
+    }
+
+    /// A key as it is created: the only time `key` is shown.
+    struct CreatedKey: JSONResponse {
+        var id: String
+        var key: String
+        var prefix: String
+        var role: String
+        var label: String
+    }
+
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try admin(context)
-        let body = try await request.jsonObject(context: context)
-        guard case .string(let r)? = body["role"], let role = Caller.Role(rawValue: r), role != .platform else {
-            throw Problem(.badRequest, "role must be admin, supervisor or agent")
-        }
-        let label = try BodyText.optionalIdentifier(body, "label", max: 100, allowEmpty: true) ?? ""
+        let body = try await request.decode(NewKey.self, context: context)
+        let role = Caller.Role(rawValue: body.role)!  // validated
+        let label = body.label ?? ""
         let (key, record) = try await APIKeys.create(store: store, tenant: caller.tenant, role: role, label: label)
         try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.create", subject: record.id, at: engine.now)
-        return json(["id": .string(record.id), "key": .string(key), "prefix": .string(record.prefix), "role": .string(role.rawValue),
-                     "label": .string(label)], status: .created)
+        return try CreatedKey(id: record.id, key: key, prefix: record.prefix, role: role.rawValue, label: label).response(status: .created)
     }
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
@@ -81,19 +101,43 @@ struct TenantRoutes {
         group.post("tenants", use: create)
     }
 
+    /// `POST /v1/tenants`.
+    struct NewTenant: JSONRequest {
+        var id: String
+        var name: String?
+
+        func validated() throws -> NewTenant {
+            guard (2...64).contains(id.count), id.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }) else {
+                throw Problem(.badRequest, "id must be 2 to 64 lowercase letters, digits or '-'")
+            }
+            if let name { _ = try BodyText.identifier(name, "name", max: 200) }
+            return self
+        }
+    }
+
+    /// A new tenant and its first admin key, shown once.
+    struct CreatedTenant: JSONResponse {
+        var id: String
+        var name: String
+        var adminKey: String
+        var adminKeyID: String
+
+        enum CodingKeys: String, CodingKey {
+            case id, name
+            case adminKey = "admin_key"
+            case adminKeyID = "admin_key_id"
+        }
+    }
+
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
         guard caller.allows(.platform) else { throw Problem(.forbidden, "creating tenants needs the platform key") }
-        let body = try await request.jsonObject(context: context)
-        guard case .string(let id)? = body["id"], (2...64).contains(id.count),
-              id.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }) else {
-            throw Problem(.badRequest, "id must be 2 to 64 lowercase letters, digits or '-'")
-        }
-        let name = try BodyText.optionalIdentifier(body, "name", max: 200) ?? id
+        let body = try await request.decode(NewTenant.self, context: context)
+        let (id, name) = (body.id, body.name ?? body.id)
         guard try await !store.tenantExists(id) else { throw Problem(.conflict, "tenant \(id) exists") }
         try await store.ensureTenant(id: id, name: name)
         let (key, record) = try await APIKeys.create(store: store, tenant: id, role: .admin, label: "created by the platform")
         try await store.audit(tenant: id, actor: caller.keyID, action: "tenant.create", subject: id, at: engine.now)
-        return json(["id": .string(id), "name": .string(name), "admin_key": .string(key), "admin_key_id": .string(record.id)], status: .created)
+        return try CreatedTenant(id: id, name: name, adminKey: key, adminKeyID: record.id).response(status: .created)
     }
 }

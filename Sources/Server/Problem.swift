@@ -167,7 +167,16 @@ enum BodyText {
     /// The same when the key may be left out (nil); given, it must be text, and null is not.
     static func optionalIdentifier(_ body: [String: Value], _ key: String, max: Int, allowEmpty: Bool = false) throws -> String? {
         guard let value = body[key] else { return nil }
-        guard case .string(let s) = value, allowEmpty || !s.isEmpty, s.count <= max else {
+        guard case .string(let s) = value else {
+            throw Problem(.badRequest, "\(key) must be text of \(allowEmpty ? 0 : 1) to \(max) characters")
+        }
+        return try identifier(s, key, max: max, allowEmpty: allowEmpty)
+    }
+
+
+    /// `identifier` for a field already decoded as text.
+    static func identifier(_ s: String, _ key: String, max: Int, allowEmpty: Bool = false) throws -> String {
+        guard allowEmpty || !s.isEmpty, s.count <= max else {
             throw Problem(.badRequest, "\(key) must be text of \(allowEmpty ? 0 : 1) to \(max) characters")
         }
         guard !hasControlCharacters(s) else { throw Problem(.badRequest, "\(key) may not contain control characters") }
@@ -175,9 +184,7 @@ enum BodyText {
     }
 
     /// Free text (a message): any characters but NUL, which no database keeps in text.
-    static func text(_ body: [String: Value], _ key: String) throws -> String? {
-        guard let value = body[key] else { return nil }
-        guard case .string(let s) = value else { throw Problem(.badRequest, "\(key) must be text") }
+    static func text(_ s: String, _ key: String) throws -> String {
         guard !s.utf8.contains(0) else { throw Problem(.badRequest, "\(key) may not contain the NUL character (\\u0000)") }
         return s
     }

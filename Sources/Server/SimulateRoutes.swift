@@ -21,26 +21,11 @@ struct SimulateRoutes {
         let caller = try context.requireCaller()
         let name = try context.parameters.require("name")
         guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
-        let body = try await request.jsonObject(context: context)
-        var inputs: [String] = []
-        switch body["inputs"] {
-        case nil: break
-        case .list(let l)?:
-            for item in l {
-                guard case .string(let s) = item else { throw Problem(.badRequest, "inputs must be a list of texts") }
-                inputs.append(s)
-            }
-        default: throw Problem(.badRequest, "inputs must be a list of texts")
-        }
-        if let mocks = body["mocks"], case .map = mocks {} else if body["mocks"] != nil {
-            throw Problem(.badRequest, "mocks must map action names to results")
-        }
-        guard inputs.count <= 200 else { throw Problem(.badRequest, "at most 200 inputs") }
+        let body = try await request.decode(SimulateBody.self, context: context)
+        let inputs = body.inputs ?? []
         var start = Timestamp(milliseconds: 1_767_614_400_000)
-        if let now = body["now"] {
-            guard case .string(let text) = now, let t = DataDocument.timestamp(text) else {
-                throw Problem(.badRequest, "now must be an ISO 8601 time")
-            }
+        if let now = body.now {
+            guard let t = DataDocument.timestamp(now) else { throw Problem(.badRequest, "now must be an ISO 8601 time") }
             start = t
         }
         // Compiling and running the turns is CPU work: under the limiter, off the request threads.
@@ -49,7 +34,7 @@ struct SimulateRoutes {
             guard let program = compilation.program else {
                 throw Problem(.invalidFlow, "the draft has errors", extra: ["diagnostics": FlowRoutes.diagnostics(compilation.diagnostics)])
             }
-            var session = ChatSession(program: program, simulator: Simulator(mocks: body["mocks"] ?? .null), now: start)
+            var session = ChatSession(program: program, simulator: Simulator(mocks: body.mocks ?? .null), now: start)
             var transcript = session.start()
             for input in inputs where !session.isFinished {
                 transcript.append("you: \(input)")
@@ -58,6 +43,27 @@ struct SimulateRoutes {
             if let waiting = session.waitingLine { transcript.append(waiting) }
             return (transcript, session.isFinished)
         }
-        return json(["transcript": .list(transcript.map(Value.string)), "finished": .bool(finished)])
+        return try Simulation(transcript: transcript, finished: finished).response()
+    }
+
+    /// `POST /v1/flows/{name}/simulate`.
+    struct SimulateBody: JSONRequest {
+        /// What the contact types, with `flowline chat`'s commands (`/wait`, `/tap`…).
+        var inputs: [String]?
+        /// Results by action name (`stripe.checkout`), or what a `webhook:` answers.
+        var mocks: Value?
+        /// The simulated clock's start, ISO 8601.
+        var now: String?
+
+        func validated() throws -> SimulateBody {
+            guard (inputs?.count ?? 0) <= 200 else { throw Problem(.badRequest, "at most 200 inputs") }
+            if let mocks, case .map = mocks {} else if mocks != nil { throw Problem(.badRequest, "mocks must map action names to results") }
+            return self
+        }
+    }
+
+    struct Simulation: JSONResponse {
+        var transcript: [String]
+        var finished: Bool
     }
 }

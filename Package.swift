@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "FlowVM", "FlowCompiler", "Connectors", "FlowEngine", "FlowStore", "FlowRuntime",
+                "FlowVM", "FlowCompiler", "FlowEngine", "FlowStore", "FlowRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(name: "FlowVMTests", dependencies: ["FlowVM", "FlowCompiler", "Connectors"]),
         .testTarget(
             name: "FlowCompilerTests",
-            dependencies: ["FlowCompiler", "FlowVM", "Connectors"],
+            dependencies: ["FlowCompiler", "FlowVM", "Connectors", "FlowRuntime"],
             exclude: ["Fixtures"]
         ),
         .testTarget(
@@ -183,7 +183,7 @@ let package = Package(
             name: "ConnectorsTests",
             dependencies: [
                 "FlowlineTestKit",
-                "Connectors", "FlowCompiler", "FlowVM", "FlowEngine",
+                "Connectors", "FlowCompiler", "FlowVM", "FlowEngine", "FlowRuntime",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

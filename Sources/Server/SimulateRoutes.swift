@@ -1,6 +1,6 @@
 import FlowEngine
-import Connectors
 import FlowCompiler
+import FlowRuntime
 import FlowVM
 import Hummingbird
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Connectors
 import FlowCompiler
+import FlowRuntime
 import FlowVM
 import Foundation
 

@@ -1,5 +1,6 @@
 import Connectors
 import FlowCompiler
+import FlowRuntime
 import FlowVM
 import Foundation
 import Testing

@@ -136,7 +136,7 @@ let package = Package(
         .target(
             name: "FlowlineTestKit",
             dependencies: [
-                "FlowStore", "FlowVM", "Connectors",
+                "FlowStore", "FlowVM", "FlowCompiler", "Connectors",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -84,14 +84,8 @@ public struct IngestItem: Sendable {
     }
 }
 
-public enum IngestResult: Sendable, Hashable {
-    /// Stored, for this conversation (new or existing).
-    case accepted(conversation: String, started: Bool)
-    /// Stored, but no conversation is open and no published flow's trigger matched.
-    case unrouted
-    /// The provider id was seen before: nothing stored, nothing to do.
-    case duplicate
-}
+/// What storing an inbound message did: the same answer a channel driver's inbox gives (`ReceiveOutcome`).
+public typealias IngestResult = ReceiveOutcome
 
 /// A claimed outbox row, for the dispatcher.
 public struct Delivery: Sendable, Hashable {

@@ -125,13 +125,10 @@ struct Inbox: ChannelInbox {
         let result = try await engine.ingest(Inbound(
             tenant: channel.tenant, channel: channel.id, channelKind: channel.kind, contact: m.contact, contactName: m.contactName,
             contactPhone: m.contactPhone, providerID: m.providerID, message: message))
-        switch result {
-        case .accepted(let conversation, let started):
+        if case .accepted(let conversation, _) = result {
             logger.info("\(channel.kind) message stored", metadata: ["conversation": "\(conversation)"])
-            return .accepted(conversation: conversation, started: started)
-        case .unrouted: return .unrouted
-        case .duplicate: return .duplicate
         }
+        return result
     }
 
     func queue(_ actions: [QueuedAction]) async throws {

@@ -6,21 +6,7 @@ import Testing
 
 /// The engine end to end on each database: ingest, turns, outbox, timers, events, failures, isolation.
 @Suite struct EngineTests {
-    static let greeter = """
-        flow: greeter
-        trigger: { channel: api, keywords: [oi, hello] }
-        start: ask
-        blocks:
-          ask:
-            ask: "Name?"
-            save: name
-            next: hi
-          hi:
-            text: "Hi {{ name }}"
-            next: bye
-          bye:
-            end: "Bye {{ contact.name }}"
-        """
+    static let greeter = TestFlows.greeter
 
     struct Rig {
         let store: SQLStore

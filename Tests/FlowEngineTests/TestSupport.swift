@@ -76,9 +76,7 @@ final class ScriptedConnector: Connector, Sendable {
 }
 
 enum Flows {
-    static func compile(_ yaml: String) throws -> Program {
-        try FlowCompiler(catalog: BuiltinActions.catalog).program(source: yaml, file: "test.yaml")
-    }
+    static func compile(_ yaml: String) throws -> Program { try TestFlows.compile(yaml) }
 }
 
 /// The conversation an ingest was accepted into, and whether it started one; anything else fails the test there
@@ -92,7 +90,6 @@ func accepted(_ result: IngestResult, sourceLocation: SourceLocation = #_sourceL
 }
 
 func inbound(_ text: String, from contact: String, id: String, tenant: String = "t1", channel: String = "api-main") -> Inbound {
-    Inbound(tenant: tenant, channel: channel, channelKind: "api", contact: contact, contactName: "Ana", providerID: id,
-            message: InboundMessage(text: text))
+    TestFlows.inbound(text, from: contact, id: id, tenant: tenant, channel: channel)
 }
 

@@ -11,8 +11,8 @@ import Testing
         let store = try await backend.makeStore()
         for t in ["t1", "t2"] { try await store.ensureTenant(id: t, name: t) }
         let engine = Engine(store: store, connectors: ConnectorRegistry())
-        let program = try StoreFlows.compile(StoreFlows.greeter)
-        _ = try await engine.publish(tenant: "t1", program: program, source: StoreFlows.greeter)
+        let program = try TestFlows.compile(TestFlows.greeter)
+        _ = try await engine.publish(tenant: "t1", program: program, source: TestFlows.greeter)
         for name in ["zeta", "alpha"] { _ = try await store.saveDraft(tenant: "t1", name: name, source: "x", at: engine.now) }
         _ = try await store.saveDraft(tenant: "t2", name: "other", source: "x", at: engine.now)
 
@@ -21,9 +21,9 @@ import Testing
         #expect(flows.items == ["greeter", "zeta"])
 
         for (i, contact) in ["a", "b", "c", "d"].enumerated() {
-            _ = try await engine.ingest(inbound("hello", from: contact, id: "m\(i)", channel: i < 3 ? "web" : "app"))
+            _ = try await engine.ingest(TestFlows.inbound("hello", from: contact, id: "m\(i)", channel: i < 3 ? "web" : "app"))
         }
-        _ = try await engine.ingest(inbound("hello", from: "a", id: "x", tenant: "t2"))
+        _ = try await engine.ingest(TestFlows.inbound("hello", from: "a", id: "x", tenant: "t2"))
         let web = try await store.conversations(tenant: "t1", filter: .init(channel: "web"), limit: 2, offset: 0)
         #expect(web.total == 3)
         #expect(web.items.map(\.contact) == ["a", "b"])
@@ -49,15 +49,15 @@ import Testing
     func aBatchOfMessagesIsStoredInOneTransactionWithEachItemsOwnResult(_ backend: Backend) async throws {
         let store = try await backend.makeStore()
         try await store.ensureTenant(id: "t1", name: "t1")
-        let program = try StoreFlows.compile(StoreFlows.greeter)
+        let program = try TestFlows.compile(TestFlows.greeter)
         let engine = Engine(store: store, connectors: ConnectorRegistry())
-        _ = try await engine.publish(tenant: "t1", program: program, source: StoreFlows.greeter)
+        _ = try await engine.publish(tenant: "t1", program: program, source: TestFlows.greeter)
         let start = try #require(try await store.publishedFlows(tenant: "t1").first)
         let items = [
-            IngestItem(inbound: inbound("hello", from: "a", id: "1"), start: start, newConversationID: "conv-a"),
-            IngestItem(inbound: inbound("Ana", from: "a", id: "2"), start: start, newConversationID: "conv-a2"),
-            IngestItem(inbound: inbound("hello", from: "a", id: "1"), start: start, newConversationID: "conv-a3"),
-            IngestItem(inbound: inbound("what", from: "b", id: "3"), start: nil, newConversationID: "conv-b"),
+            IngestItem(inbound: TestFlows.inbound("hello", from: "a", id: "1"), start: start, newConversationID: "conv-a"),
+            IngestItem(inbound: TestFlows.inbound("Ana", from: "a", id: "2"), start: start, newConversationID: "conv-a2"),
+            IngestItem(inbound: TestFlows.inbound("hello", from: "a", id: "1"), start: start, newConversationID: "conv-a3"),
+            IngestItem(inbound: TestFlows.inbound("what", from: "b", id: "3"), start: nil, newConversationID: "conv-b"),
         ]
         let results = try await store.ingest(batch: items, now: engine.now)
         #expect(results == [.accepted(conversation: "conv-a", started: true), .accepted(conversation: "conv-a", started: false),

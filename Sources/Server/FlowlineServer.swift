@@ -263,9 +263,13 @@ public func openAPIDocument(channels: Channels) -> [UInt8] {
             properties[name] = .map(fs)
         }
         s["properties"] = .map(properties)
+        // A kind's required fields must be there and not null (null is taken as absent).
         s["allOf"] = .list(channels.drivers.filter { $0.fields.contains(where: \.required) }.map { d in
-            ["if": ["properties": ["kind": ["const": .string(d.kind)]], "required": ["kind"]],
-             "then": ["required": .list(d.fields.filter(\.required).map { .string($0.name) })]]
+            let required = d.fields.filter(\.required)
+            var present: [String: Value] = [:]
+            for f in required { present[f.name] = ["not": ["type": "null"]] }
+            return ["if": ["properties": ["kind": ["const": .string(d.kind)]], "required": ["kind"]],
+                    "then": ["required": .list(required.map { .string($0.name) }), "properties": .map(present)]]
         })
         schema = .map(s)
     }

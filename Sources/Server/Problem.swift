@@ -203,10 +203,16 @@ final class RouteTable: @unchecked Sendable {
     }
 
     /// The methods some route accepts on this path.
+    /// When several patterns match (`/webhooks/resume/{token}` and `/webhooks/{kind}/{id}`), the router takes the one
+    /// whose literal segments come first, so only that one's methods are allowed.
     func methods(for path: String) -> [String] {
         let parts = path.split(separator: "/")
-        return Array(Set(patterns.filter { pattern, _ in
-            pattern.count == parts.count && zip(pattern, parts).allSatisfy { p, x in p.hasPrefix(":") || p.hasPrefix("{") || p == x }
-        }.map(\.1))).sorted()
+        func isParameter(_ p: Substring) -> Bool { p.hasPrefix(":") || p.hasPrefix("{") }
+        let matching = patterns.filter { pattern, _ in
+            pattern.count == parts.count && zip(pattern, parts).allSatisfy { p, x in isParameter(p) || p == x }
+        }
+        // The most specific: literal where the others have a parameter, earliest segment first.
+        guard let best = matching.map({ $0.0.map { isParameter($0) ? 1 : 0 } }).min(by: { $0.lexicographicallyPrecedes($1) }) else { return [] }
+        return Array(Set(matching.filter { $0.0.map { isParameter($0) ? 1 : 0 } == best }.map(\.1))).sorted()
     }
 }

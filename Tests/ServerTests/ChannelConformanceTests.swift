@@ -438,6 +438,7 @@ extension String {
             var rules: [Value] = []
             if case .list(let list) = schema["allOf"] { rules = list }
             #expect(rules.contains { $0["if"]["properties"]["kind"]["const"] == "echo" && $0["then"]["required"] == ["token", "number"] })
+            #expect(rules.contains { $0["then"]["properties"]["number"]["not"]["type"] == "null" }, "a required field may not be null either")
             // Validated from its declaration.
             try await client.execute(uri: "/v1/channels", method: .post, headers: a,
                                      body: RouterTests.body(#"{"kind": "echo", "name": "e", "token": "echo-token-1"}"#)) { r in
@@ -467,6 +468,14 @@ extension String {
             try await client.execute(uri: hook, method: .post, headers: [HTTPField.Name("X-Echo-Token")!: "echo-token-1"],
                                      body: RouterTests.body(message)) { r in
                 #expect(r.status == .ok && RouterTests.json(r)["duplicate"] == false)
+            }
+            // A method a route does not take is a 405 naming the methods of the route the path is, not of every route
+            // it could be: a resume link is POST only, though `/webhooks/{kind}/{id}` takes GET too.
+            try await client.execute(uri: "/webhooks/resume/x.y", method: .options) { r in
+                #expect(r.status == .methodNotAllowed && r.headers[.allow] == "POST")
+            }
+            try await client.execute(uri: hook, method: .delete) { r in
+                #expect(r.status == .methodNotAllowed && r.headers[.allow] == "GET, POST")
             }
             // Another kind's path for the same channel is not it.
             try await client.execute(uri: "/webhooks/whatsapp/\(channel["id"].text)", method: .post, body: RouterTests.body(message)) {

@@ -26,8 +26,11 @@ public protocol ConversationRecords: Sendable {
     func inbox(tenant: String, queue: String?) async throws -> [InboxEntry]
     /// Claims a handed-off conversation for an agent; false when another agent has it or it is not in the inbox.
     func claim(conversation: String, tenant: String, agent: String) async throws -> Bool
-    /// An agent's message, kept in the history and queued like the flow's own; false when the agent has no claim.
-    func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> Bool
+    /// An agent's message, kept in the history (with who wrote it) and queued like the flow's own. Only the agent who
+    /// holds the conversation may write; writing to one nobody holds claims it.
+    func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> AgentWrite
+    /// Gives a handed-off conversation to `agent`, whoever held it; false when it is not in the inbox.
+    func transfer(conversation: String, tenant: String, to agent: String) async throws -> Bool
     /// New messages and turns after two cursors, for the live event stream.
     func changes(tenant: String, afterMessage: Int64, afterTrace: Int64, limit: Int)
         async throws -> (messages: [(id: Int64, conversation: String, message: MessageRecord)], turns: [(id: Int64, conversation: String, status: String, wait: Value)])
@@ -46,7 +49,11 @@ public protocol TenantRecords: Sendable {
     func insertChannel(_ c: ChannelRecord) async throws
     func channel(id: String, tenant: String) async throws -> ChannelRecord?
     func channels(tenant: String, limit: Int, offset: Int) async throws -> (items: [ChannelRecord], total: Int)
-    func audit(tenant: String, actor: String, action: String, subject: String, at: Timestamp) async throws
+    func audit(_ entry: AuditEntry) async throws
+    /// A page of the audit log, newest first, and how many entries match in all.
+    func auditEntries(tenant: String, filter: AuditFilter, limit: Int, offset: Int) async throws -> (items: [AuditEntry], total: Int)
+    /// A key of this tenant by its id.
+    func apiKey(id: String, tenant: String) async throws -> APIKeyRecord?
 }
 
 /// The store's own health, across tenants: readiness, the schema, and the backlog gauges.

@@ -83,3 +83,55 @@ public struct ConversationFilter: Sendable, Hashable {
         self.channel = channel
     }
 }
+
+/// One line of a tenant's audit log: who did what to which object, in which request.
+public struct AuditEntry: Sendable, Hashable {
+    public var id: Int64
+    public var tenant: String
+    /// The key (or, once people sign in, the person) that acted.
+    public var actor: String
+    /// `flow.publish`, `conversation.cancel`, `inbox.transfer`…
+    public var action: String
+    /// What it acted on: a flow, a conversation, a key, a channel.
+    public var subject: String
+    /// The request's id (`hb.request.id` in the log), when it came through the API.
+    public var request: String?
+    public var at: Timestamp
+
+    public init(id: Int64 = 0, tenant: String, actor: String, action: String, subject: String, request: String? = nil, at: Timestamp) {
+        self.id = id
+        self.tenant = tenant
+        self.actor = actor
+        self.action = action
+        self.subject = subject
+        self.request = request
+        self.at = at
+    }
+}
+
+/// What `GET /v1/audit` filters on; nil matches everything. `after` and `before` bound `at` (inclusive, exclusive).
+public struct AuditFilter: Sendable, Hashable {
+    public var actor: String?
+    public var action: String?
+    public var subject: String?
+    public var after: Timestamp?
+    public var before: Timestamp?
+
+    public init(actor: String? = nil, action: String? = nil, subject: String? = nil, after: Timestamp? = nil, before: Timestamp? = nil) {
+        self.actor = actor
+        self.action = action
+        self.subject = subject
+        self.after = after
+        self.before = before
+    }
+}
+
+/// What became of an agent's message.
+public enum AgentWrite: Sendable, Hashable {
+    /// Kept in the history and queued for the contact; the conversation is now (or was already) the writer's.
+    case queued
+    /// The conversation is not handed off.
+    case notWithAnAgent
+    /// Another agent holds it.
+    case claimedByAnother(String)
+}

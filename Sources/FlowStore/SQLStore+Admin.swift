@@ -31,6 +31,12 @@ extension SQLStore {
         }
     }
 
+    public func apiKey(id: String, tenant: String) async throws -> APIKeyRecord? {
+        try await driver.transaction { db in
+            try await db.execute("SELECT * FROM api_keys WHERE id = $1 AND tenant_id = $2", .text(id), .text(tenant)).first.map(self.apiKey)
+        }
+    }
+
     public func apiKeys(tenant: String, limit: Int = Int(Int32.max), offset: Int = 0) async throws -> (items: [APIKeyRecord], total: Int) {
         try await driver.transaction { db in
             let total = try await db.execute("SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1", .text(tenant)).first?.int("n") ?? 0
@@ -147,18 +153,48 @@ extension SQLStore {
         }
     }
 
-    public func audit(tenant: String, actor: String, action: String, subject: String, at: Timestamp) async throws {
+    public func audit(_ e: AuditEntry) async throws {
         try await driver.transaction { db in
-            try await db.execute("INSERT INTO audit_log (tenant_id, actor, action, subject, at) VALUES ($1, $2, $3, $4, $5)",
-                                 .text(tenant), .text(actor), .text(action), .text(subject), .int(at.milliseconds))
+            try await db.execute("INSERT INTO audit_log (tenant_id, actor, action, subject, request_id, at) VALUES ($1, $2, $3, $4, $5, $6)",
+                                 .text(e.tenant), .text(e.actor), .text(e.action), .text(e.subject), e.request.map(SQLValue.text) ?? .null,
+                                 .int(e.at.milliseconds))
+        }
+    }
+
+    public func audit(tenant: String, actor: String, action: String, subject: String, at: Timestamp) async throws {
+        try await audit(AuditEntry(tenant: tenant, actor: actor, action: action, subject: subject, at: at))
+    }
+
+    public func auditEntries(tenant: String, filter: AuditFilter, limit: Int, offset: Int) async throws -> (items: [AuditEntry], total: Int) {
+        var conditions = ["tenant_id = $1"]
+        var binds: [SQLValue] = [.text(tenant)]
+        func add(_ column: String, _ op: String, _ value: SQLValue?) {
+            guard let value else { return }
+            binds.append(value)
+            conditions.append("\(column) \(op) $\(binds.count)")
+        }
+        add("actor", "=", filter.actor.map(SQLValue.text))
+        add("action", "=", filter.action.map(SQLValue.text))
+        add("subject", "=", filter.subject.map(SQLValue.text))
+        add("at", ">=", filter.after.map { .int($0.milliseconds) })
+        add("at", "<", filter.before.map { .int($0.milliseconds) })
+        let condition = conditions.joined(separator: " AND ")
+        let values = binds
+        return try await driver.transaction { db in
+            let total = Int(try await db.query("SELECT COUNT(*) AS n FROM audit_log WHERE \(condition)", values).first?.int("n") ?? 0)
+            let rows = try await db.query(
+                "SELECT id, tenant_id, actor, action, subject, request_id, at FROM audit_log WHERE \(condition) ORDER BY id DESC LIMIT $\(values.count + 1) OFFSET $\(values.count + 2)",
+                values + [.int(Int64(limit)), .int(Int64(offset))])
+            return (rows.map { r in
+                AuditEntry(id: r.int("id") ?? 0, tenant: r.text("tenant_id") ?? "", actor: r.text("actor") ?? "", action: r.text("action") ?? "",
+                           subject: r.text("subject") ?? "", request: r.text("request_id"), at: Timestamp(milliseconds: r.int("at") ?? 0))
+            }, total)
         }
     }
 
     public func auditLog(tenant: String) async throws -> [(actor: String, action: String, subject: String, at: Timestamp)] {
-        try await driver.transaction { db in
-            try await db.execute("SELECT actor, action, subject, at FROM audit_log WHERE tenant_id = $1 ORDER BY id", .text(tenant)).map { r in
-                (r.text("actor") ?? "", r.text("action") ?? "", r.text("subject") ?? "", Timestamp(milliseconds: r.int("at") ?? 0))
-            }
+        try await auditEntries(tenant: tenant, filter: AuditFilter(), limit: Int(Int32.max), offset: 0).items.reversed().map {
+            ($0.actor, $0.action, $0.subject, $0.at)
         }
     }
 
@@ -201,11 +237,15 @@ extension SQLStore {
         }
     }
 
-    public func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> Bool {
+    public func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> AgentWrite {
         try await driver.transaction { db in
             guard let row = try await db.execute(
-                "SELECT channel, contact, program_hash FROM conversations WHERE id = $1 AND tenant_id = $2 AND status = \(SQLStatus.handoff)\(self.forUpdate)",
-                .text(conversation), .text(tenant)).first else { return false }
+                "SELECT channel, contact, program_hash, agent FROM conversations WHERE id = $1 AND tenant_id = $2 AND status = \(SQLStatus.handoff)\(self.forUpdate)",
+                .text(conversation), .text(tenant)).first else { return .notWithAnAgent }
+            if let holder = row.text("agent"), holder != agent { return .claimedByAnother(holder) }
+            if row.text("agent") == nil {
+                try await db.execute("UPDATE conversations SET agent = $3 WHERE id = $1 AND tenant_id = $2", .text(conversation), .text(tenant), .text(agent))
+            }
             let message: Value = ["text": .string(text)]
             try await db.run(Hot.InsertMessage.self, .text(tenant), .text(conversation), .text("out"), .text(text),
                              .text(Value.map(["text": .string(text), "agent": .string(agent)]).jsonText), .int(now.milliseconds))
@@ -214,7 +254,15 @@ extension SQLStore {
                              .text(Value.map(["channel": .string(row.text("channel") ?? ""), "contact": .string(row.text("contact") ?? ""),
                                               "message": message, "program": .string(row.text("program_hash") ?? "")]).jsonText),
                              .int(now.milliseconds))
-            return true
+            return .queued
+        }
+    }
+
+    public func transfer(conversation: String, tenant: String, to agent: String) async throws -> Bool {
+        try await driver.transaction { db in
+            !(try await db.execute(
+                "UPDATE conversations SET agent = $3 WHERE id = $1 AND tenant_id = $2 AND status = \(SQLStatus.handoff) RETURNING id",
+                .text(conversation), .text(tenant), .text(agent))).isEmpty
         }
     }
 

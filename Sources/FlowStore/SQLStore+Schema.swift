@@ -104,6 +104,11 @@ extension SQLStore {
             // A WhatsApp contact keyed by business-scoped user id may also have a phone number (`wa_id`); replies
             // address both, and the Cloud API prefers the phone.
             "ALTER TABLE contacts ADD COLUMN phone TEXT",
+        ], [
+            // The audit log is read through the API (newest first, filtered): the request each entry came from, and an
+            // index for a tenant's pages.
+            "ALTER TABLE audit_log ADD COLUMN request_id TEXT",
+            "CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id)",
         ]]
     }
 

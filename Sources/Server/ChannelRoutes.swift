@@ -90,7 +90,7 @@ struct ChannelRoutes {
             record.sealedSecret = try secrets.seal(secret, context: record.secretContext)
         }
         try await store.insertChannel(record)
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "channel.create", subject: record.id, at: engine.now)
+        try await store.audit(context, caller, "channel.create", record.id, at: engine.now)
         var answer = channel(record)
         if generated, let secret, case .map(var m) = answer {
             m["signing_secret"] = .string(secret)

@@ -4,7 +4,7 @@ import Hummingbird
 
 /// `/v1/conversations`: list, detail with trace, messages, cancel, retry, hand back.
 struct ConversationRoutes {
-    let store: any ConversationRecords
+    let store: any ConversationRecords & TenantRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
@@ -71,6 +71,7 @@ struct ConversationRoutes {
             if case .list(let b) = m.extra["buttons"] { v["buttons"] = .list(b) }
             if m.extra["list"] != .null { v["list"] = m.extra["list"] }
             if m.direction == .inbound, m.extra["payload"] != .null { v["payload"] = m.extra["payload"] }
+            if case .string(let agent) = m.extra["agent"] { v["agent"] = .string(agent) }
             return .map(v)
         })])
     }
@@ -78,6 +79,7 @@ struct ConversationRoutes {
     @Sendable func cancel(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let (caller, c) = try await find(context)
         try await engine.cancel(conversation: c.id, tenant: caller.tenant)
+        try await store.audit(context, caller, "conversation.cancel", c.id, at: engine.now)
         return json(["id": .string(c.id), "requested": "cancel"], status: .accepted)
     }
 
@@ -86,6 +88,7 @@ struct ConversationRoutes {
         guard try context.requireCaller().allows(.supervisor) else { throw Problem(.forbidden, "retrying needs a supervisor or admin key") }
         let (caller, c) = try await find(context)
         try await engine.retry(conversation: c.id, tenant: caller.tenant)
+        try await store.audit(context, caller, "conversation.retry", c.id, at: engine.now)
         return json(["id": .string(c.id), "requested": "retry"], status: .accepted)
     }
 
@@ -93,6 +96,7 @@ struct ConversationRoutes {
         let (caller, c) = try await find(context)
         guard c.status == .handoff else { throw Problem(.conflict, "the conversation is not with an agent") }
         try await engine.handBack(conversation: c.id, tenant: caller.tenant)
+        try await store.audit(context, caller, "conversation.handback", c.id, at: engine.now)
         return json(["id": .string(c.id), "requested": "handback"], status: .accepted)
     }
 }

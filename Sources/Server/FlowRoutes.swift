@@ -86,7 +86,7 @@ struct FlowRoutes {
             throw Problem(.conflict, "the document's flow: is '\(declared.text)' but the URL names '\(name)'")
         }
         let created = try await store.saveDraft(tenant: caller.tenant, name: name, source: source, at: engine.now)
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.save", subject: name, at: engine.now)
+        try await store.audit(context, caller, "flow.save", name, at: engine.now)
         return json(["name": .string(name), "valid": .bool(!result.hasErrors), "diagnostics": Self.diagnostics(result.diagnostics)],
                     status: created ? .created : .ok)
     }
@@ -132,7 +132,7 @@ struct FlowRoutes {
                           extra: ["diagnostics": Self.diagnostics(result.diagnostics)])
         }
         let version = try await engine.publish(tenant: caller.tenant, program: program, source: source)
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.publish", subject: "\(name)@\(version)", at: engine.now)
+        try await store.audit(context, caller, "flow.publish", "\(name)@\(version)", at: engine.now)
         return json(["name": .string(name), "version": .number(Double(version)), "program": .string(program.hash)], status: .created)
     }
 
@@ -149,7 +149,9 @@ struct FlowRoutes {
     @Sendable func migrate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
         guard caller.allows(.supervisor) else { throw Problem(.forbidden, "migrating conversations needs a supervisor or admin key") }
-        let report = try await engine.migrateConversations(tenant: caller.tenant, flow: try name(context))
+        let flow = try name(context)
+        let report = try await engine.migrateConversations(tenant: caller.tenant, flow: flow)
+        try await store.audit(context, caller, "flow.migrate", "\(flow)@\(report.version): \(report.moved.count) moved, \(report.stayed.count) stayed", at: engine.now)
         return json(["version": .number(Double(report.version)), "moved": .list(report.moved.map(Value.string)),
                      "stayed": .list(report.stayed.map { ["id": .string($0.id), "reason": .string($0.reason)] })])
     }
@@ -184,7 +186,7 @@ struct FlowRoutes {
         guard let program = try await store.program(hash: old.programHash) else { throw Problem(.notFound, "version \(n)'s program is missing") }
         let version = try await engine.publish(tenant: caller.tenant, program: program, source: old.source)
         _ = try await store.saveDraft(tenant: caller.tenant, name: name, source: old.source, at: engine.now)
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "flow.rollback", subject: "\(name)@\(n)->\(version)",
+        try await store.audit(context, caller, "flow.rollback", "\(name)@\(n)->\(version)",
                               at: engine.now)
         return try RolledBack(name: name, version: version, program: program.hash, restored: n).response(status: .created)
     }

@@ -121,6 +121,7 @@ public enum FlowlineServer {
         InboxRoutes(store: store, engine: engine).addRoutes(to: v1)
         EventRoutes(store: store).addRoutes(to: v1)
         TenantRoutes(store: store, engine: engine).addRoutes(to: v1)
+        AuditRoutes(store: store).addRoutes(to: v1)
         table.load(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }

@@ -5,13 +5,14 @@ import Hummingbird
 /// `/v1/inbox`: conversations handed to humans. Agents list them by queue, claim one, write to the contact,
 /// then hand it back to the flow (`POST /v1/conversations/{id}/handback`) or close it (`.../cancel`).
 struct InboxRoutes {
-    let store: any ConversationRecords
+    let store: any ConversationRecords & TenantRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.get("inbox", use: list)
         group.post("inbox/{id}/claim", use: claim)
         group.post("inbox/{id}/messages", use: message)
+        group.post("inbox/{id}/transfer", use: transfer)
     }
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
@@ -38,7 +39,36 @@ struct InboxRoutes {
         guard try await store.claim(conversation: id, tenant: caller.tenant, agent: caller.keyID) else {
             throw Problem(.conflict, "the conversation is not in the inbox or another agent has it")
         }
+        try await store.audit(context, caller, "inbox.claim", id, at: engine.now)
         return json(["id": .string(id), "agent": .string(caller.keyID)])
+    }
+
+    /// `{"agent"?}`: a supervisor or admin gives a handed-off conversation to another agent (a key id of this tenant),
+    /// or takes it over (no `agent`), whoever held it.
+    @Sendable func transfer(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "transferring a conversation needs a supervisor or admin key") }
+        let id = try context.parameters.require("id")
+        guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
+        let to = try await request.decode(Transfer.self, context: context).agent ?? caller.keyID
+        guard let key = try await store.apiKey(id: to, tenant: caller.tenant), !key.revoked, key.role != Caller.Role.platform.rawValue else {
+            throw Problem(.badRequest, "agent must be the id of one of this tenant's keys")
+        }
+        guard try await store.transfer(conversation: id, tenant: caller.tenant, to: key.id) else {
+            throw Problem(.conflict, "the conversation is not in the inbox")
+        }
+        try await store.audit(context, caller, "inbox.transfer", "\(id) -> \(key.id)", at: engine.now)
+        return json(["id": .string(id), "agent": .string(key.id)])
+    }
+
+    struct Transfer: JSONRequest {
+        /// Who gets it: a key id of this tenant; the caller when absent.
+        var agent: String?
+
+        func validated() throws -> Transfer {
+            if let agent { _ = try BodyText.identifier(agent, "agent", max: 64) }
+            return self
+        }
     }
 
     @Sendable func message(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
@@ -46,9 +76,16 @@ struct InboxRoutes {
         let id = try context.parameters.require("id")
         guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
         let text = try await request.decode(AgentMessage.self, context: context).text
-        guard try await store.agentMessage(conversation: id, tenant: caller.tenant, text: text, agent: caller.keyID, now: engine.now) else {
+        switch try await store.agentMessage(conversation: id, tenant: caller.tenant, text: text, agent: caller.keyID, now: engine.now) {
+        case .notWithAnAgent:
             throw Problem(.conflict, "the conversation is not with an agent")
+        case .claimedByAnother:
+            throw Problem(.conflict, "another agent holds this conversation; a supervisor can transfer it")
+        case .queued:
+            engine.outboxChanged()
         }
+        // Who wrote it is in the history; the text is not in the audit log (it may be personal).
+        try await store.audit(context, caller, "inbox.message", id, at: engine.now)
         return try Queued(id: id, queued: true).response(status: .accepted)
     }
 

@@ -49,7 +49,7 @@ struct KeyRoutes {
         let role = Caller.Role(rawValue: body.role)!  // validated
         let label = body.label ?? ""
         let (key, record) = try await APIKeys.create(store: store, tenant: caller.tenant, role: role, label: label)
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.create", subject: record.id, at: engine.now)
+        try await store.audit(context, caller, "key.create", record.id, at: engine.now)
         return try CreatedKey(id: record.id, key: key, prefix: record.prefix, role: role.rawValue, label: label).response(status: .created)
     }
 
@@ -67,7 +67,7 @@ struct KeyRoutes {
         let caller = try admin(context)
         let id = try context.parameters.require("id")
         guard try await store.revokeAPIKey(id: id, tenant: caller.tenant, at: engine.now) else { throw Problem(.notFound, "no key \(id)") }
-        try await store.audit(tenant: caller.tenant, actor: caller.keyID, action: "key.revoke", subject: id, at: engine.now)
+        try await store.audit(context, caller, "key.revoke", id, at: engine.now)
         return Response(status: .noContent)
     }
 }
@@ -137,7 +137,7 @@ struct TenantRoutes {
         guard try await !store.tenantExists(id) else { throw Problem(.conflict, "tenant \(id) exists") }
         try await store.ensureTenant(id: id, name: name)
         let (key, record) = try await APIKeys.create(store: store, tenant: id, role: .admin, label: "created by the platform")
-        try await store.audit(tenant: id, actor: caller.keyID, action: "tenant.create", subject: id, at: engine.now)
+        try await store.audit(AuditEntry(tenant: id, actor: caller.keyID, action: "tenant.create", subject: id, request: context.id, at: engine.now))
         return try CreatedTenant(id: id, name: name, adminKey: key, adminKeyID: record.id).response(status: .created)
     }
 }

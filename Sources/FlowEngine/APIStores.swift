@@ -65,4 +65,29 @@ public protocol StoreHealth: Sendable {
 }
 
 /// Everything the API needs.
-public typealias APIStore = FlowRecords & ConversationRecords & TenantRecords & StoreHealth
+public typealias APIStore = FlowRecords & ConversationRecords & TenantRecords & StoreHealth & PeopleRecords
+
+/// People, their memberships and sessions, single-use links and failed sign-ins.
+public protocol PeopleRecords: Sendable {
+    func userCount() async throws -> Int
+    /// Creates a person with their memberships; false when the email is taken.
+    func insertUser(_ user: UserRecord, memberships: [Membership]) async throws -> Bool
+    func user(email: String) async throws -> UserRecord?
+    func user(id: String) async throws -> UserRecord?
+    func memberships(user: String) async throws -> [Membership]
+    func insertSession(_ session: SessionRecord) async throws
+    func session(idHash: String) async throws -> SessionRecord?
+    func touchSession(idHash: String, at: Timestamp) async throws
+    func revokeSession(idHash: String) async throws
+    /// Signs a person out everywhere; how many sessions ended.
+    func revokeSessions(user: String) async throws -> Int
+    /// Stores a single-use link (by the hash of its token): `setup` for the first admin.
+    func insertLink(hash: String, kind: String, expiresAt: Timestamp?, at: Timestamp) async throws
+    /// Spends a link once; false when it was used, expired or never existed.
+    func useLink(hash: String, kind: String, at: Timestamp) async throws -> Bool
+    func hasUnusedLink(kind: String, at: Timestamp) async throws -> Bool
+    /// Failed sign-ins by a key (`email:…`, `address:…`): how many in a row, and until when it is locked.
+    func signInFailures(key: String) async throws -> (failures: Int, lockedUntil: Timestamp?)
+    func recordSignInFailure(key: String, lockedUntil: Timestamp?, at: Timestamp) async throws
+    func clearSignInFailures(key: String) async throws
+}

@@ -135,3 +135,58 @@ public enum AgentWrite: Sendable, Hashable {
     /// Another agent holds it.
     case claimedByAnother(String)
 }
+
+/// A person who signs in. The password is kept as a bcrypt hash only.
+public struct UserRecord: Sendable, Hashable {
+    public var id: String
+    /// Lower case: one account per address.
+    public var email: String
+    public var name: String
+    public var passwordHash: String
+    public var createdAt: Timestamp
+
+    public init(id: String, email: String, name: String, passwordHash: String, createdAt: Timestamp) {
+        self.id = id
+        self.email = email
+        self.name = name
+        self.passwordHash = passwordHash
+        self.createdAt = createdAt
+    }
+}
+
+/// A person's role in one tenant.
+public struct Membership: Sendable, Hashable {
+    public var tenant: String
+    public var role: String
+
+    public init(tenant: String, role: String) {
+        self.tenant = tenant
+        self.role = role
+    }
+}
+
+/// A signed-in browser: kept by the SHA-256 of its id (the cookie), never the id itself.
+public struct SessionRecord: Sendable, Hashable {
+    public var idHash: String
+    public var user: String
+    /// The tenant the person works in now (one of their memberships).
+    public var tenant: String
+    /// The SHA-256 of the session's CSRF token, which unsafe requests carry in `X-CSRF-Token`.
+    public var csrfHash: String
+    public var createdAt: Timestamp
+    public var lastSeenAt: Timestamp
+    public var expiresAt: Timestamp
+    public var revoked: Bool
+
+    public init(idHash: String, user: String, tenant: String, csrfHash: String, createdAt: Timestamp, lastSeenAt: Timestamp,
+                expiresAt: Timestamp, revoked: Bool = false) {
+        self.idHash = idHash
+        self.user = user
+        self.tenant = tenant
+        self.csrfHash = csrfHash
+        self.createdAt = createdAt
+        self.lastSeenAt = lastSeenAt
+        self.expiresAt = expiresAt
+        self.revoked = revoked
+    }
+}

@@ -109,6 +109,18 @@ extension SQLStore {
             // index for a tenant's pages.
             "ALTER TABLE audit_log ADD COLUMN request_id TEXT",
             "CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id)",
+        ], [
+            // People who sign in, their role in each tenant, their browsers' sessions (by the hash of the cookie), the
+            // single-use links they are sent (by the hash of the token), and failed sign-ins by email and by address.
+            "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, password_hash TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE TABLE memberships (user_id TEXT NOT NULL, tenant_id TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (user_id, tenant_id))",
+            """
+            CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, tenant_id TEXT NOT NULL, csrf_hash TEXT NOT NULL,
+              created_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked_at BIGINT)
+            """,
+            "CREATE INDEX sessions_user ON sessions (user_id)",
+            "CREATE TABLE links (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, expires_at BIGINT, used_at BIGINT, created_at BIGINT NOT NULL)",
+            "CREATE TABLE sign_in_failures (key TEXT PRIMARY KEY, failures BIGINT NOT NULL, locked_until BIGINT, updated_at BIGINT NOT NULL)",
         ]]
     }
 

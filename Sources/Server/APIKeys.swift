@@ -2,6 +2,7 @@ import Crypto
 import FlowEngine
 import FlowVM
 import Foundation
+import HTTPTypes
 import Hummingbird
 
 /// API keys: `fl_<prefix>_<secret>`. Only the prefix (to find the key) and the SHA-256 of the whole key are
@@ -45,15 +46,38 @@ enum APIKeys {
     }
 }
 
-/// Authenticates `Authorization: Bearer <key>` and puts the caller in the context; 401 otherwise.
+/// Authenticates `Authorization: Bearer <key>` (machines) or the session cookie of a signed-in person, and puts the
+/// caller in the context; 401 otherwise. A cookie's unsafe requests must carry the session's CSRF token.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = FlowlineRequestContext
     static let platformRoute = "/v1/tenants"
-    let store: any TenantRecords
+    let store: any TenantRecords & PeopleRecords
+    let now: @Sendable () -> Timestamp
+
+    /// `X-CSRF-Token` must match the session's on every request that changes something.
+    static func checkCSRF(_ request: Request, caller: Caller, session: SessionRecord?) throws {
+        guard caller.sessionHash != nil, ![.get, .head, .options].contains(request.method) else { return }
+        guard let token = request.headers[HTTPField.Name("X-CSRF-Token")!], let session,
+              APIKeys.equal(People.sha256(token), session.csrfHash) else {
+            throw Problem(.forbidden, "a signed-in request that changes something needs the session's X-CSRF-Token")
+        }
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            throw Problem(.unauthorized, "send Authorization: Bearer <API key>")
+            if let id = request.cookies[People.cookie]?.value, !id.isEmpty {
+                let hash = People.sha256(id)
+                guard let caller = try await People.caller(session: hash, store: store, now: now()) else {
+                    throw Problem(.unauthorized, "the session has ended: sign in again")
+                }
+                try Self.checkCSRF(request, caller: caller, session: try await store.session(idHash: hash))
+                var context = context
+                context.caller = caller
+                context.logger[metadataKey: "tenant"] = "\(caller.tenant)"
+                context.logger[metadataKey: "user"] = "\(caller.keyID)"
+                return try await next(request, context)
+            }
+            throw Problem(.unauthorized, "send Authorization: Bearer <API key>, or sign in")
         }
         let key = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
         let parts = key.split(separator: "_")

@@ -7,8 +7,12 @@ public struct FlowlineRequestContext: RequestContext {
     /// The caller's tenant and role, once authenticated.
     public var caller: Caller?
 
+    /// The peer's IP address, for limiting sign-in attempts per address.
+    public var remoteAddress: String?
+
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Request bodies (flows, messages) are small; anything larger is refused with 413.
@@ -35,7 +39,11 @@ public struct Caller: Sendable, Hashable {
     }
     public var tenant: String
     public var role: Role
+    /// Who acts: the API key's id, or the signed-in person's user id (`usr_…`). Audit entries, claims and agent
+    /// messages name it.
     public var keyID: String
+    /// The session, when a person signed in with a cookie (then unsafe methods need its CSRF token).
+    public var sessionHash: String?
 
     /// Whether this caller may do what `minimum` may.
     func allows(_ minimum: Role) -> Bool {

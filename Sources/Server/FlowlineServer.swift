@@ -18,6 +18,10 @@ public struct ServerConfiguration: Sendable {
     public var database = "sqlite:./flowline.db"
     /// Fixes the bootstrap admin key instead of generating one (`FLOWLINE_ADMIN_KEY`).
     public var adminKey: String?
+    /// The first admin, created on a database with no people (`FLOWLINE_ADMIN_EMAIL`, `FLOWLINE_ADMIN_PASSWORD`);
+    /// without them, `serve` prints a one-time setup link instead.
+    public var adminEmail: String?
+    public var adminPassword: String?
     /// Flows published to the demo tenant at start-up.
     public var flowsDirectory: String? = "flows"
     public var demoTenant = "demo"
@@ -75,13 +79,19 @@ public struct ServerConfiguration: Sendable {
 public enum FlowlineServer {
     /// The router with every route collection; used by `serve` and by router tests.
     /// - Parameter channels: the channel kinds; the built-in ones on `store` when nil.
+    /// - Parameters:
+    ///   - firstTenant: the tenant the first admin (`POST /v1/setup`) administers.
+    ///   - secureCookies: session cookies are `Secure` (the public URL is https).
     public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?, channels: Channels? = nil,
-                              metrics: PrometheusCollectorRegistry? = nil) -> Router<FlowlineRequestContext> {
-        router(store: store, engine: engine, catalog: catalog, secrets: secrets, channels: channels, metrics: metrics, limiter: WorkLimiter())
+                              metrics: PrometheusCollectorRegistry? = nil, firstTenant: String = "demo",
+                              secureCookies: Bool = false) -> Router<FlowlineRequestContext> {
+        router(store: store, engine: engine, catalog: catalog, secrets: secrets, channels: channels, metrics: metrics, limiter: WorkLimiter(),
+               firstTenant: firstTenant, secureCookies: secureCookies)
     }
 
     static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?, channels: Channels? = nil,
-                       metrics: PrometheusCollectorRegistry?, limiter: WorkLimiter) -> Router<FlowlineRequestContext> {
+                       metrics: PrometheusCollectorRegistry?, limiter: WorkLimiter, firstTenant: String = "demo",
+                       secureCookies: Bool = false) -> Router<FlowlineRequestContext> {
         let channels = channels ?? Channels(store: store, secrets: secrets)
         let router = Router(context: FlowlineRequestContext.self)
         let table = RouteTable()
@@ -110,7 +120,8 @@ public enum FlowlineServer {
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: document)))
         }
         WebhookRoutes(engine: engine, channels: channels).addRoutes(to: router)
-        let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store))
+        PeopleRoutes(store: store, engine: engine, firstTenant: firstTenant, secureCookies: secureCookies).addRoutes(to: router)
+        let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store, now: { engine.now }))
         let compiler = FlowCompiler(catalog: catalog)
         FlowRoutes(store: store, engine: engine, compiler: compiler, limiter: limiter).addRoutes(to: v1)
         ConversationRoutes(store: store, engine: engine).addRoutes(to: v1)
@@ -147,6 +158,7 @@ public enum FlowlineServer {
                   try await store.apiKey(prefix: String(prefix)) == nil {
             _ = try await APIKeys.create(store: store, tenant: tenant, role: .admin, label: "FLOWLINE_ADMIN_KEY", fixed: fixed)
         }
+        try await firstAdmin(store: store, configuration: configuration, at: engine.now, logger: logger)
         if let dir = configuration.flowsDirectory, FileManager.default.fileExists(atPath: dir) {
             let compiler = FlowCompiler(catalog: catalog)
             let published = try await store.publishedFlows(tenant: tenant)
@@ -167,6 +179,34 @@ public enum FlowlineServer {
             }
         }
         return createdKey
+    }
+
+    /// On a database with no people: the first admin from the environment, or a one-time setup link, printed (like
+    /// Jenkins' initial admin password), that `POST /v1/setup` spends.
+    static func firstAdmin(store: any APIStore, configuration: ServerConfiguration, at now: Timestamp, logger: Logger) async throws {
+        guard try await store.userCount() == 0 else { return }
+        let tenant = configuration.demoTenant
+        if let email = configuration.adminEmail, let password = configuration.adminPassword {
+            do {
+                guard let user = try await People.createAdmin(store: store, email: email, password: password, name: nil, tenant: tenant, at: now) else {
+                    return
+                }
+                try await store.audit(AuditEntry(tenant: tenant, actor: user.id, action: "user.setup", subject: user.id, at: now))
+                logger.notice("created the first admin from FLOWLINE_ADMIN_EMAIL", metadata: ["user": "\(user.id)"])
+            } catch let p as Problem {
+                // Never the password itself: what is wrong with it.
+                throw StartupError("FLOWLINE_ADMIN_EMAIL and FLOWLINE_ADMIN_PASSWORD: \(p.detail)")
+            }
+            return
+        }
+        let token = APIKeys.random(32)
+        try await store.insertLink(hash: People.sha256(token), kind: "setup", expiresAt: nil, at: now)
+        let base = configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)"
+        say("""
+            No one can sign in yet. Set up the first admin of tenant '\(tenant)' (a one-time link, valid until used):
+              \(base)/setup#\(token)
+            or: curl -X POST \(base)/v1/setup -d '{"token": "\(token)", "email": "you@example.com", "password": "…"}'
+            """)
     }
 
     /// Runs the server and the engine until SIGTERM or SIGINT; in-flight turns finish before it exits.
@@ -196,7 +236,8 @@ public enum FlowlineServer {
         let ready = Gate()
         var app = Application(
             router: router(store: store, engine: engine, catalog: runtime.catalog, secrets: secrets, channels: runtime.channels,
-                           metrics: metrics),
+                           metrics: metrics, limiter: WorkLimiter(), firstTenant: configuration.demoTenant,
+                           secureCookies: configuration.publicURL?.hasPrefix("https://") == true),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
             services: runtime.services(ready: ready) + [BacklogSampler(store: store, engine: engine, ready: ready)],
             onServerRunning: { channel in

@@ -5,7 +5,7 @@ import Hummingbird
 /// `/v1/inbox`: conversations handed to humans. Agents list them by queue, claim one, write to the contact,
 /// then hand it back to the flow (`POST /v1/conversations/{id}/handback`) or close it (`.../cancel`).
 struct InboxRoutes {
-    let store: any ConversationRecords & TenantRecords
+    let store: any ConversationRecords & TenantRecords & PeopleRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
@@ -51,14 +51,17 @@ struct InboxRoutes {
         let id = try context.parameters.require("id")
         guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
         let to = try await request.decode(Transfer.self, context: context).agent ?? caller.keyID
-        guard let key = try await store.apiKey(id: to, tenant: caller.tenant), !key.revoked, key.role != Caller.Role.platform.rawValue else {
-            throw Problem(.badRequest, "agent must be the id of one of this tenant's keys")
+        // A person of this tenant (`usr_…`), or one of its keys.
+        let isMember = try await store.memberships(user: to).contains { $0.tenant == caller.tenant }
+        let key = isMember ? nil : try await store.apiKey(id: to, tenant: caller.tenant)
+        guard isMember || (key.map { !$0.revoked && $0.role != Caller.Role.platform.rawValue } ?? false) else {
+            throw Problem(.badRequest, "agent must be a person of this tenant or the id of one of its keys")
         }
-        guard try await store.transfer(conversation: id, tenant: caller.tenant, to: key.id) else {
+        guard try await store.transfer(conversation: id, tenant: caller.tenant, to: to) else {
             throw Problem(.conflict, "the conversation is not in the inbox")
         }
-        try await store.audit(context, caller, "inbox.transfer", "\(id) -> \(key.id)", at: engine.now)
-        return json(["id": .string(id), "agent": .string(key.id)])
+        try await store.audit(context, caller, "inbox.transfer", "\(id) -> \(to)", at: engine.now)
+        return json(["id": .string(id), "agent": .string(to)])
     }
 
     struct Transfer: JSONRequest {

@@ -22,6 +22,8 @@ struct Serve: AsyncParsableCommand {
         config.host = host ?? env["FLOWLINE_HOST"] ?? config.host
         config.port = port ?? env["FLOWLINE_PORT"].flatMap(Int.init) ?? config.port
         config.adminKey = env["FLOWLINE_ADMIN_KEY"]
+        config.adminEmail = env["FLOWLINE_ADMIN_EMAIL"].flatMap { $0.isEmpty ? nil : $0 }
+        config.adminPassword = env["FLOWLINE_ADMIN_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
         config.flowsDirectory = flows
         config.deliveryLease = deliveryLease ?? config.deliveryLease

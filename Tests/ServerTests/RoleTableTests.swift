@@ -9,7 +9,7 @@ import Testing
 /// docs/api.md's route table is the contract: every route it lists is called with a key of each role, and a role
 /// below the one listed gets 403 while the one listed and those above get past authorization (the answer may be
 /// 404 or 400 for the made-up ids and bodies, never 401 or 403). Routes marked `—` need no key; `platform` routes
-/// take only the platform key, which every other route refuses.
+/// take only the platform key, which every other route refuses; `session` routes are a signed-in person's own.
 @Suite struct RoleTableTests {
     struct Route: CustomStringConvertible {
         var method: HTTPRequest.Method
@@ -45,6 +45,14 @@ import Testing
                 var path = route.path.replacingOccurrences(of: "{name}", with: "nope").replacingOccurrences(of: "{id}", with: "nope")
                     .replacingOccurrences(of: "{token}", with: "nope")
                 if path == "/v1/events" { path += "?timeout=1&limit=1" }  // a stream: end it at once
+                // A signed-in person's own session: no key opens it, and none is needed to be refused (PeopleTests).
+                if route.role == "session" {
+                    for (role, key) in keys {
+                        let status = try await client.execute(uri: path, method: route.method, headers: RouterTests.auth(key)) { $0.status }
+                        #expect(status == .unauthorized, "\(route): a \(role) key is not a session")
+                    }
+                    continue
+                }
                 for (role, key) in keys {
                     let status = try await client.execute(uri: path, method: route.method, headers: RouterTests.auth(key), body: RouterTests.body("{}")) {
                         $0.status

@@ -305,6 +305,8 @@ public protocol ChannelDriver: Sendable {
     var replyWindow: Int64? { get }
     /// Whether providers post to `/webhooks/{kind}/{id}`.
     var receivesWebhooks: Bool { get }
+    /// The methods its webhook takes (`POST`; WhatsApp's handshake adds `GET`): others get 405 before the driver sees them.
+    var webhookMethods: [String] { get }
     /// The actions flows `use:` with this kind's account: the conversation's channel for a conversation channel,
     /// the tenant's newest channel of the kind otherwise.
     var actions: [ActionDefinition] { get }
@@ -325,6 +327,7 @@ extension ChannelDriver {
     public var carriesConversations: Bool { false }
     public var replyWindow: Int64? { nil }
     public var receivesWebhooks: Bool { false }
+    public var webhookMethods: [String] { ["POST"] }
     public var actions: [ActionDefinition] { [] }
 
     public func receive(_ request: WebhookRequest, account: ChannelAccount, inbox: any ChannelInbox) async throws -> WebhookResponse {

@@ -81,6 +81,10 @@ public final class Channels: Sendable {
         guard let driver = byKind[kind], driver.receivesWebhooks, let channel = try await store.channel(id: id), channel.kind == kind else {
             throw NoSuchChannel(kind: kind, id: id)
         }
+        guard driver.webhookMethods.contains(request.method) else {
+            throw WebhookRefusal(405, "\(kind) webhooks take \(driver.webhookMethods.joined(separator: " or "))",
+                                 allow: driver.webhookMethods.joined(separator: ", "))
+        }
         var log = logger
         log[metadataKey: "channel"] = "\(channel.id)"
         let inbox = Inbox(engine: engine, store: store, channel: channel, replyWindow: driver.replyWindow, logger: log)

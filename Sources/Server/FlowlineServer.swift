@@ -315,8 +315,9 @@ public func openAPIDocument(channels: Channels) -> [UInt8] {
         })
         schema = .map(s)
     }
-    let webhookKinds = Value.list(channels.drivers.filter(\.receivesWebhooks).map { .string($0.kind) })
     for method in ["get", "post"] {
+        let webhookKinds = Value.list(channels.drivers.filter { $0.receivesWebhooks && $0.webhookMethods.contains(method.uppercased()) }
+            .map { .string($0.kind) })
         edit(&root, ["paths", "/webhooks/{kind}/{id}", method, "parameters"]) { parameters in
             guard case .list(var list) = parameters else { return }
             for i in list.indices where list[i]["name"] == "kind" {

@@ -477,6 +477,17 @@ extension String {
             try await client.execute(uri: hook, method: .delete) { r in
                 #expect(r.status == .methodNotAllowed && r.headers[.allow] == "GET, POST")
             }
+            // The route takes GET for the kinds whose handshake is one; this kind's webhook is POST only, as it declares.
+            try await client.execute(uri: hook, method: .get) { r in
+                #expect(r.status == .methodNotAllowed && r.headers[.allow] == "POST")
+            }
+            var kindsByMethod: [String: Value] = [:]
+            for method in ["get", "post"] {
+                if case .list(let parameters) = document["paths"]["/webhooks/{kind}/{id}"][method]["parameters"] {
+                    kindsByMethod[method] = parameters.first { $0["name"] == "kind" }?["schema"]["enum"]
+                }
+            }
+            #expect(kindsByMethod["get"] == ["whatsapp"] && kindsByMethod["post"] == ["whatsapp", "stripe", "echo"], "\(kindsByMethod)")
             // Another kind's path for the same channel is not it.
             try await client.execute(uri: "/webhooks/whatsapp/\(channel["id"].text)", method: .post, body: RouterTests.body(message)) {
                 #expect($0.status == .notFound)

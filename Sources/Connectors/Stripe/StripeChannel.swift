@@ -22,7 +22,6 @@ public struct StripeChannel: ChannelDriver {
     public var actions: [ActionDefinition] { StripeAPI.actions }
 
     public func receive(_ request: WebhookRequest, account: ChannelAccount, inbox: any ChannelInbox) async throws -> WebhookResponse {
-        guard request.method == "POST" else { throw WebhookRefusal(405, "Stripe webhooks are POST", allow: "POST") }
         guard StripeWebhook.isSigned(request.body, header: request.headers["stripe-signature"], secret: account.credentials["webhook_secret"].text,
                                      now: inbox.now.milliseconds / 1000) else {
             throw WebhookRefusal(401, "the Stripe-Signature does not match this channel's webhook secret, or is older than 5 minutes")

@@ -27,6 +27,7 @@ public struct WhatsAppChannel: ChannelDriver {
     public let carriesConversations = true
     public let replyWindow: Int64? = 24 * 3600
     public let receivesWebhooks = true
+    public let webhookMethods = ["GET", "POST"]
     public var actions: [ActionDefinition] { WhatsAppCloudAPI.actions }
 
     // MARK: Webhooks

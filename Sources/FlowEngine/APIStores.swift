@@ -81,10 +81,16 @@ public protocol PeopleRecords: Sendable {
     func revokeSession(idHash: String) async throws
     /// Signs a person out everywhere; how many sessions ended.
     func revokeSessions(user: String) async throws -> Int
-    /// Stores a single-use link (by the hash of its token): `setup` for the first admin.
-    func insertLink(hash: String, kind: String, expiresAt: Timestamp?, at: Timestamp) async throws
-    /// Spends a link once; false when it was used, expired or never existed.
-    func useLink(hash: String, kind: String, at: Timestamp) async throws -> Bool
+    /// Stores a single-use link (by the hash of its token).
+    func insertLink(_ link: LinkRecord, at: Timestamp) async throws
+    /// Spends a link of `kind` once; nil when it was used, expired or never existed.
+    func useLink(hash: String, kind: String, at: Timestamp) async throws -> LinkRecord?
+    /// A tenant's people, by email.
+    func members(tenant: String) async throws -> [Member]
+    /// Adds a membership, or changes its role when there is one (`.lastAdmin`: it would leave no admin).
+    func setMembership(user: String, tenant: String, role: String) async throws -> MemberChange
+    func removeMembership(user: String, tenant: String) async throws -> MemberChange
+    func setPassword(user: String, hash: String) async throws
     func hasUnusedLink(kind: String, at: Timestamp) async throws -> Bool
     /// Failed sign-ins by a key (`email:…`, `address:…`): how many in a row, and until when it is locked.
     func signInFailures(key: String) async throws -> (failures: Int, lockedUntil: Timestamp?)

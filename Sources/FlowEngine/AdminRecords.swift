@@ -190,3 +190,45 @@ public struct SessionRecord: Sendable, Hashable {
         self.revoked = revoked
     }
 }
+
+/// A single-use link's purpose and what it carries: `setup` (the first admin), `invite` (an email and a role in a
+/// tenant), `reset` (a person's new password). Kept by the SHA-256 of its token.
+public struct LinkRecord: Sendable, Hashable {
+    public var hash: String
+    public var kind: String
+    public var tenant: String?
+    public var email: String?
+    public var role: String?
+    public var user: String?
+    public var expiresAt: Timestamp?
+
+    public init(hash: String, kind: String, tenant: String? = nil, email: String? = nil, role: String? = nil, user: String? = nil,
+                expiresAt: Timestamp? = nil) {
+        self.hash = hash
+        self.kind = kind
+        self.tenant = tenant
+        self.email = email
+        self.role = role
+        self.user = user
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A person in a tenant, as its admins see them.
+public struct Member: Sendable, Hashable {
+    public var user: UserRecord
+    public var role: String
+
+    public init(user: UserRecord, role: String) {
+        self.user = user
+        self.role = role
+    }
+}
+
+/// Why a change to a tenant's people was refused.
+public enum MemberChange: Sendable, Hashable {
+    case done
+    case notAMember
+    /// It would leave the tenant without an admin.
+    case lastAdmin
+}

@@ -20,7 +20,7 @@ extension SQLStore: PeopleRecords {
         }
     }
 
-    private func user(_ r: SQLRow) -> UserRecord {
+    func user(_ r: SQLRow) -> UserRecord {
         UserRecord(id: r.text("id") ?? "", email: r.text("email") ?? "", name: r.text("name") ?? "", passwordHash: r.text("password_hash") ?? "",
                    createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0))
     }
@@ -81,20 +81,72 @@ extension SQLStore: PeopleRecords {
         }
     }
 
-    public func insertLink(hash: String, kind: String, expiresAt: Timestamp?, at: Timestamp) async throws {
+    public func insertLink(_ l: LinkRecord, at: Timestamp) async throws {
         try await driver.transaction { db in
-            try await db.execute("INSERT INTO links (hash, kind, expires_at, created_at) VALUES ($1, $2, $3, $4)", .text(hash), .text(kind),
-                                 expiresAt.map { .int($0.milliseconds) } ?? .null, .int(at.milliseconds))
+            try await db.execute(
+                "INSERT INTO links (hash, kind, tenant_id, email, role, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                .text(l.hash), .text(l.kind), l.tenant.map(SQLValue.text) ?? .null, l.email.map(SQLValue.text) ?? .null,
+                l.role.map(SQLValue.text) ?? .null, l.user.map(SQLValue.text) ?? .null, l.expiresAt.map { .int($0.milliseconds) } ?? .null,
+                .int(at.milliseconds))
         }
     }
 
-    public func useLink(hash: String, kind: String, at: Timestamp) async throws -> Bool {
+    public func useLink(hash: String, kind: String, at: Timestamp) async throws -> LinkRecord? {
         try await driver.transaction { db in
-            !(try await db.execute(
+            try await db.execute(
                 """
                 UPDATE links SET used_at = $3 WHERE hash = $1 AND kind = $2 AND used_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
-                RETURNING hash
-                """, .text(hash), .text(kind), .int(at.milliseconds))).isEmpty
+                RETURNING hash, kind, tenant_id, email, role, user_id, expires_at
+                """, .text(hash), .text(kind), .int(at.milliseconds)).first.map { r in
+                LinkRecord(hash: r.text("hash") ?? "", kind: r.text("kind") ?? "", tenant: r.text("tenant_id"), email: r.text("email"),
+                           role: r.text("role"), user: r.text("user_id"), expiresAt: r.int("expires_at").map(Timestamp.init(milliseconds:)))
+            }
+        }
+    }
+
+    public func members(tenant: String) async throws -> [Member] {
+        try await driver.transaction { db in
+            try await db.execute(
+                "SELECT u.*, m.role FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.tenant_id = $1 ORDER BY u.email",
+                .text(tenant)).map { Member(user: self.user($0), role: $0.text("role") ?? "") }
+        }
+    }
+
+    /// The tenant's admins, their rows locked until the transaction ends (two admins demoting each other at once
+    /// cannot both succeed).
+    private func admins(_ tenant: String, _ db: any SQLExecutor) async throws -> Set<String> {
+        Set(try await db.execute("SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'admin'\(forUpdate)", .text(tenant))
+            .compactMap { $0.text("user_id") })
+    }
+
+    public func setMembership(user: String, tenant: String, role: String) async throws -> MemberChange {
+        try await driver.transaction { db in
+            let admins = try await self.admins(tenant, db)
+            if role != "admin", admins == [user] { return .lastAdmin }
+            let updated = try await db.execute("UPDATE memberships SET role = $3 WHERE user_id = $1 AND tenant_id = $2 RETURNING user_id",
+                                               .text(user), .text(tenant), .text(role))
+            if updated.isEmpty {
+                try await db.execute("INSERT INTO memberships (user_id, tenant_id, role) VALUES ($1, $2, $3)", .text(user), .text(tenant), .text(role))
+            }
+            return .done
+        }
+    }
+
+    public func removeMembership(user: String, tenant: String) async throws -> MemberChange {
+        try await driver.transaction { db in
+            if try await self.admins(tenant, db) == [user] { return .lastAdmin }
+            let removed = try await db.execute("DELETE FROM memberships WHERE user_id = $1 AND tenant_id = $2 RETURNING user_id", .text(user), .text(tenant))
+            guard !removed.isEmpty else { return .notAMember }
+            // Sessions in that tenant end with the membership.
+            try await db.execute("UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND tenant_id = $2 AND revoked_at IS NULL", .text(user),
+                                 .text(tenant), .int(Timestamp(Date()).milliseconds))
+            return .done
+        }
+    }
+
+    public func setPassword(user: String, hash: String) async throws {
+        try await driver.transaction { db in
+            try await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", .text(user), .text(hash))
         }
     }
 

@@ -119,7 +119,10 @@ extension SQLStore {
               created_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked_at BIGINT)
             """,
             "CREATE INDEX sessions_user ON sessions (user_id)",
-            "CREATE TABLE links (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, expires_at BIGINT, used_at BIGINT, created_at BIGINT NOT NULL)",
+            """
+            CREATE TABLE links (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, tenant_id TEXT, email TEXT, role TEXT, user_id TEXT,
+              expires_at BIGINT, used_at BIGINT, created_at BIGINT NOT NULL)
+            """,
             "CREATE TABLE sign_in_failures (key TEXT PRIMARY KEY, failures BIGINT NOT NULL, locked_until BIGINT, updated_at BIGINT NOT NULL)",
         ]]
     }

@@ -30,7 +30,7 @@ struct AuditRoutes {
             return try BodyText.identifier(v, name, max: 512)
         }
         func time(_ name: String) throws -> Timestamp? {
-            guard let v = try text(name) else { return nil }
+            guard let v = q[Substring(name)].map(String.init) else { return nil }
             guard let t = DataDocument.timestamp(v) else { throw Problem(.badRequest, "\(name) must be an ISO 8601 time") }
             return t
         }

@@ -133,6 +133,7 @@ public enum FlowlineServer {
         EventRoutes(store: store).addRoutes(to: v1)
         TenantRoutes(store: store, engine: engine).addRoutes(to: v1)
         AuditRoutes(store: store).addRoutes(to: v1)
+        MemberRoutes(store: store, engine: engine).addRoutes(to: v1, public: router)
         table.load(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }
@@ -200,7 +201,7 @@ public enum FlowlineServer {
             return
         }
         let token = APIKeys.random(32)
-        try await store.insertLink(hash: People.sha256(token), kind: "setup", expiresAt: nil, at: now)
+        try await store.insertLink(LinkRecord(hash: People.sha256(token), kind: "setup"), at: now)
         let base = configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)"
         say("""
             No one can sign in yet. Set up the first admin of tenant '\(tenant)' (a one-time link, valid until used):

@@ -24,6 +24,8 @@ import Prometheus
 
         init(clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets,
              logger: Logger = RouterTests.quietLogger, limiter: WorkLimiter = WorkLimiter()) async throws {
+            // Sign-ins by the hundred in one test process: a cost that keeps them from starving the tests that time the server.
+            People.useCost(4)
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()

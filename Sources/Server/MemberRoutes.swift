@@ -1,0 +1,203 @@
+import FlowEngine
+import FlowVM
+import Foundation
+import Hummingbird
+
+/// A tenant's people, managed by its admins: invitations and password resets by single-use, expiring links, roles,
+/// removal (never of the last admin), and ending a person's sessions.
+struct MemberRoutes {
+    let store: any PeopleRecords & TenantRecords
+    let engine: Engine
+
+    static let invitationLifetime: Int64 = 7 * 86_400
+    static let resetLifetime: Int64 = 86_400
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>, public router: Router<FlowlineRequestContext>) {
+        group.get("members", use: list)
+        group.post("members/invitations", use: invite)
+        group.put("members/{id}", use: setRole)
+        group.delete("members/{id}", use: remove)
+        group.delete("members/{id}/sessions", use: endSessions)
+        group.post("members/{id}/reset", use: reset)
+        router.post("v1/invitations/accept", use: accept)
+        router.post("v1/password", use: setPassword)
+    }
+
+    private func admin(_ context: FlowlineRequestContext) throws -> Caller {
+        let caller = try context.requireCaller()
+        guard caller.allows(.admin) else { throw Problem(.forbidden, "managing people needs an admin") }
+        return caller
+    }
+
+    static func role(_ r: String) throws -> Caller.Role {
+        guard let role = Caller.Role(rawValue: r), role != .platform else { throw Problem(.badRequest, "role must be admin, supervisor or agent") }
+        return role
+    }
+
+    /// One of the tenant's people, or 404.
+    private func member(_ context: FlowlineRequestContext, _ caller: Caller) async throws -> Member {
+        let id = try context.parameters.require("id")
+        guard let m = try await store.members(tenant: caller.tenant).first(where: { $0.user.id == id }) else {
+            throw Problem(.notFound, "no member \(id)")
+        }
+        return m
+    }
+
+    @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let page = try Page(request)
+        let members = try await store.members(tenant: caller.tenant)
+        return page.response("members", page.slice(members).map {
+            ["id": .string($0.user.id), "email": .string($0.user.email), "name": .string($0.user.name), "role": .string($0.role)]
+        }, total: members.count)
+    }
+
+    struct Invitation: JSONRequest {
+        var email: String
+        var role: String
+        func validated() throws -> Invitation { _ = try MemberRoutes.role(role); return self }
+    }
+
+    /// The link a person follows, shown to the admin (who passes it on); valid once, until `expires_at`.
+    struct LinkAnswer: JSONResponse {
+        var email: String
+        var role: String?
+        var link: String
+        var token: String
+        var expiresAt: String
+
+        enum CodingKeys: String, CodingKey {
+            case email, role, link, token
+            case expiresAt = "expires_at"
+        }
+    }
+
+    /// `POST /v1/members/invitations {email, role}`.
+    @Sendable func invite(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let body = try await request.decode(Invitation.self, context: context)
+        let email = try People.email(body.email)
+        if try await store.members(tenant: caller.tenant).contains(where: { $0.user.email == email }) {
+            throw Problem(.conflict, "\(email) is a member already")
+        }
+        let token = APIKeys.random(32), expires = engine.now.adding(seconds: Self.invitationLifetime)
+        try await store.insertLink(LinkRecord(hash: People.sha256(token), kind: "invite", tenant: caller.tenant, email: email, role: body.role,
+                                              expiresAt: expires), at: engine.now)
+        try await store.audit(context, caller, "member.invite", "\(email) as \(body.role)", at: engine.now)
+        return try LinkAnswer(email: email, role: body.role, link: "/invitation#\(token)", token: token, expiresAt: expires.iso8601)
+            .response(status: .created)
+    }
+
+    struct Accept: JSONRequest {
+        var token: String
+        var password: String?
+        var name: String?
+        func validated() throws -> Accept {
+            _ = try BodyText.identifier(token, "token", max: 128)
+            if let name { _ = try BodyText.identifier(name, "name", max: 200) }
+            return self
+        }
+    }
+
+    /// `POST /v1/invitations/accept {token, password, name?}`: a new person sets their password; someone who already
+    /// has an account joins the tenant with it (no password needed: the link was sent to their address).
+    @Sendable func accept(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let body = try await request.decode(Accept.self, context: context)
+        let existing: UserRecord?
+        if let password = body.password { try People.checkPassword(password) }
+        guard let link = try await store.useLink(hash: People.sha256(body.token), kind: "invite", at: engine.now),
+              let tenant = link.tenant, let email = link.email, let role = link.role else {
+            throw Problem(.notFound, "no such invitation: it was used already, has expired, or never existed")
+        }
+        existing = try await store.user(email: email)
+        let user: UserRecord
+        if let existing {
+            user = existing
+        } else {
+            guard let password = body.password else { throw Problem(.badRequest, "password is required to create an account") }
+            user = UserRecord(id: "usr_" + APIKeys.random(16), email: email, name: body.name ?? email, passwordHash: try await People.hash(password),
+                              createdAt: engine.now)
+            guard try await store.insertUser(user, memberships: []) else { throw Problem(.conflict, "\(email) has an account already") }
+        }
+        _ = try await store.setMembership(user: user.id, tenant: tenant, role: role)
+        try await store.audit(AuditEntry(tenant: tenant, actor: user.id, action: "member.join", subject: "\(user.id) as \(role)", request: context.id,
+                                         at: engine.now))
+        return try PeopleRoutes.Person(id: user.id, email: user.email, name: user.name, tenant: tenant, role: role,
+                                       tenants: try await store.memberships(user: user.id).map { .init(id: $0.tenant, role: $0.role) })
+            .response(status: .created)
+    }
+
+    struct RoleChange: JSONRequest {
+        var role: String
+        func validated() throws -> RoleChange { _ = try MemberRoutes.role(role); return self }
+    }
+
+    /// `PUT /v1/members/{id} {role}`.
+    @Sendable func setRole(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let member = try await member(context, caller)
+        let role = try await request.decode(RoleChange.self, context: context).role
+        guard try await store.setMembership(user: member.user.id, tenant: caller.tenant, role: role) == .done else {
+            throw Problem(.conflict, "the tenant's last admin stays an admin")
+        }
+        try await store.audit(context, caller, "member.role", "\(member.user.id): \(member.role) -> \(role)", at: engine.now)
+        return json(["id": .string(member.user.id), "role": .string(role)])
+    }
+
+    /// `DELETE /v1/members/{id}`: the person leaves the tenant, and their sessions in it end.
+    @Sendable func remove(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let member = try await member(context, caller)
+        switch try await store.removeMembership(user: member.user.id, tenant: caller.tenant) {
+        case .lastAdmin: throw Problem(.conflict, "the tenant's last admin cannot be removed")
+        case .notAMember: throw Problem(.notFound, "no member \(member.user.id)")
+        case .done: break
+        }
+        try await store.audit(context, caller, "member.remove", member.user.id, at: engine.now)
+        return Response(status: .noContent)
+    }
+
+    /// `DELETE /v1/members/{id}/sessions`: signs the person out everywhere.
+    @Sendable func endSessions(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let member = try await member(context, caller)
+        let n = try await store.revokeSessions(user: member.user.id)
+        try await store.audit(context, caller, "member.sessions.end", member.user.id, at: engine.now)
+        return json(["id": .string(member.user.id), "ended": .number(Double(n))])
+    }
+
+    /// `POST /v1/members/{id}/reset`: a link with which the person sets a new password (`POST /v1/password`).
+    @Sendable func reset(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try admin(context)
+        let member = try await member(context, caller)
+        let token = APIKeys.random(32), expires = engine.now.adding(seconds: Self.resetLifetime)
+        try await store.insertLink(LinkRecord(hash: People.sha256(token), kind: "reset", tenant: caller.tenant, user: member.user.id, expiresAt: expires),
+                                   at: engine.now)
+        try await store.audit(context, caller, "member.reset", member.user.id, at: engine.now)
+        return try LinkAnswer(email: member.user.email, link: "/password#\(token)", token: token, expiresAt: expires.iso8601).response(status: .created)
+    }
+
+    struct NewPassword: JSONRequest {
+        var token: String
+        var password: String
+        func validated() throws -> NewPassword {
+            _ = try BodyText.identifier(token, "token", max: 128)
+            try People.checkPassword(password)
+            return self
+        }
+    }
+
+    /// `POST /v1/password {token, password}`: a reset link's new password; every session of the person ends.
+    @Sendable func setPassword(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let body = try await request.decode(NewPassword.self, context: context)
+        guard let link = try await store.useLink(hash: People.sha256(body.token), kind: "reset", at: engine.now), let user = link.user else {
+            throw Problem(.notFound, "no such link: it was used already, has expired, or never existed")
+        }
+        try await store.setPassword(user: user, hash: try await People.hash(body.password))
+        _ = try await store.revokeSessions(user: user)
+        if let tenant = link.tenant {
+            try await store.audit(AuditEntry(tenant: tenant, actor: user, action: "password.set", subject: user, request: context.id, at: engine.now))
+        }
+        return Response(status: .noContent)
+    }
+}

@@ -1,0 +1,106 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+@testable import Server
+import Testing
+
+/// Admins invite people by single-use, expiring links, change their roles, remove them (never the last admin), end
+/// their sessions and reset their passwords.
+@Suite struct MemberTests {
+    static let password = PeopleTests.password
+
+    @Test func inviteAcceptSignInAndWorkInTheRoleGiven() async throws {
+        let clock = APIChannelConnectorTests.Clock()
+        let rig = try await RouterTests.Rig(clock: { clock.now })
+        let admin = try await PeopleTests.member(rig, "owner@a.example", role: .admin)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            try await client.execute(uri: "/v1/members/invitations", method: .post, headers: RouterTests.auth(rig.agentA),
+                                     body: RouterTests.body(#"{"email": "bia@a.example", "role": "agent"}"#)) { #expect($0.status == .forbidden) }
+            let invitation = try await client.execute(uri: "/v1/members/invitations", method: .post, headers: a,
+                                                      body: RouterTests.body(#"{"email": "Bia@A.example", "role": "agent"}"#)) { r in
+                #expect(r.status == .created)
+                return RouterTests.json(r)
+            }
+            let token = invitation["token"].text
+            #expect(invitation["email"] == "bia@a.example" && invitation["link"] == .string("/invitation#\(token)"))
+            try await client.execute(uri: "/v1/members/invitations", method: .post, headers: a,
+                                     body: RouterTests.body(#"{"email": "owner@a.example", "role": "agent"}"#)) { #expect($0.status == .conflict) }
+            func accept(_ t: String, _ password: String = Self.password) async throws -> HTTPResponse.Status {
+                try await client.execute(uri: "/v1/invitations/accept", method: .post,
+                                         body: RouterTests.body(#"{"token": "\#(t)", "password": "\#(password)", "name": "Bia"}"#)) { $0.status }
+            }
+            #expect(try await accept("forged-token") == .notFound)
+            #expect(try await accept(token, "short") == .badRequest, "a weak password spends nothing")
+            #expect(try await accept(token) == .created)
+            #expect(try await accept(token) == .notFound, "single use")
+            let bia = try await PeopleTests.signIn(client, "bia@a.example", Self.password)
+            #expect(bia.status == .created && bia.body["role"] == "agent" && bia.body["tenant"] == "a")
+            let cookie = try #require(bia.cookie)
+            try await client.execute(uri: "/v1/members", method: .get, headers: [.cookie: cookie]) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/members", method: .get, headers: a) { r in
+                let members = RouterTests.json(r)["members"]
+                #expect(members == [["id": members[0]["id"], "email": "bia@a.example", "name": "Bia", "role": "agent"],
+                                    ["id": .string(admin.id), "email": "owner@a.example", "name": "owner@a.example", "role": "admin"]])
+            }
+            // An invitation expires.
+            let late = try await client.execute(uri: "/v1/members/invitations", method: .post, headers: a,
+                                                body: RouterTests.body(#"{"email": "late@a.example", "role": "agent"}"#)) { RouterTests.json($0)["token"].text }
+            clock.advance(seconds: MemberRoutes.invitationLifetime + 1)
+            #expect(try await accept(late) == .notFound)
+        }
+        await rig.store.close()
+    }
+
+    @Test func rolesRemovalTheLastAdminSessionsAndResets() async throws {
+        let rig = try await RouterTests.Rig()
+        let owner = try await PeopleTests.member(rig, "owner@a.example", role: .admin)
+        let lead = try await PeopleTests.member(rig, "lead@a.example", role: .supervisor)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            func role(_ id: String, _ r: String) async throws -> HTTPResponse.Status {
+                try await client.execute(uri: "/v1/members/\(id)", method: .put, headers: a, body: RouterTests.body(#"{"role": "\#(r)"}"#)) { $0.status }
+            }
+            #expect(try await role(owner.id, "agent") == .conflict, "the last admin stays an admin")
+            #expect(try await role(lead.id, "platform") == .badRequest)
+            #expect(try await role(lead.id, "admin") == .ok)
+            #expect(try await role(owner.id, "agent") == .ok, "with another admin, the first may step down")
+            #expect(try await role("usr_nobody", "agent") == .notFound)
+            let otherTenants = try await PeopleTests.member(rig, "b-person@b.example", role: .admin, tenant: "b")
+            #expect(try await role(otherTenants.id, "agent") == .notFound, "another tenant's people are not ours")
+            try await client.execute(uri: "/v1/members/\(lead.id)", method: .delete, headers: a) { #expect($0.status == .conflict, "lead is the last admin now") }
+
+            // Sessions end on demand, and with a removal.
+            let s1 = try #require(try await PeopleTests.signIn(client, "owner@a.example", Self.password).cookie)
+            try await client.execute(uri: "/v1/members/\(owner.id)/sessions", method: .delete, headers: a) { #expect(RouterTests.json($0)["ended"] == 1) }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: [.cookie: s1]) { #expect($0.status == .unauthorized) }
+            let s2 = try #require(try await PeopleTests.signIn(client, "owner@a.example", Self.password).cookie)
+            try await client.execute(uri: "/v1/members/\(owner.id)", method: .delete, headers: a) { #expect($0.status == .noContent) }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: [.cookie: s2]) { #expect($0.status == .unauthorized) }
+
+            // A reset link sets a new password, once, and ends every session.
+            let s3 = try #require(try await PeopleTests.signIn(client, "lead@a.example", Self.password).cookie)
+            let reset = try await client.execute(uri: "/v1/members/\(lead.id)/reset", method: .post, headers: a) { RouterTests.json($0) }
+            #expect(reset["link"].text.hasPrefix("/password#") && reset["email"] == "lead@a.example")
+            let newPassword = "another long passphrase"
+            func setPassword() async throws -> HTTPResponse.Status {
+                try await client.execute(uri: "/v1/password", method: .post,
+                                         body: RouterTests.body(#"{"token": "\#(reset["token"].text)", "password": "\#(newPassword)"}"#)) { $0.status }
+            }
+            #expect(try await setPassword() == .noContent)
+            #expect(try await setPassword() == .notFound)
+            try await client.execute(uri: "/v1/flows", method: .get, headers: [.cookie: s3]) { #expect($0.status == .unauthorized) }
+            #expect(try await PeopleTests.signIn(client, "lead@a.example", Self.password).status == .unauthorized)
+            #expect(try await PeopleTests.signIn(client, "lead@a.example", newPassword).status == .created)
+        }
+        let actions = try await rig.store.auditLog(tenant: "a").map(\.action)
+        for action in ["member.role", "member.sessions.end", "member.remove", "member.reset", "password.set"] {
+            #expect(actions.contains(action), "\(action) is audited")
+        }
+        await rig.store.close()
+    }
+}

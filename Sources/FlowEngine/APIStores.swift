@@ -83,6 +83,8 @@ public protocol PeopleRecords: Sendable {
     func revokeSessions(user: String) async throws -> Int
     /// Stores a single-use link (by the hash of its token).
     func insertLink(_ link: LinkRecord, at: Timestamp) async throws
+    /// An unspent, unexpired link of `kind`, without spending it.
+    func link(hash: String, kind: String, at: Timestamp) async throws -> LinkRecord?
     /// Spends a link of `kind` once; nil when it was used, expired or never existed.
     func useLink(hash: String, kind: String, at: Timestamp) async throws -> LinkRecord?
     /// A tenant's people, by email.

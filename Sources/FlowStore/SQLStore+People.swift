@@ -104,6 +104,17 @@ extension SQLStore: PeopleRecords {
         }
     }
 
+    public func link(hash: String, kind: String, at: Timestamp) async throws -> LinkRecord? {
+        try await driver.transaction { db in
+            try await db.execute(
+                "SELECT * FROM links WHERE hash = $1 AND kind = $2 AND used_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
+                .text(hash), .text(kind), .int(at.milliseconds)).first.map { r in
+                LinkRecord(hash: r.text("hash") ?? "", kind: r.text("kind") ?? "", tenant: r.text("tenant_id"), email: r.text("email"),
+                           role: r.text("role"), user: r.text("user_id"), expiresAt: r.int("expires_at").map(Timestamp.init(milliseconds:)))
+            }
+        }
+    }
+
     public func members(tenant: String) async throws -> [Member] {
         try await driver.transaction { db in
             try await db.execute(

@@ -90,32 +90,42 @@ struct MemberRoutes {
 
     struct Accept: JSONRequest {
         var token: String
-        var password: String?
+        var password: String
         var name: String?
         func validated() throws -> Accept {
             _ = try BodyText.identifier(token, "token", max: 128)
+            guard (1...256).contains(password.count) else { throw Problem(.badRequest, "password must be 1 to 256 characters") }
             if let name { _ = try BodyText.identifier(name, "name", max: 200) }
             return self
         }
     }
 
     /// `POST /v1/invitations/accept {token, password, name?}`: a new person sets their password; someone who already
-    /// has an account joins the tenant with it (no password needed: the link was sent to their address).
+    /// has an account joins the tenant by giving theirs. The link is spent only once everything else holds, so a
+    /// mistake (a weak password, a wrong one) can be corrected with the same link.
     @Sendable func accept(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let body = try await request.decode(Accept.self, context: context)
-        let existing: UserRecord?
-        if let password = body.password { try People.checkPassword(password) }
-        guard let link = try await store.useLink(hash: People.sha256(body.token), kind: "invite", at: engine.now),
-              let tenant = link.tenant, let email = link.email, let role = link.role else {
+        let hash = People.sha256(body.token)
+        guard let link = try await store.link(hash: hash, kind: "invite", at: engine.now), let tenant = link.tenant, let email = link.email,
+              let role = link.role else {
             throw Problem(.notFound, "no such invitation: it was used already, has expired, or never existed")
         }
-        existing = try await store.user(email: email)
+        let existing = try await store.user(email: email)
+        if let existing {
+            guard try await People.verify(body.password, hash: existing.passwordHash) else {
+                throw Problem(.unauthorized, "\(email) has an account: give its password to join")
+            }
+        } else {
+            try People.checkPassword(body.password)
+        }
+        guard try await store.useLink(hash: hash, kind: "invite", at: engine.now) != nil else {
+            throw Problem(.notFound, "no such invitation: it was used already, has expired, or never existed")
+        }
         let user: UserRecord
         if let existing {
             user = existing
         } else {
-            guard let password = body.password else { throw Problem(.badRequest, "password is required to create an account") }
-            user = UserRecord(id: "usr_" + APIKeys.random(16), email: email, name: body.name ?? email, passwordHash: try await People.hash(password),
+            user = UserRecord(id: "usr_" + APIKeys.random(16), email: email, name: body.name ?? email, passwordHash: try await People.hash(body.password),
                               createdAt: engine.now)
             guard try await store.insertUser(user, memberships: []) else { throw Problem(.conflict, "\(email) has an account already") }
         }

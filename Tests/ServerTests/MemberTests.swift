@@ -47,6 +47,13 @@ import Testing
                 #expect(members == [["id": members[0]["id"], "email": "bia@a.example", "name": "Bia", "role": "agent"],
                                     ["id": .string(admin.id), "email": "owner@a.example", "name": "owner@a.example", "role": "admin"]])
             }
+            // Someone with an account joins another tenant with their own password; a wrong one spends nothing.
+            let other = try await client.execute(uri: "/v1/members/invitations", method: .post, headers: RouterTests.auth(rig.adminB),
+                                                 body: RouterTests.body(#"{"email": "bia@a.example", "role": "supervisor"}"#)) { RouterTests.json($0)["token"].text }
+            #expect(try await accept(other, "not her password at all") == .unauthorized)
+            #expect(try await accept(other) == .created)
+            let both = try await PeopleTests.signIn(client, "bia@a.example", Self.password, tenant: "b")
+            #expect(both.body["role"] == "supervisor" && both.body["tenants"] == [["id": "a", "role": "agent"], ["id": "b", "role": "supervisor"]])
             // An invitation expires.
             let late = try await client.execute(uri: "/v1/members/invitations", method: .post, headers: a,
                                                 body: RouterTests.body(#"{"email": "late@a.example", "role": "agent"}"#)) { RouterTests.json($0)["token"].text }

@@ -62,7 +62,7 @@ enum People {
 
     /// A new password: 10 to 256 characters, not one of the most common.
     static func checkPassword(_ p: String) throws {
-        guard (10...256).contains(p.count) else { throw Problem(.badRequest, "password must be 10 to 256 characters") }
+        guard (10...256).contains(p.unicodeScalars.count) else { throw Problem(.badRequest, "password must be 10 to 256 characters") }
         guard !common.contains(p.lowercased()) else { throw Problem(.badRequest, "password is one of the most common: choose another") }
     }
 

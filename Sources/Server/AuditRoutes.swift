@@ -21,8 +21,7 @@ struct AuditRoutes {
 
     /// `?actor=&action=&subject=&after=&before=&limit=&offset=`; `after` and `before` are ISO 8601 instants.
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.admin) else { throw Problem(.forbidden, "reading the audit log needs an admin key") }
+        let caller = try context.requireCaller(.admin, "reading the audit log needs an admin")
         let page = try Page(request)
         let q = request.uri.queryParameters
         func text(_ name: String) throws -> String? {

@@ -46,8 +46,7 @@ struct ChannelRoutes {
     }
 
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.admin) else { throw Problem(.forbidden, "configuring channels needs an admin key") }
+        let caller = try context.requireCaller(.admin, "configuring channels needs an admin")
         let body = try await request.jsonObject(context: context)
         guard case .string(let kindName)? = body["kind"], let kind = channels[kindName] else {
             throw Problem(.badRequest, "kind must be one of " + channels.drivers.map(\.kind).sorted().joined(separator: ", "))

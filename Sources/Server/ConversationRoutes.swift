@@ -85,7 +85,7 @@ struct ConversationRoutes {
 
     @Sendable func retry(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         // The role first: a key that may not retry learns nothing about which conversations exist.
-        guard try context.requireCaller().allows(.supervisor) else { throw Problem(.forbidden, "retrying needs a supervisor or admin key") }
+        _ = try context.requireCaller(.supervisor, "retrying needs a supervisor or admin")
         let (caller, c) = try await find(context)
         try await engine.retry(conversation: c.id, tenant: caller.tenant)
         try await store.audit(context, caller, "conversation.retry", c.id, at: engine.now)

@@ -58,8 +58,7 @@ struct FlowRoutes {
     }
 
     @Sendable func put(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "editing flows needs a supervisor or admin key") }
+        let caller = try context.requireCaller(.supervisor, "editing flows needs a supervisor or admin")
         let name = try name(context)
         var source = try await request.text(context: context)
         guard !source.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
@@ -122,8 +121,7 @@ struct FlowRoutes {
     }
 
     @Sendable func publish(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "publishing needs a supervisor or admin key") }
+        let caller = try context.requireCaller(.supervisor, "publishing needs a supervisor or admin")
         let name = try name(context)
         guard let source = try await store.draft(tenant: caller.tenant, name: name) else { throw Problem(.notFound, "no flow \(name)") }
         let result = try await compile(source, name, caller)
@@ -147,8 +145,7 @@ struct FlowRoutes {
     }
 
     @Sendable func migrate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "migrating conversations needs a supervisor or admin key") }
+        let caller = try context.requireCaller(.supervisor, "migrating conversations needs a supervisor or admin")
         let flow = try name(context)
         let report = try await engine.migrateConversations(tenant: caller.tenant, flow: flow)
         try await store.audit(context, caller, "flow.migrate", "\(flow)@\(report.version): \(report.moved.count) moved, \(report.stayed.count) stayed", at: engine.now)
@@ -178,8 +175,7 @@ struct FlowRoutes {
 
     /// `{"version": N}`: publishes version N's source again as the newest version (history stays immutable).
     @Sendable func rollback(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "rolling back needs a supervisor or admin key") }
+        let caller = try context.requireCaller(.supervisor, "rolling back needs a supervisor or admin")
         let name = try name(context)
         let n = try await request.decode(Rollback.self, context: context).version
         let old = try await version(name, n, caller.tenant)

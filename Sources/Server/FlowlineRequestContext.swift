@@ -23,6 +23,14 @@ public struct FlowlineRequestContext: RequestContext {
         guard let caller else { throw Problem(.unauthorized, "missing or invalid API key") }
         return caller
     }
+
+    /// The caller, when their role (a key's or a person's) allows what `minimum` may; 403 saying `why` otherwise.
+    /// Every route's role check is this one line; `Caller.allows` is the one ranking of roles.
+    func requireCaller(_ minimum: Caller.Role, _ why: String) throws -> Caller {
+        let caller = try requireCaller()
+        guard caller.allows(minimum) else { throw Problem(.forbidden, why) }
+        return caller
+    }
 }
 
 /// An authenticated API key's owner.

@@ -46,8 +46,7 @@ struct InboxRoutes {
     /// `{"agent"?}`: a supervisor or admin gives a handed-off conversation to another agent (a key id of this tenant),
     /// or takes it over (no `agent`), whoever held it.
     @Sendable func transfer(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.supervisor) else { throw Problem(.forbidden, "transferring a conversation needs a supervisor or admin key") }
+        let caller = try context.requireCaller(.supervisor, "transferring a conversation needs a supervisor or admin")
         let id = try context.parameters.require("id")
         guard try await store.conversation(id: id, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no conversation \(id)") }
         let to = try await request.decode(Transfer.self, context: context).agent ?? caller.keyID

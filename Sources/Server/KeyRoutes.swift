@@ -15,8 +15,7 @@ struct KeyRoutes {
     }
 
     private func admin(_ context: FlowlineRequestContext) throws -> Caller {
-        let caller = try context.requireCaller()
-        guard caller.allows(.admin) else { throw Problem(.forbidden, "managing keys needs an admin key") }
+        let caller = try context.requireCaller(.admin, "managing keys needs an admin")
         return caller
     }
 
@@ -130,8 +129,7 @@ struct TenantRoutes {
     }
 
     @Sendable func create(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try context.requireCaller()
-        guard caller.allows(.platform) else { throw Problem(.forbidden, "creating tenants needs the platform key") }
+        let caller = try context.requireCaller(.platform, "creating tenants needs the platform key")
         let body = try await request.decode(NewTenant.self, context: context)
         let (id, name) = (body.id, body.name ?? body.id)
         guard try await !store.tenantExists(id) else { throw Problem(.conflict, "tenant \(id) exists") }

@@ -24,8 +24,7 @@ struct MemberRoutes {
     }
 
     private func admin(_ context: FlowlineRequestContext) throws -> Caller {
-        let caller = try context.requireCaller()
-        guard caller.allows(.admin) else { throw Problem(.forbidden, "managing people needs an admin") }
+        let caller = try context.requireCaller(.admin, "managing people needs an admin")
         return caller
     }
 

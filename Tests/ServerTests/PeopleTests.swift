@@ -61,6 +61,19 @@ import Testing
         await rig.store.close()
     }
 
+    @Test func emailsAndPasswordsAreCheckedAsTheSchemaSays() throws {
+        #expect(try People.email("Ana@Clinic.Example") == "ana@clinic.example")
+        for bad in ["", "a@", "@b", "a@b@c", " a@b.c", "a@b.c ", "a b@c.d", "a\u{A0}@b.c", "a\u{FEFF}@b.c", "a\u{1}@b.c", "ab"] {
+            #expect(throws: Problem.self, "\(bad.debugDescription)") { try People.email(bad) }
+        }
+        // Ten code points, as JSON Schema counts a minLength, even when they make fewer characters.
+        let combining = String(repeating: "e\u{301}", count: 5)
+        #expect(combining.count == 5 && combining.unicodeScalars.count == 10)
+        #expect(throws: Never.self) { try People.checkPassword(combining) }
+        #expect(throws: Problem.self) { try People.checkPassword("short") }
+        #expect(throws: Problem.self) { try People.checkPassword("Password123") }
+    }
+
     /// A person with a role in tenant a, made directly in the store.
     static func member(_ rig: RouterTests.Rig, _ email: String, role: Caller.Role, tenant: String = "a") async throws -> UserRecord {
         let user = UserRecord(id: "usr_" + APIKeys.random(8), email: email, name: email, passwordHash: try await People.hash(Self.password),

@@ -93,7 +93,6 @@ public protocol PeopleRecords: Sendable {
     func setMembership(user: String, tenant: String, role: String) async throws -> MemberChange
     func removeMembership(user: String, tenant: String) async throws -> MemberChange
     func setPassword(user: String, hash: String) async throws
-    func hasUnusedLink(kind: String, at: Timestamp) async throws -> Bool
     /// Failed sign-ins by a key (`email:…`, `address:…`): how many in a row, and until when it is locked.
     func signInFailures(key: String) async throws -> (failures: Int, lockedUntil: Timestamp?)
     func recordSignInFailure(key: String, lockedUntil: Timestamp?, at: Timestamp) async throws

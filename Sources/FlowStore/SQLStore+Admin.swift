@@ -161,10 +161,6 @@ extension SQLStore {
         }
     }
 
-    public func audit(tenant: String, actor: String, action: String, subject: String, at: Timestamp) async throws {
-        try await audit(AuditEntry(tenant: tenant, actor: actor, action: action, subject: subject, at: at))
-    }
-
     public func auditEntries(tenant: String, filter: AuditFilter, limit: Int, offset: Int) async throws -> (items: [AuditEntry], total: Int) {
         var conditions = ["tenant_id = $1"]
         var binds: [SQLValue] = [.text(tenant)]

@@ -161,13 +161,6 @@ extension SQLStore: PeopleRecords {
         }
     }
 
-    public func hasUnusedLink(kind: String, at: Timestamp) async throws -> Bool {
-        try await driver.transaction { db in
-            !(try await db.execute("SELECT hash FROM links WHERE kind = $1 AND used_at IS NULL AND (expires_at IS NULL OR expires_at > $2) LIMIT 1",
-                                   .text(kind), .int(at.milliseconds))).isEmpty
-        }
-    }
-
     public func signInFailures(key: String) async throws -> (failures: Int, lockedUntil: Timestamp?) {
         try await driver.transaction { db in
             guard let r = try await db.execute("SELECT failures, locked_until FROM sign_in_failures WHERE key = $1", .text(key)).first else { return (0, nil) }

@@ -15,6 +15,8 @@ enum APIKeys {
         return String((0..<n).map { _ in alphabet.randomElement(using: &g)! })
     }
 
+    /// The SHA-256 (hex) of a random secret: an API key, a session id, a CSRF or link token. Their 190+ random bits
+    /// need no stretching; a guessable password gets bcrypt instead (`People`).
     static func hash(_ key: String) -> String {
         SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
     }
@@ -54,23 +56,9 @@ struct AuthMiddleware: RouterMiddleware {
     let store: any TenantRecords & PeopleRecords
     let now: @Sendable () -> Timestamp
 
-    /// `X-CSRF-Token` must match the session's on every request that changes something.
-    static func checkCSRF(_ request: Request, caller: Caller, session: SessionRecord?) throws {
-        guard caller.sessionHash != nil, ![.get, .head, .options].contains(request.method) else { return }
-        guard let token = request.headers[HTTPField.Name("X-CSRF-Token")!], let session,
-              APIKeys.equal(People.sha256(token), session.csrfHash) else {
-            throw Problem(.forbidden, "a signed-in request that changes something needs the session's X-CSRF-Token")
-        }
-    }
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            if let id = request.cookies[People.cookie]?.value, !id.isEmpty {
-                let hash = People.sha256(id)
-                guard let caller = try await People.caller(session: hash, store: store, now: now()) else {
-                    throw Problem(.unauthorized, "the session has ended: sign in again")
-                }
-                try Self.checkCSRF(request, caller: caller, session: try await store.session(idHash: hash))
+            if let caller = try await People.caller(of: request, store: store, now: now()) {
                 var context = context
                 context.caller = caller
                 context.logger[metadataKey: "tenant"] = "\(caller.tenant)"

@@ -201,7 +201,7 @@ public enum FlowlineServer {
             return
         }
         let token = APIKeys.random(32)
-        try await store.insertLink(LinkRecord(hash: People.sha256(token), kind: "setup"), at: now)
+        try await store.insertLink(LinkRecord(hash: APIKeys.hash(token), kind: "setup"), at: now)
         let base = configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)"
         say("""
             No one can sign in yet. Set up the first admin of tenant '\(tenant)' (a one-time link, valid until used):

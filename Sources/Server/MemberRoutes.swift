@@ -80,7 +80,7 @@ struct MemberRoutes {
             throw Problem(.conflict, "\(email) is a member already")
         }
         let token = APIKeys.random(32), expires = engine.now.adding(seconds: Self.invitationLifetime)
-        try await store.insertLink(LinkRecord(hash: People.sha256(token), kind: "invite", tenant: caller.tenant, email: email, role: body.role,
+        try await store.insertLink(LinkRecord(hash: APIKeys.hash(token), kind: "invite", tenant: caller.tenant, email: email, role: body.role,
                                               expiresAt: expires), at: engine.now)
         try await store.audit(context, caller, "member.invite", "\(email) as \(body.role)", at: engine.now)
         return try LinkAnswer(email: email, role: body.role, link: "/invitation#\(token)", token: token, expiresAt: expires.iso8601)
@@ -104,7 +104,7 @@ struct MemberRoutes {
     /// mistake (a weak password, a wrong one) can be corrected with the same link.
     @Sendable func accept(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let body = try await request.decode(Accept.self, context: context)
-        let hash = People.sha256(body.token)
+        let hash = APIKeys.hash(body.token)
         guard let link = try await store.link(hash: hash, kind: "invite", at: engine.now), let tenant = link.tenant, let email = link.email,
               let role = link.role else {
             throw Problem(.notFound, "no such invitation: it was used already, has expired, or never existed")
@@ -180,7 +180,7 @@ struct MemberRoutes {
         let caller = try admin(context)
         let member = try await member(context, caller)
         let token = APIKeys.random(32), expires = engine.now.adding(seconds: Self.resetLifetime)
-        try await store.insertLink(LinkRecord(hash: People.sha256(token), kind: "reset", tenant: caller.tenant, user: member.user.id, expiresAt: expires),
+        try await store.insertLink(LinkRecord(hash: APIKeys.hash(token), kind: "reset", tenant: caller.tenant, user: member.user.id, expiresAt: expires),
                                    at: engine.now)
         try await store.audit(context, caller, "member.reset", member.user.id, at: engine.now)
         return try LinkAnswer(email: member.user.email, link: "/password#\(token)", token: token, expiresAt: expires.iso8601).response(status: .created)
@@ -199,7 +199,7 @@ struct MemberRoutes {
     /// `POST /v1/password {token, password}`: a reset link's new password; every session of the person ends.
     @Sendable func setPassword(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let body = try await request.decode(NewPassword.self, context: context)
-        guard let link = try await store.useLink(hash: People.sha256(body.token), kind: "reset", at: engine.now), let user = link.user else {
+        guard let link = try await store.useLink(hash: APIKeys.hash(body.token), kind: "reset", at: engine.now), let user = link.user else {
             throw Problem(.notFound, "no such link: it was used already, has expired, or never existed")
         }
         try await store.setPassword(user: user, hash: try await People.hash(body.password))

@@ -1,7 +1,7 @@
-import Crypto
 import FlowEngine
 import FlowVM
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdBcrypt
 import NIOPosix
@@ -51,8 +51,6 @@ enum People {
         return made
     }
 
-    static func sha256(_ s: String) -> String { SHA256.hash(data: Data(s.utf8)).map { String(format: "%02x", $0) }.joined() }
-
     static let common: Set<String> = [
         "password", "password1", "password12", "password123", "password1234", "1234567890", "12345678910", "qwertyuiop",
         "qwerty1234", "1q2w3e4r5t", "iloveyou12", "admin12345", "administrator", "letmein123", "welcome123", "abc1234567",
@@ -86,11 +84,20 @@ enum People {
         return user
     }
 
-    /// The caller a session stands for, or nil when it is unknown, revoked, expired or idle too long.
-    static func caller(session idHash: String, store: any PeopleRecords, now: Timestamp) async throws -> Caller? {
+    /// The caller a request's session cookie stands for, its session read once: nil without a cookie; 401 when the
+    /// session is unknown, revoked, expired or idle too long; 403 when a request that changes something (anything but
+    /// GET, HEAD, OPTIONS) lacks the session's `X-CSRF-Token`.
+    static func caller(of request: Request, store: any PeopleRecords, now: Timestamp) async throws -> Caller? {
+        guard let id = request.cookies[cookie]?.value, !id.isEmpty else { return nil }
+        let idHash = APIKeys.hash(id)
         guard let s = try await store.session(idHash: idHash), !s.revoked, s.expiresAt > now, s.lastSeenAt.adding(seconds: idleTimeout) > now,
               let role = try await store.memberships(user: s.user).first(where: { $0.tenant == s.tenant }).flatMap({ Caller.Role(rawValue: $0.role) })
-        else { return nil }
+        else { throw Problem(.unauthorized, "the session has ended: sign in again") }
+        if ![.get, .head, .options].contains(request.method) {
+            guard let token = request.headers[HTTPField.Name("X-CSRF-Token")!], APIKeys.equal(APIKeys.hash(token), s.csrfHash) else {
+                throw Problem(.forbidden, "a signed-in request that changes something needs the session's X-CSRF-Token")
+            }
+        }
         // Seen at most once a minute: a session is not a write per request.
         if now.milliseconds - s.lastSeenAt.milliseconds > 60_000 { try await store.touchSession(idHash: idHash, at: now) }
         return Caller(tenant: s.tenant, role: role, keyID: s.user, sessionHash: idHash)
@@ -174,7 +181,7 @@ struct PeopleRoutes {
         guard try await store.userCount() == 0 else { throw Problem(.conflict, "the first admin exists already: sign in") }
         let email = try People.email(body.email)
         try People.checkPassword(body.password)
-        guard try await store.useLink(hash: People.sha256(body.token), kind: "setup", at: engine.now) != nil else {
+        guard try await store.useLink(hash: APIKeys.hash(body.token), kind: "setup", at: engine.now) != nil else {
             throw Problem(.notFound, "no such setup link: it was used already, or never existed")
         }
         guard let user = try await People.createAdmin(store: store, email: email, password: body.password, name: body.name, tenant: firstTenant,
@@ -208,7 +215,7 @@ struct PeopleRoutes {
         guard addresses.allows(address) else {
             throw Problem(.tooManyRequests, "too many failed sign-ins from this address: try again later", retryAfter: 60)
         }
-        let emailKey = "email:" + People.sha256(email)
+        let emailKey = "email:" + APIKeys.hash(email)
         let (failures, lockedUntil) = try await store.signInFailures(key: emailKey)
         if let lockedUntil, lockedUntil > now {
             let wait = Int((lockedUntil.milliseconds - now.milliseconds + 999) / 1000)
@@ -234,7 +241,7 @@ struct PeopleRoutes {
         }
         try await store.clearSignInFailures(key: emailKey)
         let id = APIKeys.random(43), csrf = APIKeys.random(32)
-        try await store.insertSession(SessionRecord(idHash: People.sha256(id), user: user.id, tenant: membership.tenant, csrfHash: People.sha256(csrf),
+        try await store.insertSession(SessionRecord(idHash: APIKeys.hash(id), user: user.id, tenant: membership.tenant, csrfHash: APIKeys.hash(csrf),
                                                     createdAt: now, lastSeenAt: now, expiresAt: now.adding(seconds: People.sessionLifetime)))
         try await store.audit(AuditEntry(tenant: membership.tenant, actor: user.id, action: "session.create", subject: user.id, request: context.id, at: now))
         var response = try Person(id: user.id, email: user.email, name: user.name, tenant: membership.tenant, role: membership.role,
@@ -246,10 +253,7 @@ struct PeopleRoutes {
 
     /// The session's caller, or 401.
     private func sessionCaller(_ request: Request) async throws -> Caller {
-        guard let id = request.cookies[People.cookie]?.value,
-              let caller = try await People.caller(session: People.sha256(id), store: store, now: engine.now) else {
-            throw Problem(.unauthorized, "not signed in")
-        }
+        guard let caller = try await People.caller(of: request, store: store, now: engine.now) else { throw Problem(.unauthorized, "not signed in") }
         return caller
     }
 
@@ -264,8 +268,7 @@ struct PeopleRoutes {
 
     /// `DELETE /v1/session`: signs out, ending the session for good (a copied cookie no longer works either).
     @Sendable func signOut(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
-        let caller = try await sessionCaller(request)
-        try AuthMiddleware.checkCSRF(request, caller: caller, session: try await store.session(idHash: caller.sessionHash ?? ""))
+        let caller = try await sessionCaller(request)  // with its CSRF token: signing out is a change
         try await store.revokeSession(idHash: caller.sessionHash ?? "")
         try await store.audit(AuditEntry(tenant: caller.tenant, actor: caller.keyID, action: "session.end", subject: caller.keyID, request: context.id,
                                          at: engine.now))

@@ -35,7 +35,7 @@ import Testing
         var logger = Logger(label: "flowline.test") { _ in LogTests.Capture(sink: sink) }
         logger.logLevel = .debug
         let rig = try await RouterTests.Rig(logger: logger)
-        try await rig.store.insertLink(LinkRecord(hash: People.sha256("setup-token-1234"), kind: "setup"), at: rig.engine.now)
+        try await rig.store.insertLink(LinkRecord(hash: APIKeys.hash("setup-token-1234"), kind: "setup"), at: rig.engine.now)
         try await rig.app.test(.router) { client in
             func setup(_ body: String) async throws -> (HTTPResponse.Status, Value) {
                 try await client.execute(uri: "/v1/setup", method: .post, body: RouterTests.body(body)) { ($0.status, RouterTests.json($0)) }

@@ -33,20 +33,15 @@ public struct WhatsAppChannel: ChannelDriver {
     // MARK: Webhooks
 
     public func receive(_ request: WebhookRequest, account: ChannelAccount, inbox: any ChannelInbox) async throws -> WebhookResponse {
-        switch request.method {
-        case "GET":
-            // Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches.
-            guard let challenge = WhatsAppWebhook.challenge(mode: request.query["hub.mode"], token: request.query["hub.verify_token"],
-                                                            challenge: request.query["hub.challenge"],
-                                                            verifyToken: account.credentials["verify_token"].text) else {
-                throw WebhookRefusal(403, "the verify token does not match")
-            }
-            return .text(challenge)
-        case "POST":
-            return try await notification(request, account: account, inbox: inbox)
-        default:
-            throw WebhookRefusal(405, "WhatsApp webhooks are GET (the handshake) or POST (notifications)", allow: "GET, POST")
+        // `webhookMethods`: the runtime answers 405 to any other method before calling here.
+        guard request.method == "GET" else { return try await notification(request, account: account, inbox: inbox) }
+        // Meta's subscription handshake: echo `hub.challenge` when `hub.verify_token` matches.
+        guard let challenge = WhatsAppWebhook.challenge(mode: request.query["hub.mode"], token: request.query["hub.verify_token"],
+                                                        challenge: request.query["hub.challenge"],
+                                                        verifyToken: account.credentials["verify_token"].text) else {
+            throw WebhookRefusal(403, "the verify token does not match")
         }
+        return .text(challenge)
     }
 
     private func notification(_ request: WebhookRequest, account: ChannelAccount, inbox: any ChannelInbox) async throws -> WebhookResponse {

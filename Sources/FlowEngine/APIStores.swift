@@ -31,6 +31,10 @@ public protocol ConversationRecords: Sendable {
     func agentMessage(conversation: String, tenant: String, text: String, agent: String, now: Timestamp) async throws -> AgentWrite
     /// Gives a handed-off conversation to `agent`, whoever held it; false when it is not in the inbox.
     func transfer(conversation: String, tenant: String, to agent: String) async throws -> Bool
+    /// The tenant's restricted queues and their named agents; a queue not here is open to every agent.
+    func queueAgents(tenant: String) async throws -> [String: [String]]
+    /// Restricts `queue` to `agents` (people or key ids), replacing who it had; no agents lifts the restriction.
+    func setQueueAgents(tenant: String, queue: String, agents: [String]) async throws
     /// New messages and turns after two cursors, for the live event stream.
     func changes(tenant: String, afterMessage: Int64, afterTrace: Int64, limit: Int)
         async throws -> (messages: [(id: Int64, conversation: String, message: MessageRecord)], turns: [(id: Int64, conversation: String, status: String, wait: Value)])

@@ -201,9 +201,12 @@ public struct LinkRecord: Sendable, Hashable {
     public var role: String?
     public var user: String?
     public var expiresAt: Timestamp?
+    /// What the link's kind keeps beyond these fields (JSON): a single sign-on's nonce and PKCE verifier.
+    public var detail: String?
 
     public init(hash: String, kind: String, tenant: String? = nil, email: String? = nil, role: String? = nil, user: String? = nil,
-                expiresAt: Timestamp? = nil) {
+                expiresAt: Timestamp? = nil, detail: String? = nil) {
+        self.detail = detail
         self.hash = hash
         self.kind = kind
         self.tenant = tenant

@@ -262,6 +262,25 @@ extension SQLStore {
         }
     }
 
+    public func queueAgents(tenant: String) async throws -> [String: [String]] {
+        try await driver.transaction { db in
+            var queues: [String: [String]] = [:]
+            for r in try await db.execute("SELECT queue, agent_id FROM queue_agents WHERE tenant_id = $1 ORDER BY queue, agent_id", .text(tenant)) {
+                queues[r.text("queue") ?? "", default: []].append(r.text("agent_id") ?? "")
+            }
+            return queues
+        }
+    }
+
+    public func setQueueAgents(tenant: String, queue: String, agents: [String]) async throws {
+        try await driver.transaction { db in
+            try await db.execute("DELETE FROM queue_agents WHERE tenant_id = $1 AND queue = $2", .text(tenant), .text(queue))
+            for agent in Set(agents).sorted() {
+                try await db.execute("INSERT INTO queue_agents (tenant_id, queue, agent_id) VALUES ($1, $2, $3)", .text(tenant), .text(queue), .text(agent))
+            }
+        }
+    }
+
     /// Changes in a tenant's conversations after two cursors: new messages (by message id) and turns (by trace id),
     /// for the live event stream. Works across processes: it reads the database, not memory.
     public func changes(tenant: String, afterMessage: Int64, afterTrace: Int64, limit: Int)

@@ -84,10 +84,13 @@ extension SQLStore: PeopleRecords {
     public func insertLink(_ l: LinkRecord, at: Timestamp) async throws {
         try await driver.transaction { db in
             try await db.execute(
-                "INSERT INTO links (hash, kind, tenant_id, email, role, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                """
+                INSERT INTO links (hash, kind, tenant_id, email, role, user_id, expires_at, created_at, detail)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                """,
                 .text(l.hash), .text(l.kind), l.tenant.map(SQLValue.text) ?? .null, l.email.map(SQLValue.text) ?? .null,
                 l.role.map(SQLValue.text) ?? .null, l.user.map(SQLValue.text) ?? .null, l.expiresAt.map { .int($0.milliseconds) } ?? .null,
-                .int(at.milliseconds))
+                .int(at.milliseconds), l.detail.map(SQLValue.text) ?? .null)
         }
     }
 
@@ -96,11 +99,8 @@ extension SQLStore: PeopleRecords {
             try await db.execute(
                 """
                 UPDATE links SET used_at = $3 WHERE hash = $1 AND kind = $2 AND used_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
-                RETURNING hash, kind, tenant_id, email, role, user_id, expires_at
-                """, .text(hash), .text(kind), .int(at.milliseconds)).first.map { r in
-                LinkRecord(hash: r.text("hash") ?? "", kind: r.text("kind") ?? "", tenant: r.text("tenant_id"), email: r.text("email"),
-                           role: r.text("role"), user: r.text("user_id"), expiresAt: r.int("expires_at").map(Timestamp.init(milliseconds:)))
-            }
+                RETURNING hash, kind, tenant_id, email, role, user_id, expires_at, detail
+                """, .text(hash), .text(kind), .int(at.milliseconds)).first.map(self.link)
         }
     }
 
@@ -108,11 +108,13 @@ extension SQLStore: PeopleRecords {
         try await driver.transaction { db in
             try await db.execute(
                 "SELECT * FROM links WHERE hash = $1 AND kind = $2 AND used_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
-                .text(hash), .text(kind), .int(at.milliseconds)).first.map { r in
-                LinkRecord(hash: r.text("hash") ?? "", kind: r.text("kind") ?? "", tenant: r.text("tenant_id"), email: r.text("email"),
-                           role: r.text("role"), user: r.text("user_id"), expiresAt: r.int("expires_at").map(Timestamp.init(milliseconds:)))
-            }
+                .text(hash), .text(kind), .int(at.milliseconds)).first.map(self.link)
         }
+    }
+
+    func link(_ r: SQLRow) -> LinkRecord {
+        LinkRecord(hash: r.text("hash") ?? "", kind: r.text("kind") ?? "", tenant: r.text("tenant_id"), email: r.text("email"), role: r.text("role"),
+                   user: r.text("user_id"), expiresAt: r.int("expires_at").map(Timestamp.init(milliseconds:)), detail: r.text("detail"))
     }
 
     public func members(tenant: String) async throws -> [Member] {

@@ -124,6 +124,11 @@ extension SQLStore {
               expires_at BIGINT, used_at BIGINT, created_at BIGINT NOT NULL)
             """,
             "CREATE TABLE sign_in_failures (key TEXT PRIMARY KEY, failures BIGINT NOT NULL, locked_until BIGINT, updated_at BIGINT NOT NULL)",
+        ], [
+            // What a link carries beyond its columns: a single sign-on's nonce, PKCE verifier and where to return.
+            "ALTER TABLE links ADD COLUMN detail TEXT",
+            // A queue restricted to named agents (people or keys): only they, and supervisors and admins, work it.
+            "CREATE TABLE queue_agents (tenant_id TEXT NOT NULL, queue TEXT NOT NULL, agent_id TEXT NOT NULL, PRIMARY KEY (tenant_id, queue, agent_id))",
         ]]
     }
 

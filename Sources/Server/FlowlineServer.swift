@@ -38,6 +38,8 @@ public struct ServerConfiguration: Sendable {
     /// Where the outside world reaches this server (`FLOWLINE_PUBLIC_URL`): the base of resume links handed to n8n
     /// and other systems. `http://host:port` when unset.
     public var publicURL: String?
+    /// The OpenID Connect providers people may sign in with (`FLOWLINE_OIDC_PROVIDERS`, README.md).
+    public var singleSignOn: [OIDCProvider] = []
     /// Seconds a claimed delivery stays with this process before another may attempt it again
     /// (`FLOWLINE_DELIVERY_LEASE`, 60 by default): after a crash, the wait before a send is retried. A connector call
     /// gets at most half of it (and never more than 30 s), so a slow call is never attempted twice at once.
@@ -50,6 +52,11 @@ public struct ServerConfiguration: Sendable {
         Runtime.Configuration(database: database, secretKey: secretKey, publicURL: publicURL ?? "http://\(host):\(port)",
                               webhookSigningSecret: webhookSigningSecret, deliveryLease: deliveryLease, connectors: connectors,
                               channels: channels)
+    }
+
+    /// How people sign in, as the router needs it.
+    var people: PeopleSettings {
+        PeopleSettings(firstTenant: demoTenant, publicURL: publicURL ?? "http://\(host):\(port)", singleSignOn: singleSignOn)
     }
 
     /// Checks what can be checked before anything is started, so a mistake in the environment is one clear line.
@@ -66,6 +73,10 @@ public struct ServerConfiguration: Sendable {
         if let publicURL, URLComponents(string: publicURL)?.host == nil {
             throw StartupError("FLOWLINE_PUBLIC_URL must be an absolute URL such as https://flows.example.com")
         }
+        if let problem = singleSignOn.lazy.compactMap({ $0.problem() }).first { throw StartupError(problem) }
+        if let publicURL, !singleSignOn.isEmpty, !SingleSignOn.trusted(publicURL) {
+            throw StartupError("single sign-on needs FLOWLINE_PUBLIC_URL to be https (http only on loopback), not \(publicURL)")
+        }
         guard (2...86_400).contains(deliveryLease) else {
             throw StartupError("the delivery lease must be from 2 to 86400 seconds, not \(deliveryLease)")
         }
@@ -75,23 +86,39 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
+/// How people sign in: the tenant the first admin administers, where the server is reached (cookies are `Secure`
+/// on https; a provider sends people back to `<publicURL>/v1/sso/{provider}/callback`), and the single sign-on
+/// providers.
+public struct PeopleSettings: Sendable {
+    public var firstTenant: String
+    public var publicURL: String
+    public var singleSignOn: [OIDCProvider]
+
+    public init(firstTenant: String = "demo", publicURL: String = "http://127.0.0.1:8080", singleSignOn: [OIDCProvider] = []) {
+        self.firstTenant = firstTenant
+        self.publicURL = publicURL
+        self.singleSignOn = singleSignOn
+    }
+
+    var secureCookies: Bool { publicURL.hasPrefix("https://") }
+}
+
 /// The HTTP API: builds the router and the application, and bootstraps a fresh database.
 public enum FlowlineServer {
     /// The router with every route collection; used by `serve` and by router tests.
     /// - Parameter channels: the channel kinds; the built-in ones on `store` when nil.
     /// - Parameters:
-    ///   - firstTenant: the tenant the first admin (`POST /v1/setup`) administers.
-    ///   - secureCookies: session cookies are `Secure` (the public URL is https).
+    ///   - people: how people sign in (the first admin's tenant, the public URL, single sign-on providers).
     public static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?, channels: Channels? = nil,
-                              metrics: PrometheusCollectorRegistry? = nil, firstTenant: String = "demo",
-                              secureCookies: Bool = false) -> Router<FlowlineRequestContext> {
+                              metrics: PrometheusCollectorRegistry? = nil, people: PeopleSettings = PeopleSettings()) -> Router<FlowlineRequestContext> {
         router(store: store, engine: engine, catalog: catalog, secrets: secrets, channels: channels, metrics: metrics, limiter: WorkLimiter(),
-               firstTenant: firstTenant, secureCookies: secureCookies)
+               people: people)
     }
 
     static func router(store: SQLStore, engine: Engine, catalog: ActionCatalog, secrets: SecretBox?, channels: Channels? = nil,
-                       metrics: PrometheusCollectorRegistry?, limiter: WorkLimiter, firstTenant: String = "demo",
-                       secureCookies: Bool = false) -> Router<FlowlineRequestContext> {
+                       metrics: PrometheusCollectorRegistry?, limiter: WorkLimiter, people: PeopleSettings = PeopleSettings())
+        -> Router<FlowlineRequestContext>
+    {
         let channels = channels ?? Channels(store: store, secrets: secrets)
         let router = Router(context: FlowlineRequestContext.self)
         let table = RouteTable()
@@ -120,7 +147,9 @@ public enum FlowlineServer {
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: document)))
         }
         WebhookRoutes(engine: engine, channels: channels).addRoutes(to: router)
-        PeopleRoutes(store: store, engine: engine, firstTenant: firstTenant, secureCookies: secureCookies).addRoutes(to: router)
+        PeopleRoutes(store: store, engine: engine, firstTenant: people.firstTenant, secureCookies: people.secureCookies).addRoutes(to: router)
+        SSORoutes(store: store, engine: engine, sso: SingleSignOn(providers: people.singleSignOn), publicURL: people.publicURL,
+                  secureCookies: people.secureCookies).addRoutes(to: router)
         let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store, now: { engine.now }))
         let compiler = FlowCompiler(catalog: catalog)
         FlowRoutes(store: store, engine: engine, compiler: compiler, limiter: limiter).addRoutes(to: v1)
@@ -237,8 +266,7 @@ public enum FlowlineServer {
         let ready = Gate()
         var app = Application(
             router: router(store: store, engine: engine, catalog: runtime.catalog, secrets: secrets, channels: runtime.channels,
-                           metrics: metrics, limiter: WorkLimiter(), firstTenant: configuration.demoTenant,
-                           secureCookies: configuration.publicURL?.hasPrefix("https://") == true),
+                           metrics: metrics, limiter: WorkLimiter(), people: configuration.people),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flowline"),
             services: runtime.services(ready: ready) + [BacklogSampler(store: store, engine: engine, ready: ready)],
             onServerRunning: { channel in

@@ -1,5 +1,6 @@
 import FlowEngine
 import FlowVM
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -82,6 +83,23 @@ enum People {
         let user = UserRecord(id: "usr_" + APIKeys.random(16), email: email, name: name ?? email, passwordHash: try await hash(password), createdAt: at)
         guard try await store.insertUser(user, memberships: [Membership(tenant: tenant, role: Caller.Role.admin.rawValue)]) else { return nil }
         return user
+    }
+
+    /// A new session for `user` in `tenant`: the cookie to set, and the CSRF token unsafe requests must carry.
+    static func startSession(store: any PeopleRecords, user: String, tenant: String, secure: Bool, now: Timestamp) async throws
+        -> (cookie: Cookie, csrf: String)
+    {
+        let id = APIKeys.random(43), csrf = csrf(forSession: id)
+        try await store.insertSession(SessionRecord(idHash: APIKeys.hash(id), user: user, tenant: tenant, csrfHash: APIKeys.hash(csrf), createdAt: now,
+                                                    lastSeenAt: now, expiresAt: now.adding(seconds: sessionLifetime)))
+        return (Cookie(name: cookie, value: id, maxAge: Int(sessionLifetime), path: "/", secure: secure, httpOnly: true, sameSite: .lax), csrf)
+    }
+
+    /// A session's CSRF token, derived from its id (a synchronizer token that needs no second secret kept): whoever
+    /// holds the cookie can learn it from `GET /v1/session`; another site, which cannot read that answer, cannot.
+    static func csrf(forSession id: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("flowline csrf".utf8), using: SymmetricKey(data: Data(id.utf8)))
+        return SingleSignOn.base64URL(Data(mac))
     }
 
     /// The caller a request's session cookie stands for, its session read once: nil without a cookie; 401 when the
@@ -223,9 +241,10 @@ struct PeopleRoutes {
         }
         let user = try await store.user(email: email)
         // The same work whether or not the email has an account.
-        var against = user?.passwordHash
-        if against == nil { against = try await People.decoy() }
-        let ok = try await People.verify(body.password, hash: against ?? "") && user != nil
+        // A person who signs in only through a provider has no password: the decoy's work, and a refusal.
+        var against = user?.passwordHash ?? ""
+        if against.isEmpty { against = try await People.decoy() }
+        let ok = try await People.verify(body.password, hash: against) && user?.passwordHash.isEmpty == false
         var memberships: [Membership] = []
         if let user { memberships = try await store.memberships(user: user.id) }
         guard ok, let user, let membership = body.tenant.map({ t in memberships.first { $0.tenant == t } }) ?? memberships.first else {
@@ -240,14 +259,11 @@ struct PeopleRoutes {
             throw Problem(.unauthorized, "the email or password is not right")
         }
         try await store.clearSignInFailures(key: emailKey)
-        let id = APIKeys.random(43), csrf = APIKeys.random(32)
-        try await store.insertSession(SessionRecord(idHash: APIKeys.hash(id), user: user.id, tenant: membership.tenant, csrfHash: APIKeys.hash(csrf),
-                                                    createdAt: now, lastSeenAt: now, expiresAt: now.adding(seconds: People.sessionLifetime)))
+        let (cookie, csrf) = try await People.startSession(store: store, user: user.id, tenant: membership.tenant, secure: secureCookies, now: now)
         try await store.audit(AuditEntry(tenant: membership.tenant, actor: user.id, action: "session.create", subject: user.id, request: context.id, at: now))
         var response = try Person(id: user.id, email: user.email, name: user.name, tenant: membership.tenant, role: membership.role,
                                   tenants: memberships.map { Person.Tenant(id: $0.tenant, role: $0.role) }, csrfToken: csrf).response(status: .created)
-        response.setCookie(Cookie(name: People.cookie, value: id, maxAge: Int(People.sessionLifetime), path: "/", secure: secureCookies,
-                                  httpOnly: true, sameSite: .lax))
+        response.setCookie(cookie)
         return response
     }
 
@@ -257,13 +273,17 @@ struct PeopleRoutes {
         return caller
     }
 
-    /// `GET /v1/session`: who is signed in, in which tenant, and their other tenants.
+    /// `GET /v1/session`: who is signed in, in which tenant, their other tenants, and the session's CSRF token (a
+    /// browser that signed in through a provider learns it here).
     @Sendable func current(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try await sessionCaller(request)
         guard let user = try await store.user(id: caller.keyID) else { throw Problem(.unauthorized, "not signed in") }
         let memberships = try await store.memberships(user: user.id)
-        return try Person(id: user.id, email: user.email, name: user.name, tenant: caller.tenant, role: caller.role.rawValue,
-                          tenants: memberships.map { Person.Tenant(id: $0.tenant, role: $0.role) }).response()
+        var response = try Person(id: user.id, email: user.email, name: user.name, tenant: caller.tenant, role: caller.role.rawValue,
+                                  tenants: memberships.map { Person.Tenant(id: $0.tenant, role: $0.role) },
+                                  csrfToken: request.cookies[People.cookie].map { People.csrf(forSession: $0.value) }).response()
+        response.headers[.cacheControl] = "no-store"
+        return response
     }
 
     /// `DELETE /v1/session`: signs out, ending the session for good (a copied cookie no longer works either).

@@ -19,12 +19,14 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         case tooLarge = "too_large"
         case tooManyRequests = "too_many_requests"
         case unavailable
+        /// A service Flowline relies on (a sign-in provider) failed.
+        case badGateway = "bad_gateway"
         case internalError = "internal_error"
 
         /// The kind of a status code another module chose (a channel driver's refusal); 400 for one it does not know.
         init(status: Int) {
             self = [Kind.badRequest, .unauthorized, .forbidden, .notFound, .conflict, .methodNotAllowed, .tooLarge, .tooManyRequests,
-                    .unavailable, .internalError].first { Int($0.status.code) == status } ?? .badRequest
+                    .unavailable, .badGateway, .internalError].first { Int($0.status.code) == status } ?? .badRequest
         }
 
         var status: HTTPResponse.Status {
@@ -39,6 +41,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
             case .tooLarge: .contentTooLarge
             case .tooManyRequests: .tooManyRequests
             case .unavailable: .serviceUnavailable
+            case .badGateway: .badGateway
             case .internalError: .internalServerError
             }
         }

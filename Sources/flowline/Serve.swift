@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
         config.adminEmail = env["FLOWLINE_ADMIN_EMAIL"].flatMap { $0.isEmpty ? nil : $0 }
         config.adminPassword = env["FLOWLINE_ADMIN_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
+        config.singleSignOn = OIDCProvider.providers(environment: env)
         config.flowsDirectory = flows
         config.deliveryLease = deliveryLease ?? config.deliveryLease
         var logger = Logger(label: "flowline")

@@ -129,4 +129,51 @@ import Testing
         }
         await rig.store.close()
     }
+
+    @Test func aRestrictedQueueIsWorkedOnlyByItsNamedAgents() async throws {
+        let rig = try await RouterTests.Rig()
+        let (named, namedKey) = try await APIKeys.create(store: rig.store, tenant: "a", role: .agent, label: "named")
+        let (supervisor, _) = try await APIKeys.create(store: rig.store, tenant: "a", role: .supervisor, label: "lead")
+        let person = try await PeopleTests.member(rig, "bia@a.example", role: .agent)
+        try await rig.app.test(.router) { client in
+            let conversation = try await Self.handedOff(client, rig)
+            func restrict(_ key: String, _ agents: String) async throws -> (HTTPResponse.Status, Value) {
+                try await client.execute(uri: "/v1/queues/sales", method: .put, headers: RouterTests.auth(key),
+                                         body: RouterTests.body(#"{"agents": \#(agents)}"#)) { ($0.status, RouterTests.json($0)) }
+            }
+            func seen(_ key: String) async throws -> Value {
+                try await client.execute(uri: "/v1/inbox", method: .get, headers: RouterTests.auth(key)) { RouterTests.json($0)["total"] }
+            }
+            #expect(try await seen(rig.agentA) == 1, "an open queue is every agent's")
+            #expect(try await restrict(rig.agentA, #"["\#(namedKey.id)"]"#).0 == .forbidden, "an agent does not restrict a queue")
+            #expect(try await restrict(supervisor, #"["nobody"]"#).0 == .badRequest)
+            #expect(try await restrict(supervisor, "[]").0 == .badRequest)
+            let (status, queue) = try await restrict(supervisor, #"["\#(namedKey.id)", "\#(person.id)"]"#)
+            #expect(status == .ok && queue == ["name": "sales", "agents": .list([.string(namedKey.id), .string(person.id)].sorted { $0.text < $1.text })])
+            try await client.execute(uri: "/v1/queues", method: .get, headers: RouterTests.auth(rig.agentA)) { r in
+                #expect(RouterTests.json(r)["items"][0]["name"] == "sales")
+            }
+            // Another agent neither sees, claims nor writes; the named one and a supervisor do.
+            #expect(try await seen(rig.agentA) == 0)
+            #expect(try await seen(named) == 1)
+            #expect(try await seen(supervisor) == 1)
+            try await client.execute(uri: "/v1/inbox/\(conversation)/claim", method: .post, headers: RouterTests.auth(rig.agentA)) {
+                #expect($0.status == .forbidden)
+            }
+            try await client.execute(uri: "/v1/inbox/\(conversation)/messages", method: .post, headers: RouterTests.auth(rig.agentA),
+                                     body: RouterTests.body(#"{"text": "hi"}"#)) { #expect($0.status == .forbidden) }
+            let otherAgent = try #require(try await rig.store.apiKeys(tenant: "a").items.first { $0.label == "agent" }?.id)
+            try await client.execute(uri: "/v1/inbox/\(conversation)/transfer", method: .post, headers: RouterTests.auth(supervisor),
+                                     body: RouterTests.body(#"{"agent": "\#(otherAgent)"}"#)) { #expect($0.status == .conflict, "not one of the queue's agents") }
+            try await client.execute(uri: "/v1/inbox/\(conversation)/claim", method: .post, headers: RouterTests.auth(named)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/inbox/\(conversation)/transfer", method: .post, headers: RouterTests.auth(supervisor),
+                                     body: RouterTests.body(#"{"agent": "\#(person.id)"}"#)) { #expect($0.status == .ok) }
+            // Opened again: every agent's.
+            try await client.execute(uri: "/v1/queues/sales", method: .delete, headers: RouterTests.auth(supervisor)) { #expect($0.status == .noContent) }
+            #expect(try await seen(rig.agentA) == 1)
+        }
+        let actions = try await rig.store.auditLog(tenant: "a").map(\.action)
+        #expect(actions.contains("queue.restrict") && actions.contains("queue.open"))
+        await rig.store.close()
+    }
 }

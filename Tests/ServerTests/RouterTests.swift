@@ -23,7 +23,7 @@ import Prometheus
         let adminA: String, agentA: String, adminB: String
 
         init(clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets,
-             logger: Logger = RouterTests.quietLogger, limiter: WorkLimiter = WorkLimiter()) async throws {
+             logger: Logger = RouterTests.quietLogger, limiter: WorkLimiter = WorkLimiter(), people: PeopleSettings = PeopleSettings()) async throws {
             // Sign-ins by the hundred in one test process: a cost that keeps them from starving the tests that time the server.
             People.useCost(4)
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
@@ -41,7 +41,7 @@ import Prometheus
             agentA = try await APIKeys.create(store: store, tenant: "a", role: .agent, label: "agent").key
             adminB = try await APIKeys.create(store: store, tenant: "b", role: .admin, label: "b").key
             app = Application(router: FlowlineServer.router(store: store, engine: engine, catalog: BuiltinActions.catalog,
-                                                            secrets: secrets, metrics: RouterTests.metrics, limiter: limiter),
+                                                            secrets: secrets, metrics: RouterTests.metrics, limiter: limiter, people: people),
                               logger: logger)
         }
     }

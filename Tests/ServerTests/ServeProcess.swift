@@ -103,5 +103,16 @@ final class ServeProcess: @unchecked Sendable {
             let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
             return (Int(response.status.code), Value(json: text) ?? .string(text))
         }
+
+        /// A browser's GET: redirects are answers to read, not to follow; cookies are sent as given.
+        static let browser = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
+
+        func get(_ url: String, cookie: String? = nil) async throws -> (status: Int, headers: HTTPHeaders, body: Value) {
+            var request = HTTPClientRequest(url: url.hasPrefix("http") ? url : base + url)
+            if let cookie { request.headers.add(name: "Cookie", value: cookie) }
+            let response = try await Self.browser.execute(request, timeout: .seconds(15))
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            return (Int(response.status.code), response.headers, Value(json: text) ?? .string(text))
+        }
     }
 }

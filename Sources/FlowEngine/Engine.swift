@@ -31,6 +31,8 @@ public final class Engine: Sendable {
         public var pollInterval: Duration = .milliseconds(200)
         /// Makes the resume link each connector call gets in its context; none when nil.
         public var resumeLinks: ResumeLinks?
+        /// Opens sealed outbox payloads (`SealedPayload`) as they are delivered.
+        public var secrets: SecretBox?
         public init() {}
     }
 
@@ -288,8 +290,12 @@ public final class Engine: Sendable {
                                            resume: configuration.resumeLinks?.link(tenant: d.tenant, conversation: d.conversation,
                                                                                    effectKey: d.entry.idempotencyKey))
             do {
+                let parameters: Value
+                do { parameters = try SealedPayload.open(d.entry.payload, key: d.entry.idempotencyKey, with: configuration.secrets) } catch {
+                    throw ConnectorError(code: "sealed", message: "the payload is sealed under another key than this server's", retryable: false)
+                }
                 outcome = .success(try await Self.withDeadline(context.deadline) {
-                    try await connector.perform(action: d.entry.action, parameters: d.entry.payload, context: context)
+                    try await connector.perform(action: d.entry.action, parameters: parameters, context: context)
                 })
                 Failpoint.hit(.deliveryAfterCall, [d.entry.action])
             } catch let e as ConnectorError {

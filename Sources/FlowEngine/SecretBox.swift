@@ -1,4 +1,5 @@
 import Crypto
+import FlowVM
 import Foundation
 
 /// Encrypts connector and channel secrets at rest with AES-256-GCM under one key from the environment
@@ -60,5 +61,24 @@ public struct SecretBox: Sendable {
         } catch {
             throw EngineError(.secret, "a stored secret cannot be decrypted with this key (was FLOWLINE_SECRET_KEY changed?)")
         }
+    }
+}
+
+/// An outbox payload sealed at rest, for a send that carries a secret (an invitation's link): `{"$sealed": "v1:…"}`
+/// under the server's key, bound to the row's idempotency key, and opened only as it is delivered.
+public enum SealedPayload {
+    static let marker = "$sealed"
+
+    public static func seal(_ payload: Value, key: String, with box: SecretBox) throws -> Value {
+        .map([marker: .string(try box.seal(payload.jsonText, context: "outbox:" + key))])
+    }
+
+    /// The payload to deliver: itself when not sealed; opened when sealed (failing without the key that sealed it).
+    static func open(_ payload: Value, key: String, with box: SecretBox?) throws -> Value {
+        guard case .map(let m) = payload, m.count == 1, case .string(let sealed)? = m[marker] else { return payload }
+        guard let box, let opened = Value(json: try box.open(sealed, context: "outbox:" + key)) else {
+            throw EngineError(.secret, "a sealed payload cannot be opened with this server's key")
+        }
+        return opened
     }
 }

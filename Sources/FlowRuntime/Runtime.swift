@@ -101,6 +101,7 @@ public final class Runtime: Sendable {
         engineConfiguration.delivery.lease = configuration.deliveryLease
         engineConfiguration.connectorTimeout = min(.seconds(30), .milliseconds(configuration.deliveryLease * 500))
         if let secrets { engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL, secrets: secrets) }
+        engineConfiguration.secrets = secrets
         tune(&engineConfiguration)
         let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
         return Runtime(store: store, secrets: secrets, http: http, connectors: registry, channels: channels, engine: engine,

@@ -162,7 +162,8 @@ public enum FlowlineServer {
         EventRoutes(store: store).addRoutes(to: v1)
         TenantRoutes(store: store, engine: engine).addRoutes(to: v1)
         AuditRoutes(store: store).addRoutes(to: v1)
-        MemberRoutes(store: store, engine: engine).addRoutes(to: v1, public: router)
+        MemberRoutes(store: store, engine: engine, mail: PeopleMail(store: store, engine: engine, secrets: secrets, publicURL: people.publicURL))
+            .addRoutes(to: v1, public: router)
         table.load(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }

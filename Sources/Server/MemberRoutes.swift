@@ -1,4 +1,5 @@
 import FlowEngine
+import FlowStore
 import FlowVM
 import Foundation
 import Hummingbird
@@ -8,6 +9,7 @@ import Hummingbird
 struct MemberRoutes {
     let store: any PeopleRecords & TenantRecords
     let engine: Engine
+    let mail: PeopleMail
 
     static let invitationLifetime: Int64 = 7 * 86_400
     static let resetLifetime: Int64 = 86_400
@@ -57,17 +59,28 @@ struct MemberRoutes {
         func validated() throws -> Invitation { _ = try MemberRoutes.role(role); return self }
     }
 
-    /// The link a person follows, shown to the admin (who passes it on); valid once, until `expires_at`.
+    /// A link a person follows, valid once until `expires_at`: emailed to them through the tenant's `email` channel
+    /// (`sent`), or, when the tenant has none, shown to the admin to pass on (`link`, `token`).
     struct LinkAnswer: JSONResponse {
         var email: String
         var role: String?
-        var link: String
-        var token: String
+        var sent: Bool
+        var link: String?
+        var token: String?
         var expiresAt: String
 
         enum CodingKeys: String, CodingKey {
-            case email, role, link, token
+            case email, role, sent, link, token
             case expiresAt = "expires_at"
+        }
+
+        init(email: String, role: String? = nil, link: String, token: String, expires: Timestamp, sent: Bool) {
+            self.email = email
+            self.role = role
+            self.sent = sent
+            self.link = sent ? nil : link
+            self.token = sent ? nil : token
+            self.expiresAt = expires.iso8601
         }
     }
 
@@ -82,9 +95,17 @@ struct MemberRoutes {
         let token = APIKeys.random(32), expires = engine.now.adding(seconds: Self.invitationLifetime)
         try await store.insertLink(LinkRecord(hash: APIKeys.hash(token), kind: "invite", tenant: caller.tenant, email: email, role: body.role,
                                               expiresAt: expires), at: engine.now)
-        try await store.audit(context, caller, "member.invite", "\(email) as \(body.role)", at: engine.now)
-        return try LinkAnswer(email: email, role: body.role, link: "/invitation#\(token)", token: token, expiresAt: expires.iso8601)
-            .response(status: .created)
+        let link = mail.link("/invitation#\(token)")
+        let sent = try await mail.send(tenant: caller.tenant, to: email, key: "invite:" + APIKeys.hash(token),
+                                       subject: "You are invited to \(caller.tenant) on Flowline",
+                                       text: """
+                                           You are invited to join \(caller.tenant) on Flowline as \(body.role).
+
+                                           Set your password, or sign in with your provider, here (the link works once, until \(expires.iso8601)):
+                                           \(link)
+                                           """)
+        try await store.audit(context, caller, "member.invite", "\(email) as \(body.role)\(sent ? ", emailed" : "")", at: engine.now)
+        return try LinkAnswer(email: email, role: body.role, link: link, token: token, expires: expires, sent: sent).response(status: .created)
     }
 
     struct Accept: JSONRequest {
@@ -182,8 +203,17 @@ struct MemberRoutes {
         let token = APIKeys.random(32), expires = engine.now.adding(seconds: Self.resetLifetime)
         try await store.insertLink(LinkRecord(hash: APIKeys.hash(token), kind: "reset", tenant: caller.tenant, user: member.user.id, expiresAt: expires),
                                    at: engine.now)
-        try await store.audit(context, caller, "member.reset", member.user.id, at: engine.now)
-        return try LinkAnswer(email: member.user.email, link: "/password#\(token)", token: token, expiresAt: expires.iso8601).response(status: .created)
+        let link = mail.link("/password#\(token)")
+        let sent = try await mail.send(tenant: caller.tenant, to: member.user.email, key: "reset:" + APIKeys.hash(token),
+                                       subject: "Set a new Flowline password",
+                                       text: """
+                                           An admin of \(caller.tenant) on Flowline asked for a new password for you.
+
+                                           Set it here (the link works once, until \(expires.iso8601)):
+                                           \(link)
+                                           """)
+        try await store.audit(context, caller, "member.reset", "\(member.user.id)\(sent ? ", emailed" : "")", at: engine.now)
+        return try LinkAnswer(email: member.user.email, link: link, token: token, expires: expires, sent: sent).response(status: .created)
     }
 
     struct NewPassword: JSONRequest {
@@ -208,5 +238,28 @@ struct MemberRoutes {
             try await store.audit(AuditEntry(tenant: tenant, actor: user, action: "password.set", subject: user, request: context.id, at: engine.now))
         }
         return Response(status: .noContent)
+    }
+}
+
+/// Mail to people (invitations, password resets) through their tenant's `email` channel, queued in the outbox like
+/// every send, with its payload sealed at rest: the link it carries opens an account.
+struct PeopleMail: Sendable {
+    let store: SQLStore
+    let engine: Engine
+    let secrets: SecretBox?
+    /// Links in the mail are absolute, on the server's public URL.
+    let publicURL: String
+
+    func link(_ path: String) -> String { (publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL) + path }
+
+    /// Queues the mail; false when the tenant has no `email` channel, or no key seals it (then the admin passes the
+    /// link on).
+    func send(tenant: String, to: String, key: String, subject: String, text: String) async throws -> Bool {
+        guard let secrets, try await store.newestChannel(tenant: tenant, kind: "email") != nil else { return false }
+        let payload = try SealedPayload.seal(["to": .string(to), "subject": .string(subject), "text": .string(text)], key: key, with: secrets)
+        try await store.enqueue([QueuedAction(key: key, action: "email.send", payload: payload)], tenant: tenant, queue: { _ in "people:\(tenant)" },
+                                now: engine.now)
+        engine.outboxChanged()
+        return true
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
-import FlowEngine
+@testable import FlowEngine
+import FlowVM
 import Foundation
 import Testing
 
@@ -36,5 +37,15 @@ import Testing
             #expect(e.code == .secret)
             #expect(!e.description.contains(short))
         }
+    }
+
+    @Test func aSealedPayloadOpensOnlyForItsRowUnderItsKey() throws {
+        let payload: Value = ["to": "bia@a.example", "text": "https://flows.example/invitation#t0ken"]
+        let sealed = try SealedPayload.seal(payload, key: "invite:1", with: box)
+        #expect(!sealed.jsonText.contains("t0ken") && !sealed.jsonText.contains("bia@"))
+        #expect(try SealedPayload.open(sealed, key: "invite:1", with: box) == payload)
+        #expect(throws: EngineError.self) { try SealedPayload.open(sealed, key: "invite:2", with: box) }
+        #expect(throws: EngineError.self) { try SealedPayload.open(sealed, key: "invite:1", with: nil) }
+        #expect(try SealedPayload.open(payload, key: "invite:1", with: nil) == payload, "an unsealed payload is delivered as it is")
     }
 }

@@ -27,7 +27,8 @@ import Testing
                 return RouterTests.json(r)
             }
             let token = invitation["token"].text
-            #expect(invitation["email"] == "bia@a.example" && invitation["link"] == .string("/invitation#\(token)"))
+            #expect(invitation["email"] == "bia@a.example" && invitation["link"] == .string("http://127.0.0.1:8080/invitation#\(token)")
+                    && invitation["sent"] == false)
             try await client.execute(uri: "/v1/members/invitations", method: .post, headers: a,
                                      body: RouterTests.body(#"{"email": "owner@a.example", "role": "agent"}"#)) { #expect($0.status == .conflict) }
             func accept(_ t: String, _ password: String = Self.password) async throws -> HTTPResponse.Status {
@@ -92,7 +93,7 @@ import Testing
             // A reset link sets a new password, once, and ends every session.
             let s3 = try #require(try await PeopleTests.signIn(client, "lead@a.example", Self.password).cookie)
             let reset = try await client.execute(uri: "/v1/members/\(lead.id)/reset", method: .post, headers: a) { RouterTests.json($0) }
-            #expect(reset["link"].text.hasPrefix("/password#") && reset["email"] == "lead@a.example")
+            #expect(reset["link"].text.hasPrefix("http://127.0.0.1:8080/password#") && reset["email"] == "lead@a.example")
             let newPassword = "another long passphrase"
             func setPassword() async throws -> HTTPResponse.Status {
                 try await client.execute(uri: "/v1/password", method: .post,
@@ -108,6 +109,66 @@ import Testing
         for action in ["member.role", "member.sessions.end", "member.remove", "member.reset", "password.set"] {
             #expect(actions.contains(action), "\(action) is audited")
         }
+        await rig.store.close()
+    }
+
+    /// A quoted-printable body as text (soft line breaks joined, `=XX` decoded), for ASCII links.
+    static func unquoted(_ qp: String) -> String {
+        var s = qp.replacingOccurrences(of: "=\r\n", with: "")
+        for byte in 0x21...0x7E {
+            s = s.replacingOccurrences(of: String(format: "=%02X", byte), with: String(UnicodeScalar(UInt8(byte))))
+        }
+        return s
+    }
+
+    /// The token after `marker` in a mail.
+    static func token(after marker: String, in mail: String) -> String? {
+        guard let r = unquoted(mail).range(of: marker) else { return nil }
+        return String(unquoted(mail)[r.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+    }
+
+    @Test func invitationsAndResetsAreEmailedThroughTheTenantsEmailChannelSealedUntilSent() async throws {
+        let peer = try SMTPClientTests.Peer()
+        let rig = try await RouterTests.Rig(people: PeopleSettings(firstTenant: "a", publicURL: "https://flows.example"))
+        let to = SMTPClientTests.unique("bia")
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel: Value = ["kind": "email", "name": "mail", "host": "localhost", "port": .number(Double(peer.plain)), "security": "none",
+                                  "from": "Clínica Sol <team@clinic.example>"]
+            try await client.execute(uri: "/v1/channels", method: .post, headers: a, body: RouterTests.body(channel.jsonText)) { #expect($0.status == .created) }
+            let invitation = try await client.execute(uri: "/v1/members/invitations", method: .post, headers: a,
+                                                      body: RouterTests.body(#"{"email": "\#(to)", "role": "agent"}"#)) { RouterTests.json($0) }
+            #expect(invitation["sent"] == true && invitation["token"] == .null && invitation["link"] == .null, "emailed, not shown")
+            // Queued, not sent yet: the link is nowhere in the database's files, only its hash and a sealed payload.
+            let files = [rig.path, rig.path + "-wal"].compactMap { FileManager.default.contents(atPath: $0) }
+            #expect(!files.isEmpty)
+            try await rig.engine.drain()
+            let (mail, envelope) = try await peer.received(to)
+            #expect(envelope["mail_from"] == "team@clinic.example")
+            let token = try #require(Self.token(after: "https://flows.example/invitation#", in: mail))
+            #expect(token.count >= 32)
+            let sent = [rig.path, rig.path + "-wal"].compactMap { FileManager.default.contents(atPath: $0) }
+            for file in files + sent { #expect(file.range(of: Data(token.utf8)) == nil, "the token is not kept in the clear") }
+            try await client.execute(uri: "/v1/invitations/accept", method: .post,
+                                     body: RouterTests.body(#"{"token": "\#(token)", "password": "\#(Self.password)"}"#)) { #expect($0.status == .created) }
+            // A reset goes the same way.
+            let id = try #require(try await rig.store.user(email: to)?.id)
+            let reset = try await client.execute(uri: "/v1/members/\(id)/reset", method: .post, headers: a) { RouterTests.json($0) }
+            #expect(reset["sent"] == true && reset["token"] == .null)
+            try await rig.engine.drain()
+            let again = try await Peers.eventually("the reset mail", seconds: 5) { () -> String? in
+                for file in try FileManager.default.contentsOfDirectory(atPath: peer.spool) where file.hasSuffix(".eml") {
+                    let text = try String(contentsOfFile: peer.spool + "/" + file, encoding: .utf8)
+                    if text.contains(to), Self.token(after: "https://flows.example/password#", in: text) != nil { return text }
+                }
+                return nil
+            }
+            let resetToken = try #require(Self.token(after: "https://flows.example/password#", in: again))
+            try await client.execute(uri: "/v1/password", method: .post,
+                                     body: RouterTests.body(#"{"token": "\#(resetToken)", "password": "another long passphrase"}"#)) { #expect($0.status == .noContent) }
+        }
+        let audit = try await rig.store.auditLog(tenant: "a").map(\.subject)
+        #expect(audit.contains("\(to) as agent, emailed"))
         await rig.store.close()
     }
 }

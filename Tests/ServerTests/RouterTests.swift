@@ -18,6 +18,8 @@ import Prometheus
 @Suite struct RouterTests {
     struct Rig {
         let store: SQLStore
+        /// The SQLite file the store keeps.
+        let path: String
         let engine: Engine
         let app: Application<RouterResponder<FlowlineRequestContext>>
         let adminA: String, agentA: String, adminB: String
@@ -26,7 +28,7 @@ import Prometheus
              logger: Logger = RouterTests.quietLogger, limiter: WorkLimiter = WorkLimiter(), people: PeopleSettings = PeopleSettings()) async throws {
             // Sign-ins by the hundred in one test process: a cost that keeps them from starving the tests that time the server.
             People.useCost(4)
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
             store = try await SQLStore.open("sqlite:\(path)")
             try await store.migrate()
             let connectors = if let clock { Runtime.connectors(store: store, secrets: secrets, clock: clock) }
@@ -34,6 +36,7 @@ import Prometheus
             var configuration = Engine.Configuration()
             // Resume links name a host the tests never call: fakes post to the server under test instead.
             if let secrets { configuration.resumeLinks = ResumeLinks(baseURL: "http://flowline.invalid", secrets: secrets) }
+            configuration.secrets = secrets
             engine = if let clock { Engine(store: store, connectors: connectors, configuration: configuration, logger: logger, clock: clock) }
                      else { Engine(store: store, connectors: connectors, configuration: configuration, logger: logger) }
             for t in ["a", "b"] { try await store.ensureTenant(id: t, name: t) }

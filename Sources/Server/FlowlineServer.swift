@@ -40,6 +40,8 @@ public struct ServerConfiguration: Sendable {
     public var publicURL: String?
     /// The OpenID Connect providers people may sign in with (`FLOWLINE_OIDC_PROVIDERS`, README.md).
     public var singleSignOn: [OIDCProvider] = []
+    /// Self-service sign-up (`FLOWLINE_SIGNUP=open`), off by default.
+    public var signUp = false
     /// Seconds a claimed delivery stays with this process before another may attempt it again
     /// (`FLOWLINE_DELIVERY_LEASE`, 60 by default): after a crash, the wait before a send is retried. A connector call
     /// gets at most half of it (and never more than 30 s), so a slow call is never attempted twice at once.
@@ -56,7 +58,7 @@ public struct ServerConfiguration: Sendable {
 
     /// How people sign in, as the router needs it.
     var people: PeopleSettings {
-        PeopleSettings(firstTenant: demoTenant, publicURL: publicURL ?? "http://\(host):\(port)", singleSignOn: singleSignOn)
+        PeopleSettings(firstTenant: demoTenant, publicURL: publicURL ?? "http://\(host):\(port)", singleSignOn: singleSignOn, signUp: signUp)
     }
 
     /// Checks what can be checked before anything is started, so a mistake in the environment is one clear line.
@@ -93,11 +95,16 @@ public struct PeopleSettings: Sendable {
     public var firstTenant: String
     public var publicURL: String
     public var singleSignOn: [OIDCProvider]
+    /// Anyone may sign up for a tenant of their own (`FLOWLINE_SIGNUP=open`); the first tenant's `email` channel
+    /// sends the links.
+    public var signUp: Bool
 
-    public init(firstTenant: String = "demo", publicURL: String = "http://127.0.0.1:8080", singleSignOn: [OIDCProvider] = []) {
+    public init(firstTenant: String = "demo", publicURL: String = "http://127.0.0.1:8080", singleSignOn: [OIDCProvider] = [],
+                signUp: Bool = false) {
         self.firstTenant = firstTenant
         self.publicURL = publicURL
         self.singleSignOn = singleSignOn
+        self.signUp = signUp
     }
 
     var secureCookies: Bool { publicURL.hasPrefix("https://") }
@@ -162,8 +169,10 @@ public enum FlowlineServer {
         EventRoutes(store: store).addRoutes(to: v1)
         TenantRoutes(store: store, engine: engine).addRoutes(to: v1)
         AuditRoutes(store: store).addRoutes(to: v1)
-        MemberRoutes(store: store, engine: engine, mail: PeopleMail(store: store, engine: engine, secrets: secrets, publicURL: people.publicURL))
-            .addRoutes(to: v1, public: router)
+        let mail = PeopleMail(store: store, engine: engine, secrets: secrets, publicURL: people.publicURL)
+        MemberRoutes(store: store, engine: engine, mail: mail).addRoutes(to: v1, public: router)
+        SignUpRoutes(store: store, engine: engine, mail: mail, operatorTenant: people.firstTenant, open: people.signUp,
+                     secureCookies: people.secureCookies).addRoutes(to: router)
         table.load(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }

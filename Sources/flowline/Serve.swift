@@ -26,6 +26,13 @@ struct Serve: AsyncParsableCommand {
         config.adminPassword = env["FLOWLINE_ADMIN_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         config.platformKey = env["FLOWLINE_PLATFORM_KEY"]
         config.singleSignOn = OIDCProvider.providers(environment: env)
+        switch env["FLOWLINE_SIGNUP"] ?? "" {
+        case "open": config.signUp = true
+        case "", "closed": config.signUp = false
+        case let other:
+            FileHandle.standardError.write(Data("flowline serve: FLOWLINE_SIGNUP is open or closed, not \(other)\n".utf8))
+            throw ExitCode.failure
+        }
         config.flowsDirectory = flows
         config.deliveryLease = deliveryLease ?? config.deliveryLease
         var logger = Logger(label: "flowline")

@@ -1,6 +1,7 @@
 import FlowEngine
 import FlowStore
 import FlowVM
+import FlowlineTestKit
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -27,8 +28,9 @@ import Testing
         return conversation
     }
 
-    @Test func onlyTheHolderWritesAndASupervisorTransfers() async throws {
-        let rig = try await RouterTests.Rig()
+    @Test(arguments: Backend.available)
+    func onlyTheHolderWritesAndASupervisorTransfers(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
         let (second, secondKey) = try await APIKeys.create(store: rig.store, tenant: "a", role: .agent, label: "second")
         let (supervisor, supervisorKey) = try await APIKeys.create(store: rig.store, tenant: "a", role: .supervisor, label: "lead")
         let firstID = try #require(try await rig.store.apiKeys(tenant: "a").items.first { $0.label == "agent" }?.id)
@@ -78,8 +80,9 @@ import Testing
         await rig.store.close()
     }
 
-    @Test func theAuditLogSaysWhoDidWhatInWhichRequest() async throws {
-        let rig = try await RouterTests.Rig()
+    @Test(arguments: Backend.available)
+    func theAuditLogSaysWhoDidWhatInWhichRequest(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
         let (supervisor, supervisorKey) = try await APIKeys.create(store: rig.store, tenant: "a", role: .supervisor, label: "lead")
         try await rig.app.test(.router) { client in
             let conversation = try await Self.handedOff(client, rig)
@@ -130,8 +133,9 @@ import Testing
         await rig.store.close()
     }
 
-    @Test func aRestrictedQueueIsWorkedOnlyByItsNamedAgents() async throws {
-        let rig = try await RouterTests.Rig()
+    @Test(arguments: Backend.available)
+    func aRestrictedQueueIsWorkedOnlyByItsNamedAgents(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
         let (named, namedKey) = try await APIKeys.create(store: rig.store, tenant: "a", role: .agent, label: "named")
         let (supervisor, _) = try await APIKeys.create(store: rig.store, tenant: "a", role: .supervisor, label: "lead")
         let person = try await PeopleTests.member(rig, "bia@a.example", role: .agent)

@@ -1,6 +1,7 @@
 import FlowEngine
-import FlowStore
+@testable import FlowStore
 import FlowVM
+import FlowlineTestKit
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -13,9 +14,10 @@ import Testing
 @Suite struct MemberTests {
     static let password = PeopleTests.password
 
-    @Test func inviteAcceptSignInAndWorkInTheRoleGiven() async throws {
+    @Test(arguments: Backend.available)
+    func inviteAcceptSignInAndWorkInTheRoleGiven(_ backend: Backend) async throws {
         let clock = APIChannelConnectorTests.Clock()
-        let rig = try await RouterTests.Rig(clock: { clock.now })
+        let rig = try await RouterTests.Rig(backend: backend, clock: { clock.now })
         let admin = try await PeopleTests.member(rig, "owner@a.example", role: .admin)
         try await rig.app.test(.router) { client in
             let a = RouterTests.auth(rig.adminA)
@@ -64,8 +66,9 @@ import Testing
         await rig.store.close()
     }
 
-    @Test func rolesRemovalTheLastAdminSessionsAndResets() async throws {
-        let rig = try await RouterTests.Rig()
+    @Test(arguments: Backend.available)
+    func rolesRemovalTheLastAdminSessionsAndResets(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
         let owner = try await PeopleTests.member(rig, "owner@a.example", role: .admin)
         let lead = try await PeopleTests.member(rig, "lead@a.example", role: .supervisor)
         try await rig.app.test(.router) { client in
@@ -112,6 +115,14 @@ import Testing
         await rig.store.close()
     }
 
+    /// What the outbox and the links table hold, as text.
+    static func stored(_ store: SQLStore) async throws -> String {
+        try await store.driver.transaction { db in
+            let rows = try await db.query("SELECT payload AS t FROM outbox UNION ALL SELECT hash || ' ' || COALESCE(detail, '') AS t FROM links", [])
+            return rows.map { $0.text("t") ?? "" }.joined(separator: "\n")
+        }
+    }
+
     /// A quoted-printable body as text (soft line breaks joined, `=XX` decoded), for ASCII links.
     static func unquoted(_ qp: String) -> String {
         var s = qp.replacingOccurrences(of: "=\r\n", with: "")
@@ -127,9 +138,10 @@ import Testing
         return String(unquoted(mail)[r.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
     }
 
-    @Test func invitationsAndResetsAreEmailedThroughTheTenantsEmailChannelSealedUntilSent() async throws {
+    @Test(arguments: Backend.available)
+    func invitationsAndResetsAreEmailedThroughTheTenantsEmailChannelSealedUntilSent(_ backend: Backend) async throws {
         let peer = try SMTPClientTests.Peer()
-        let rig = try await RouterTests.Rig(people: PeopleSettings(firstTenant: "a", publicURL: "https://flows.example"))
+        let rig = try await RouterTests.Rig(backend: backend, people: PeopleSettings(firstTenant: "a", publicURL: "https://flows.example"))
         let to = SMTPClientTests.unique("bia")
         try await rig.app.test(.router) { client in
             let a = RouterTests.auth(rig.adminA)
@@ -139,16 +151,15 @@ import Testing
             let invitation = try await client.execute(uri: "/v1/members/invitations", method: .post, headers: a,
                                                       body: RouterTests.body(#"{"email": "\#(to)", "role": "agent"}"#)) { RouterTests.json($0) }
             #expect(invitation["sent"] == true && invitation["token"] == .null && invitation["link"] == .null, "emailed, not shown")
-            // Queued, not sent yet: the link is nowhere in the database's files, only its hash and a sealed payload.
-            let files = [rig.path, rig.path + "-wal"].compactMap { FileManager.default.contents(atPath: $0) }
-            #expect(!files.isEmpty)
+            // Queued, not sent yet: the link is nowhere in the database, only its hash and a sealed payload.
+            let queued = try await Self.stored(rig.store)
+            #expect(queued.contains("$sealed"))
             try await rig.engine.drain()
             let (mail, envelope) = try await peer.received(to)
             #expect(envelope["mail_from"] == "team@clinic.example")
             let token = try #require(Self.token(after: "https://flows.example/invitation#", in: mail))
             #expect(token.count >= 32)
-            let sent = [rig.path, rig.path + "-wal"].compactMap { FileManager.default.contents(atPath: $0) }
-            for file in files + sent { #expect(file.range(of: Data(token.utf8)) == nil, "the token is not kept in the clear") }
+            for text in [queued, try await Self.stored(rig.store)] { #expect(!text.contains(token), "the token is not kept in the clear") }
             try await client.execute(uri: "/v1/invitations/accept", method: .post,
                                      body: RouterTests.body(#"{"token": "\#(token)", "password": "\#(Self.password)"}"#)) { #expect($0.status == .created) }
             // A reset goes the same way.

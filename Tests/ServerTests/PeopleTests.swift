@@ -30,11 +30,12 @@ import Testing
         }
     }
 
-    @Test func theFirstAdminSetsUpWithTheOneTimeLinkThenSignsIn() async throws {
+    @Test(arguments: Backend.available)
+    func theFirstAdminSetsUpWithTheOneTimeLinkThenSignsIn(_ backend: Backend) async throws {
         let sink = LogTests.Lines()
         var logger = Logger(label: "flowline.test") { _ in LogTests.Capture(sink: sink) }
         logger.logLevel = .debug
-        let rig = try await RouterTests.Rig(logger: logger)
+        let rig = try await RouterTests.Rig(backend: backend, logger: logger)
         try await rig.store.insertLink(LinkRecord(hash: APIKeys.hash("setup-token-1234"), kind: "setup"), at: rig.engine.now)
         try await rig.app.test(.router) { client in
             func setup(_ body: String) async throws -> (HTTPResponse.Status, Value) {
@@ -82,8 +83,9 @@ import Testing
         return user
     }
 
-    @Test func aSessionActsInItsRoleNeedsItsCSRFTokenAndEndsForGood() async throws {
-        let rig = try await RouterTests.Rig()
+    @Test(arguments: Backend.available)
+    func aSessionActsInItsRoleNeedsItsCSRFTokenAndEndsForGood(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
         _ = try await Self.member(rig, "agent@a.example", role: .agent)
         let supervisor = try await Self.member(rig, "lead@a.example", role: .supervisor)
         try await rig.app.test(.router) { client in
@@ -127,9 +129,10 @@ import Testing
         await rig.store.close()
     }
 
-    @Test func anIdleOrExpiredSessionEnds() async throws {
+    @Test(arguments: Backend.available)
+    func anIdleOrExpiredSessionEnds(_ backend: Backend) async throws {
         let clock = APIChannelConnectorTests.Clock()
-        let rig = try await RouterTests.Rig(clock: { clock.now })
+        let rig = try await RouterTests.Rig(backend: backend, clock: { clock.now })
         _ = try await Self.member(rig, "lead@a.example", role: .supervisor)
         try await rig.app.test(.router) { client in
             let cookie = try #require(try await Self.signIn(client, "lead@a.example", Self.password).cookie)
@@ -141,8 +144,9 @@ import Testing
         await rig.store.close()
     }
 
-    @Test func repeatedFailuresLockAnEmailWhetherOrNotItHasAnAccount() async throws {
-        let rig = try await RouterTests.Rig()
+    @Test(arguments: Backend.available)
+    func repeatedFailuresLockAnEmailWhetherOrNotItHasAnAccount(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
         _ = try await Self.member(rig, "lead@a.example", role: .supervisor)
         try await rig.app.test(.router) { client in
             let unknown = try await Self.signIn(client, "nobody@a.example", Self.password)

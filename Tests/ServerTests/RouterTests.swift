@@ -9,6 +9,7 @@ import HummingbirdTesting
 @testable import Server
 import Testing
 import Connectors
+import FlowlineTestKit
 import Crypto
 import Logging
 import Metrics
@@ -18,19 +19,15 @@ import Prometheus
 @Suite struct RouterTests {
     struct Rig {
         let store: SQLStore
-        /// The SQLite file the store keeps.
-        let path: String
         let engine: Engine
         let app: Application<RouterResponder<FlowlineRequestContext>>
         let adminA: String, agentA: String, adminB: String
 
-        init(clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets,
+        init(backend: Backend = .sqlite, clock: (@Sendable () -> Timestamp)? = nil, secrets: SecretBox? = RouterTests.secrets,
              logger: Logger = RouterTests.quietLogger, limiter: WorkLimiter = WorkLimiter(), people: PeopleSettings = PeopleSettings()) async throws {
             // Sign-ins by the hundred in one test process: a cost that keeps them from starving the tests that time the server.
             People.useCost(4)
-            path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-router-\(UUID().uuidString).db").path
-            store = try await SQLStore.open("sqlite:\(path)")
-            try await store.migrate()
+            store = try await backend.makeStore()
             let connectors = if let clock { Runtime.connectors(store: store, secrets: secrets, clock: clock) }
                              else { Runtime.connectors(store: store, secrets: secrets) }
             var configuration = Engine.Configuration()

@@ -56,7 +56,8 @@ import Testing
         }
     }
 
-    @Test func aPersonSignsInThroughTheProviderAndEveryForgedAnswerIsRefused() async throws {
+    @Test(arguments: Backend.available)
+    func aPersonSignsInThroughTheProviderAndEveryForgedAnswerIsRefused(_ backend: Backend) async throws {
         let fake = try await FakeOIDC(clientID: "flowline-app", clientSecret: "client-secret-0123456789", redirectURIs: [Self.callback])
         let sink = LogTests.Lines()
         let logger = {
@@ -73,7 +74,7 @@ import Testing
             fake.listening(port: try #require(provider.port))
             let acme = OIDCProvider(name: "acme", label: "Acme", issuer: fake.issuer.withLock { $0 }, clientID: fake.clientID,
                                     clientSecret: fake.clientSecret)
-            let rig = try await RouterTests.Rig(logger: logger,
+            let rig = try await RouterTests.Rig(backend: backend, logger: logger,
                                                 people: PeopleSettings(firstTenant: "a", publicURL: "https://flows.example", singleSignOn: [acme]))
             let ana = try await PeopleTests.member(rig, "ana@a.example", role: .supervisor)
             try await rig.app.test(.router) { client in
@@ -142,12 +143,13 @@ import Testing
         }
     }
 
-    @Test func anInvitationIsAcceptedBySigningInThroughTheProvider() async throws {
+    @Test(arguments: Backend.available)
+    func anInvitationIsAcceptedBySigningInThroughTheProvider(_ backend: Backend) async throws {
         let fake = try await FakeOIDC(clientID: "flowline-app", clientSecret: "client-secret-0123456789", redirectURIs: [Self.callback])
         try await fake.app.test(.live) { provider in
             fake.listening(port: try #require(provider.port))
             let acme = OIDCProvider(name: "acme", issuer: fake.issuer.withLock { $0 }, clientID: fake.clientID, clientSecret: fake.clientSecret)
-            let rig = try await RouterTests.Rig(people: PeopleSettings(firstTenant: "a", publicURL: "https://flows.example", singleSignOn: [acme]))
+            let rig = try await RouterTests.Rig(backend: backend, people: PeopleSettings(firstTenant: "a", publicURL: "https://flows.example", singleSignOn: [acme]))
             try await rig.app.test(.router) { client in
                 func invite(_ email: String) async throws -> String {
                     try await client.execute(uri: "/v1/members/invitations", method: .post, headers: [.authorization: "Bearer \(rig.adminA)"],

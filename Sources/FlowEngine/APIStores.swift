@@ -83,6 +83,8 @@ public protocol PeopleRecords: Sendable {
     func session(idHash: String) async throws -> SessionRecord?
     func touchSession(idHash: String, at: Timestamp) async throws
     func revokeSession(idHash: String) async throws
+    /// Moves a session to another of its person's tenants.
+    func switchSession(idHash: String, tenant: String) async throws
     /// Signs a person out everywhere; how many sessions ended.
     func revokeSessions(user: String) async throws -> Int
     /// Stores a single-use link (by the hash of its token).

@@ -74,6 +74,12 @@ extension SQLStore: PeopleRecords {
         }
     }
 
+    public func switchSession(idHash: String, tenant: String) async throws {
+        try await driver.transaction { db in
+            try await db.execute("UPDATE sessions SET tenant_id = $2 WHERE id_hash = $1", .text(idHash), .text(tenant))
+        }
+    }
+
     public func revokeSessions(user: String) async throws -> Int {
         try await driver.transaction { db in
             try await db.execute("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id_hash", .text(user),

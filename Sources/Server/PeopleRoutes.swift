@@ -158,6 +158,7 @@ struct PeopleRoutes {
         router.post("v1/setup", use: setup)
         router.post("v1/session", use: signIn)
         router.get("v1/session", use: current)
+        router.put("v1/session", use: switchTenant)
         router.delete("v1/session", use: signOut)
     }
 
@@ -284,6 +285,32 @@ struct PeopleRoutes {
                                   csrfToken: request.cookies[People.cookie].map { People.csrf(forSession: $0.value) }).response()
         response.headers[.cacheControl] = "no-store"
         return response
+    }
+
+    struct Switch: JSONRequest {
+        var tenant: String
+
+        func validated() throws -> Switch {
+            _ = try BodyText.identifier(tenant, "tenant", max: 64)
+            return self
+        }
+    }
+
+    /// `PUT /v1/session {tenant}`: the signed-in person works in another of their tenants, in their role there.
+    @Sendable func switchTenant(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try await sessionCaller(request)  // with its CSRF token: switching is a change
+        let body = try await request.decode(Switch.self, context: context)
+        guard let user = try await store.user(id: caller.keyID) else { throw Problem(.unauthorized, "not signed in") }
+        let memberships = try await store.memberships(user: user.id)
+        guard let membership = memberships.first(where: { $0.tenant == body.tenant }) else {
+            throw Problem(.forbidden, "you are not a member of tenant \(body.tenant)")
+        }
+        try await store.switchSession(idHash: caller.sessionHash ?? "", tenant: membership.tenant)
+        try await store.audit(AuditEntry(tenant: membership.tenant, actor: user.id, action: "session.switch", subject: "from \(caller.tenant)",
+                                         request: context.id, at: engine.now))
+        return try Person(id: user.id, email: user.email, name: user.name, tenant: membership.tenant, role: membership.role,
+                          tenants: memberships.map { Person.Tenant(id: $0.tenant, role: $0.role) },
+                          csrfToken: request.cookies[People.cookie].map { People.csrf(forSession: $0.value) }).response()
     }
 
     /// `DELETE /v1/session`: signs out, ending the session for good (a copied cookie no longer works either).

@@ -60,7 +60,8 @@ struct SignUpRoutes {
     }
 
     private func requireOpen() throws {
-        guard open else { throw Problem(.forbidden, "sign-up is not open on this server: ask its operator for an invitation") }
+        // Not found, as any route this server does not offer: a sign-in page asks `GET /v1/signup` first.
+        guard open else { throw Problem(.notFound, "sign-up is not open on this server: ask its operator for an invitation") }
     }
 
     /// `POST /v1/signup {email, password, name?, company?}`: 202, and a link in the mail.

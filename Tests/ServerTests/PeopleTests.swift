@@ -130,6 +130,36 @@ import Testing
     }
 
     @Test(arguments: Backend.available)
+    func aPersonSwitchesBetweenTheirTenantsInTheirRoleInEach(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        let person = try await Self.member(rig, "lead@a.example", role: .supervisor)
+        _ = try await rig.store.setMembership(user: person.id, tenant: "b", role: Caller.Role.agent.rawValue)
+        try await rig.app.test(.router) { client in
+            let s = try await Self.signIn(client, "lead@a.example", Self.password, tenant: "a")
+            let cookie = try #require(s.cookie), csrf = s.body["csrf_token"].text
+            #expect(s.body["tenants"] == [["id": "a", "role": "supervisor"], ["id": "b", "role": "agent"]])
+            func switchTo(_ tenant: String, csrf: String?) async throws -> (HTTPResponse.Status, Value) {
+                var headers: HTTPFields = [.cookie: cookie]
+                if let csrf { headers[HTTPField.Name("X-CSRF-Token")!] = csrf }
+                return try await client.execute(uri: "/v1/session", method: .put, headers: headers, body: RouterTests.body(#"{"tenant": "\#(tenant)"}"#)) {
+                    ($0.status, RouterTests.json($0))
+                }
+            }
+            #expect(try await switchTo("b", csrf: nil).0 == .forbidden, "switching is a change: it needs the CSRF token")
+            #expect(try await switchTo("c", csrf: csrf).0 == .forbidden, "not a member there")
+            let (status, now) = try await switchTo("b", csrf: csrf)
+            #expect(status == .ok && now["tenant"] == "b" && now["role"] == "agent" && now["csrf_token"] == .string(csrf))
+            // The same cookie now works in b, as an agent: it reads, and cannot publish.
+            try await client.execute(uri: "/v1/session", method: .get, headers: [.cookie: cookie]) { #expect(RouterTests.json($0)["tenant"] == "b") }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: [.cookie: cookie, HTTPField.Name("X-CSRF-Token")!: csrf],
+                                     body: RouterTests.body(RouterTests.flow)) { #expect($0.status == .forbidden) }
+            #expect(try await switchTo("a", csrf: csrf).1["role"] == "supervisor")
+        }
+        #expect(try await rig.store.auditLog(tenant: "b").contains { $0.action == "session.switch" })
+        await rig.store.close()
+    }
+
+    @Test(arguments: Backend.available)
     func anIdleOrExpiredSessionEnds(_ backend: Backend) async throws {
         let clock = APIChannelConnectorTests.Clock()
         let rig = try await RouterTests.Rig(backend: backend, clock: { clock.now })

@@ -22,9 +22,9 @@ import Testing
         try await rig.app.test(.router) { client in
             try await client.execute(uri: "/v1/signup", method: .get) { #expect(RouterTests.json($0)["open"] == false) }
             let (status, _) = try await Self.signUp(client, #"{"email": "ana@new.example", "password": "\#(PeopleTests.password)"}"#)
-            #expect(status == .forbidden)
+            #expect(status == .notFound)
             try await client.execute(uri: "/v1/signup/verify", method: .post, body: RouterTests.body(#"{"token": "whatever"}"#)) {
-                #expect($0.status == .forbidden)
+                #expect($0.status == .notFound)
             }
         }
         await rig.store.close()

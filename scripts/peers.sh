@@ -2,7 +2,8 @@
 # Starts the protocol peers the tests talk to, each on 127.0.0.1 and a free port, from a venv (.build-venv):
 # localstripe (Stripe PaymentIntents and signed webhooks), aiosmtpd (SMTP with STARTTLS and AUTH, and implicit
 # TLS), fakellm (OpenAI-compatible chat completions). Prints `export` lines for FLOWLINE_TEST_* and
-# FLOWLINE_PEERS_DIR; `scripts/peers.sh stop DIR` stops them.
+# FLOWLINE_PEERS_DIR; `scripts/peers.sh stop DIR` stops them. The venv also holds Playwright, for the Studio's
+# browser tests (which drive Debian's chromium: Playwright's own browser download is not used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +15,8 @@ if [ "${1:-}" = "stop" ]; then
 fi
 
 venv=.build-venv
-packages=(schemathesis==4.32.5 localstripe==1.15.10 aiosmtpd==1.4.6 fakellm==0.3.5 pywa==4.5.0)
-if ! "$venv/bin/python" -c 'import schemathesis, localstripe, aiosmtpd, fakellm, pywa' 2>/dev/null; then
+packages=(schemathesis==4.32.5 localstripe==1.15.10 aiosmtpd==1.4.6 fakellm==0.3.5 pywa==4.5.0 playwright==1.65.2)
+if ! "$venv/bin/python" -c 'import schemathesis, localstripe, aiosmtpd, fakellm, pywa, playwright' 2>/dev/null; then
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q "${packages[@]}" >&2
 fi

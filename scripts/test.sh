@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Flowline's whole test suite: starts a throw-away PostgreSQL (installing it from Debian's packages if
 # missing), builds the package, runs the Swift Testing suites against SQLite and PostgreSQL, then drives the
-# `flowline` CLI over the example flows and the broken-flow corpus. Ends with one line "N passed, N failed, N skipped" (under the script a missing peer fails; nothing skips unless disabled).
+# `flowline` CLI over the example flows and the broken-flow corpus, and the Studio in headless Chromium. Ends with one line "N passed, N failed, N skipped" (under the script a missing peer fails; nothing skips unless disabled).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -212,6 +212,23 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 if [ "$stopped" = 1 ] && wait "$server"; then pass; else fail "serve should exit cleanly on SIGTERM"; kill -9 "$server" 2>/dev/null; fi
+
+echo "== the Studio in headless Chromium (Debian's), driven by Playwright, against a live flowline serve"
+if [ -x /usr/bin/chromium ] || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; then
+  .build-venv/bin/python Tests/Browser/studio_test.py "$flowline_abs" >"$tmp/studio.log" 2>&1
+  studio_rc=$?
+  studio_pass=$(grep -c '^PASS ' "$tmp/studio.log" || true)
+  studio_fail=$(grep -c '^FAIL ' "$tmp/studio.log" || true)
+  grep -E '^(PASS|FAIL) ' "$tmp/studio.log"
+  passed=$((passed + studio_pass))
+  failed=$((failed + studio_fail))
+  if [ "$studio_fail" -gt 0 ] || [ "$studio_rc" -ne 0 ] || [ "$studio_pass" -eq 0 ]; then
+    [ "$studio_fail" -eq 0 ] && fail "the browser tests did not run to the end"
+    tail -60 "$tmp/studio.log"
+  fi
+else
+  fail "could not install Debian's chromium for the browser tests"
+fi
 
 echo "== end to end through a live server on PostgreSQL: publish, converse, hand off and back, read the trace"
 pgport=${FLOWLINE_TEST_POSTGRES_URL##*:}

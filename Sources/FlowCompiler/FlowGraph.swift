@@ -70,6 +70,32 @@ public enum FlowGraph {
         return .map(graph)
     }
 
+    /// The ports a node of `type` may have edges from, in the order a builder draws them: `next` (and its `branch`es),
+    /// `on_invalid`, `timeout` (an ask's `timeout.next`, a `wait_for`'s `on_timeout`), `on_error`, `goto`, `call`.
+    public static func ports(of type: BlockType) -> [String] {
+        var p: [String] = []
+        if type.keys.contains("next") { p += ["next", "branch"] }
+        if type.keys.contains("on_invalid") { p.append("on_invalid") }
+        if type.name == "ask" || type.name == "wait_for" { p.append("timeout") }
+        if type.keys.contains("on_error") { p.append("on_error") }
+        for k in ["goto", "call"] where type.keys.contains(k) { p.append(k) }
+        return p
+    }
+
+    /// The JSON Schema of a node's `params`: the block's schema without the keys that are edges in the graph.
+    public static func paramsSchema(of type: BlockType) -> Value {
+        let edgeKeys: Set<String> = ["next", "on_error", "on_invalid", "goto", "call", "on_timeout"]
+        func strip(_ schema: Value, depth: Int) -> Value {
+            guard case .map(var m) = schema, case .map(var properties)? = m["properties"] else { return schema }
+            for k in edgeKeys where depth == 0 || k == "next" || k == "on_timeout" { properties.removeValue(forKey: k) }
+            if depth == 0 { for (k, v) in properties { properties[k] = strip(v, depth: 1) } }
+            m["properties"] = .map(properties)
+            if case .list(let required)? = m["required"] { m["required"] = .list(required.filter { properties[$0.text] != nil }) }
+            return .map(m)
+        }
+        return strip(type.schema, depth: 0)
+    }
+
     /// The ports an edge may leave a node from.
     public static let ports: Set<String> = ["next", "branch", "on_error", "on_invalid", "timeout", "goto", "call"]
 

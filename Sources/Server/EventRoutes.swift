@@ -3,6 +3,7 @@ import FlowVM
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ServiceLifecycle
 
 /// `GET /v1/events`: a Server-Sent Events stream of the caller's tenant only: `message` events (both directions)
 /// and `turn` events (a conversation's status and wait after each turn, so agents see handoffs arrive). It reads
@@ -63,7 +64,9 @@ struct EventRoutes {
                     chunk += "id: \(m)-\(t)\nevent: turn\ndata: \(data.jsonText)\n\n"
                 }
                 if !chunk.isEmpty { try await writer.write(ByteBuffer(string: chunk)) }
-                if sent >= limit || Date() >= deadline { break }
+                // A stopping server ends its streams (the browser reconnects to another process, or to this one
+                // when it is back) instead of holding its shutdown for a stream's whole timeout.
+                if sent >= limit || Date() >= deadline || Task.isShuttingDownGracefully { break }
                 if changes.messages.isEmpty && changes.turns.isEmpty { try await Task.sleep(for: .milliseconds(250)) }
             }
             try await writer.finish(nil)

@@ -154,6 +154,7 @@ public enum FlowlineServer {
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: document)))
         }
         WebhookRoutes(engine: engine, channels: channels).addRoutes(to: router)
+        StudioRoutes().addRoutes(to: router)
         PeopleRoutes(store: store, engine: engine, firstTenant: people.firstTenant, secureCookies: people.secureCookies).addRoutes(to: router)
         SSORoutes(store: store, engine: engine, sso: SingleSignOn(providers: people.singleSignOn), publicURL: people.publicURL,
                   secureCookies: people.secureCookies).addRoutes(to: router)

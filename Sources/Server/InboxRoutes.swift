@@ -175,7 +175,7 @@ struct InboxRoutes {
         let name = try Self.queueName(context)
         let agents = try await request.decode(Restriction.self, context: context).agents
         for a in agents where try await agentRole(a, tenant: caller.tenant) == nil {
-            throw Problem(.badRequest, "\(a) is not a person of this tenant or the id of one of its keys")
+            throw Problem(.notFound, "no person or key \(a) in this tenant")
         }
         try await store.setQueueAgents(tenant: caller.tenant, queue: name, agents: agents)
         try await store.audit(context, caller, "queue.restrict", "\(name): \(Set(agents).sorted().joined(separator: ", "))", at: engine.now)

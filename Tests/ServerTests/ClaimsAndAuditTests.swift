@@ -150,7 +150,7 @@ import Testing
             }
             #expect(try await seen(rig.agentA) == 1, "an open queue is every agent's")
             #expect(try await restrict(rig.agentA, #"["\#(namedKey.id)"]"#).0 == .forbidden, "an agent does not restrict a queue")
-            #expect(try await restrict(supervisor, #"["nobody"]"#).0 == .badRequest)
+            #expect(try await restrict(supervisor, #"["nobody"]"#).0 == .notFound)
             #expect(try await restrict(supervisor, "[]").0 == .badRequest)
             let (status, queue) = try await restrict(supervisor, #"["\#(namedKey.id)", "\#(person.id)"]"#)
             #expect(status == .ok && queue == ["name": "sales", "agents": .list([.string(namedKey.id), .string(person.id)].sorted { $0.text < $1.text })])

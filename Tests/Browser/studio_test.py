@@ -1,0 +1,319 @@
+"""The Studio in a real browser: headless Chromium from Debian, driven by Playwright from PyPI, against a live
+`flowline serve` on SQLite. Usage: studio_test.py FLOWLINE_BINARY [--screenshots DIR]
+
+Each test prints `PASS name` or `FAIL name: why`; the process exits 1 when any failed. Waits are on conditions
+with deadlines (Playwright's auto-waiting), never sleeps. With --screenshots, the main screens are saved as PNGs
+(docs/studio/ is made this way)."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+BINARY = os.path.abspath(sys.argv[1])
+SHOTS = sys.argv[sys.argv.index("--screenshots") + 1] if "--screenshots" in sys.argv else None
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ADMIN_KEY = "fl_studioadmin_0123456789abcdefghijklmnopqrstuv"
+PASSWORD = "correct horse battery staple"
+expect.set_options(timeout=10_000)
+
+
+class Server:
+    """A `flowline serve` on a free port, its admin key fixed, no person set up yet (it prints the setup link)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="flowline-studio-")
+        shutil.copytree(os.path.join(ROOT, "flows"), os.path.join(self.dir, "flows"))
+        env = dict(os.environ, FLOWLINE_ADMIN_KEY=ADMIN_KEY, FLOWLINE_BCRYPT_COST="4")
+        for k in ("FLOWLINE_ADMIN_EMAIL", "FLOWLINE_ADMIN_PASSWORD", "FLOWLINE_PUBLIC_URL"):
+            env.pop(k, None)
+        self.log = open(os.path.join(self.dir, "serve.log"), "w+")
+        self.process = subprocess.Popen([BINARY, "serve", "--port", "0"], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        self.port = None
+        while time.time() < deadline and self.port is None:
+            m = re.search(r"Flowline listening on http://[^:]+:(\d+)", self.output())
+            if m:
+                self.port = int(m.group(1))
+            elif self.process.poll() is not None:
+                raise RuntimeError("flowline serve exited: " + self.output()[-2000:])
+            else:
+                time.sleep(0.05)
+        if self.port is None:
+            raise RuntimeError("flowline serve did not start: " + self.output()[-2000:])
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def output(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def call(self, method, path, body=None, content_type="application/json"):
+        data = None if body is None else (body if isinstance(body, bytes) else (body.encode() if isinstance(body, str) else json.dumps(body).encode()))
+        req = urllib.request.Request(self.base + path, method=method, data=data)
+        req.add_header("Authorization", f"Bearer {ADMIN_KEY}")
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                text = r.read()
+                return r.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            return e.code, json.loads(text) if text else None
+
+    def graph(self, flow):
+        req = urllib.request.Request(f"{self.base}/v1/flows/{flow}", headers={"Authorization": f"Bearer {ADMIN_KEY}",
+                                                                             "Accept": "application/vnd.flowline.graph+json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=15)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def eventually(what, check, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def sign_in(page, server, email, password=PASSWORD):
+    page.goto(server.base + "/signin")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Flows")).to_be_visible()
+
+
+def shot(page, name):
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"))
+
+
+def test_first_sign_in(browser, server):
+    """The setup link serve printed makes the first admin, who lands signed in on the flows."""
+    token = eventually("the setup link", lambda: (re.search(r"/setup#([A-Za-z0-9]+)", server.output()) or [None, None])[1])
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server.base + f"/setup#{token}")
+    page.get_by_label("Email").fill("ana@clinic.example")
+    page.get_by_label("Name").fill("Ana")
+    page.get_by_label("Password (10 characters or more)").fill(PASSWORD)
+    page.get_by_role("button", name="Create the admin").click()
+    expect(page.get_by_role("heading", name="Flows")).to_be_visible()
+    expect(page.get_by_role("link", name="welcome-menu")).to_be_visible()
+    expect(page.locator(".who .person")).to_have_text("Ana")
+    shot(page, "flows")
+    # Signed out, the Studio asks to sign in again; a wrong password is refused in words.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to Flowline")).to_be_visible()
+    page.get_by_label("Email").fill("ana@clinic.example")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not right")
+    shot(page, "sign-in")
+    page.close()
+
+
+def connect(page, source, port, target):
+    """Drags from `source`'s `port` to the node `target`, as a person connects two blocks."""
+    page.locator(f'.node[data-id="{source}"]').click()
+    handle = page.locator(f'.node[data-id="{source}"] .port[data-port="{port}"] i')
+    box = handle.bounding_box()
+    goal = page.locator(f'.node[data-id="{target}"] .node-head').bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(goal["x"] + 20, goal["y"] + 10, steps=8)
+    page.mouse.up()
+
+
+def test_build_a_four_block_flow_and_publish(browser, server):
+    """A new flow from the list, two blocks dragged from the palette and connected, a diagnostic shown on the node
+    with a missing target and gone once fixed, then published."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(page, server, "ana@clinic.example")
+    page.get_by_role("textbox", name="New flow").fill("built")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator('.node[data-id="hello"]')).to_be_visible()
+    expect(page.locator(".save-state")).to_have_text("saved")
+    canvas = page.locator(".canvas")
+    page.locator(".palette-item", has_text=re.compile("^ask$")).drag_to(canvas, target_position={"x": 420, "y": 330})
+    expect(page.locator('.node[data-id="ask"]')).to_be_visible()
+    page.locator(".palette-item", has_text=re.compile("^text$")).drag_to(canvas, target_position={"x": 420, "y": 520})
+    expect(page.locator('.node[data-id="text"]')).to_be_visible()
+    connect(page, "hello", "next", "ask")
+    connect(page, "ask", "next", "text")
+    connect(page, "text", "next", "bye")
+    expect(page.locator(".save-state")).to_have_text("saved · valid")
+
+    def saved():
+        graph = server.graph("built")
+        edges = {(e["from"], e["port"], e["to"]) for e in graph["edges"]}
+        return graph if {("hello", "next", "ask"), ("ask", "next", "text"), ("text", "next", "bye")} <= edges else None
+    graph = eventually("the edges are saved", saved)
+    assert len(graph["nodes"]) == 4, graph
+    shot(page, "builder")
+
+    # The source view: a next that names no block is a diagnostic on its node and in the problems panel.
+    page.get_by_role("button", name="Source").click()
+    source = page.get_by_label("Source")
+    expect(source).not_to_have_value("")
+    text = source.input_value()
+    assert re.search(r'"?next"?:\s*"?bye', text), text
+    source.fill(re.sub(r'("?next"?:\s*)("?)bye', r"\1\2nowhere", text, count=1))
+    expect(page.locator('.node[data-id="text"].has-errors')).to_have_count(1)
+    expect(page.locator(".problems li.error")).to_contain_text("nowhere")
+    page.locator(".problems li.error button").first.click()
+    source.fill(text)
+    expect(page.locator(".node.has-errors")).to_have_count(0)
+    expect(page.locator(".problems")).to_contain_text("No problems")
+    page.get_by_role("button", name="Canvas").click()
+
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status").filter(has_text="Published version 1")).to_be_visible()
+    status, flows = server.call("GET", "/v1/flows")
+    assert any(f["name"] == "built" and f["latest_version"] == 1 for f in flows["flows"]), flows
+    # Undo takes back the last edit, redo brings it again.
+    page.locator(".canvas").focus()
+    page.keyboard.press("Control+z")
+    expect(page.locator('.edge[data-edge]')).to_have_count(2)
+    page.keyboard.press("Control+Shift+z")
+    expect(page.locator('.edge[data-edge]')).to_have_count(3)
+    page.close()
+
+
+def test_preview_taps_a_button(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(page, server, "ana@clinic.example")
+    page.get_by_role("link", name="welcome-menu").click()
+    page.get_by_role("button", name="Preview").click()
+    chat = page.get_by_role("log", name="Preview chat")
+    expect(chat).to_contain_text("Choose your language")
+    chat.get_by_role("button", name="Português").click()
+    expect(chat).to_contain_text("Como posso ajudar?")
+    expect(chat.locator(".bubble.you")).to_have_text("Português")
+    shot(page, "preview")
+    page.close()
+
+
+def invite_agent(server, email, name):
+    status, invitation = server.call("POST", "/v1/members/invitations", {"email": email, "role": "agent"})
+    assert status == 201 and invitation["token"], invitation
+    status, person = server.call("POST", "/v1/invitations/accept", {"token": invitation["token"], "password": PASSWORD, "name": name})
+    assert status == 201, person
+    return person
+
+
+def test_two_agents_and_a_handed_off_conversation(browser, server):
+    """The first agent sees the handoff arrive live, claims it and answers; the second is refused."""
+    bia = invite_agent(server, "bia@clinic.example", "Bia")
+    invite_agent(server, "caio@clinic.example", "Caio")
+    first = browser.new_context(viewport={"width": 390, "height": 844})
+    second = browser.new_context(viewport={"width": 1280, "height": 800})
+    a, b = first.new_page(), second.new_page()
+    sign_in(a, server, "bia@clinic.example")
+    sign_in(b, server, "caio@clinic.example")
+    a.get_by_role("link", name="Inbox").click()
+    expect(a.get_by_text("Nobody is waiting.")).to_be_visible()
+    status, channel = server.call("POST", "/v1/channels", {"kind": "api", "name": "web"})
+    assert status == 201, channel
+    for i, text in enumerate(["Oi", "Português", "Falar conosco"]):
+        status, r = server.call("POST", f"/v1/channels/{channel['id']}/inbound", {"from": "5511999", "text": text, "id": f"m{i}"})
+        assert status == 202, r
+        if i < 2:
+            eventually("the flow answered", lambda: len(server.call("GET", f"/v1/conversations/{r['conversation']}/messages")[1]["messages"]) >= 2 * (i + 1))
+    # Live: no reload.
+    item = a.locator(".inbox-item", has_text="5511999")
+    expect(item).to_be_visible()
+    item.click()
+    a.get_by_role("button", name="Claim").click()
+    expect(a.locator(".inbox-item .holder")).to_have_text("you")
+    a.get_by_label("Reply").fill("Olá! Sou a Bia.")
+    a.get_by_role("button", name="Send").click()
+    expect(a.get_by_role("log", name="Messages")).to_contain_text("Olá! Sou a Bia.")
+    shot(a, "inbox-phone")
+    # The contact writes again: it arrives without a reload.
+    server.call("POST", f"/v1/channels/{channel['id']}/inbound", {"from": "5511999", "text": "Obrigado", "id": "m9"})
+    expect(a.get_by_role("log", name="Messages")).to_contain_text("Obrigado")
+    b.get_by_role("link", name="Inbox").click()
+    b.locator(".inbox-item", has_text="5511999").click()
+    expect(b.locator(".inbox-item .holder")).to_have_text(bia["id"])
+    b.get_by_label("Reply").fill("Eu também")
+    b.get_by_role("button", name="Send").click()
+    expect(b.get_by_role("alert")).to_contain_text("another agent holds this conversation")
+    shot(b, "inbox")
+    first.close()
+    second.close()
+
+
+def test_a_thousand_block_flow_opens(browser, server):
+    lines = ["flow: big", "trigger: { channel: api, keywords: [big] }", "start: b0", "blocks:"]
+    for i in range(1000):
+        lines.append(f"  b{i}:")
+        lines.append(f'    text: "Step {i}"' if i < 999 else '    end: "Done"')
+        if i < 999:
+            lines.append(f"    next: b{i + 1}")
+    status, saved = server.call("PUT", "/v1/flows/big", "\n".join(lines) + "\n", "application/yaml")
+    assert status in (200, 201) and saved["valid"], saved
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(page, server, "ana@clinic.example")
+    started = time.time()
+    page.goto(server.base + "/flows/big")
+    expect(page.locator(".node")).to_have_count(1000, timeout=20_000)
+    expect(page.locator(".edge[data-edge]")).to_have_count(999)
+    print(f"  a 1,000-block flow showed in {time.time() - started:.2f} s (BENCHMARKS.md measures it)")
+    page.close()
+
+
+def test_the_pages_are_locked_down(browser, server):
+    """Every page carries a strict Content-Security-Policy, and the Studio runs under it: no inline script."""
+    page = browser.new_page()
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    response = page.goto(server.base + "/signin")
+    csp = response.headers.get("content-security-policy", "")
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe" not in csp, csp
+    expect(page.get_by_role("heading", name="Sign in to Flowline")).to_be_visible()
+    assert not violations, violations
+    page.close()
+
+
+def main():
+    server = Server()
+    failed = 0
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            tests = [test_first_sign_in, test_the_pages_are_locked_down, test_build_a_four_block_flow_and_publish, test_preview_taps_a_button,
+                     test_two_agents_and_a_handed_off_conversation, test_a_thousand_block_flow_opens]
+            for test in tests:
+                try:
+                    test(browser, server)
+                    print(f"PASS {test.__name__}", flush=True)
+                except Exception as e:
+                    failed += 1
+                    print(f"FAIL {test.__name__}: {e}", flush=True)
+                    traceback.print_exc()
+            browser.close()
+    finally:
+        server.stop()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

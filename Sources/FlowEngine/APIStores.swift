@@ -9,6 +9,9 @@ public protocol FlowRecords: Sendable {
     /// Saves a flow's draft; true when it created the flow.
     func saveDraft(tenant: String, name: String, source: String, at: Timestamp) async throws -> Bool
     func draft(tenant: String, name: String) async throws -> String?
+    /// Deletes a draft that was never published; `.published` (and nothing deleted) when it was, `.missing` when
+    /// there is none.
+    func deleteDraft(tenant: String, name: String) async throws -> DraftDeletion
     func flowNames(tenant: String, limit: Int, offset: Int) async throws -> (items: [String], total: Int)
     func versions(tenant: String, flow: String) async throws -> [(version: Int, programHash: String, source: String, at: Timestamp)]
     func publishedFlows(tenant: String) async throws -> [PublishedFlow]
@@ -103,4 +106,9 @@ public protocol PeopleRecords: Sendable {
     func signInFailures(key: String) async throws -> (failures: Int, lockedUntil: Timestamp?)
     func recordSignInFailure(key: String, lockedUntil: Timestamp?, at: Timestamp) async throws
     func clearSignInFailures(key: String) async throws
+}
+
+/// What deleting a draft did.
+public enum DraftDeletion: Sendable, Equatable {
+    case deleted, published, missing
 }

@@ -76,6 +76,16 @@ extension SQLStore {
         }
     }
 
+    public func deleteDraft(tenant: String, name: String) async throws -> DraftDeletion {
+        try await driver.transaction { db in
+            if !(try await db.execute("SELECT version FROM flow_versions WHERE tenant_id = $1 AND flow = $2 LIMIT 1", .text(tenant), .text(name))).isEmpty {
+                return .published
+            }
+            let gone = try await db.execute("DELETE FROM flow_drafts WHERE tenant_id = $1 AND name = $2 RETURNING name", .text(tenant), .text(name))
+            return gone.isEmpty ? .missing : .deleted
+        }
+    }
+
     /// One page of a tenant's flow names (drafted or published), in name order, and how many there are.
     public func flowNames(tenant: String, limit: Int, offset: Int) async throws -> (items: [String], total: Int) {
         let names = "SELECT name FROM flow_drafts WHERE tenant_id = $1 UNION SELECT flow AS name FROM flow_versions WHERE tenant_id = $1"

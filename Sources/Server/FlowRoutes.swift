@@ -16,6 +16,7 @@ struct FlowRoutes {
         group.get("flows", use: list)
         group.put("flows/{name}", use: put)
         group.get("flows/{name}", use: get)
+        group.delete("flows/{name}", use: delete)
         group.post("flows/{name}/validate", use: validate)
         group.post("flows/{name}/publish", use: publish)
         group.get("flows/{name}/versions", use: versions)
@@ -55,6 +56,20 @@ struct FlowRoutes {
         return page.response("flows", names.map { n in
             ["name": .string(n), "latest_version": published.first { $0.name == n }.map { .number(Double($0.version)) } ?? .null]
         }, total: total)
+    }
+
+    /// `DELETE /v1/flows/{name}`: a draft never published goes; a published flow keeps its versions (its
+    /// conversations run on them), so it stays.
+    @Sendable func delete(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.supervisor, "deleting flows needs a supervisor or admin")
+        let name = try name(context)
+        switch try await store.deleteDraft(tenant: caller.tenant, name: name) {
+        case .deleted:
+            try await store.audit(context, caller, "flow.delete", name, at: engine.now)
+            return Response(status: .noContent)
+        case .published: throw Problem(.conflict, "\(name) has published versions, which its conversations run on: it stays")
+        case .missing: throw Problem(.notFound, "no flow \(name)")
+        }
     }
 
     @Sendable func put(_ request: Request, context: FlowlineRequestContext) async throws -> Response {

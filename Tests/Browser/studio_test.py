@@ -194,6 +194,34 @@ def test_build_a_four_block_flow_and_publish(browser, server):
     expect(page.locator('.edge[data-edge]')).to_have_count(2)
     page.keyboard.press("Control+Shift+z")
     expect(page.locator('.edge[data-edge]')).to_have_count(3)
+    # From the inspector: the connections, a target per port and branches with their conditions.
+    page.get_by_role("button", name="Fit").click()
+    page.locator('.node[data-id="ask"] .node-head').click()
+    page.get_by_label("on invalid goes to").select_option("bye")
+    page.get_by_role("button", name="Add a branch").click()
+    page.get_by_label("branch 1 when").fill("answer == 'yes'")
+    page.get_by_label("branch 1 when").press("Tab")
+    page.get_by_label("branch 1 goes to").select_option("text")
+
+    def connected():
+        graph = server.graph("built")
+        edges = {(e["from"], e["port"], e["to"], e.get("when")) for e in graph["edges"]}
+        return ("ask", "on_invalid", "bye", None) in edges and ("ask", "branch", "text", "answer == 'yes'") in edges
+    eventually("the connections made in the inspector are saved", connected)
+    page.close()
+
+
+def test_a_draft_is_deleted_from_the_list(browser, server):
+    status, _ = server.call("PUT", "/v1/flows/scratch", "flow: scratch\ntrigger: { channel: api, keywords: [scratch] }\nstart: a\nblocks:\n  a: { end: Bye }\n",
+                            "application/yaml")
+    assert status == 201
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(page, server, "ana@clinic.example")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete scratch").click()
+    expect(page.get_by_role("link", name="scratch")).to_have_count(0)
+    assert server.call("GET", "/v1/flows/scratch")[0] == 404
+    expect(page.get_by_role("button", name="Delete welcome-menu")).to_have_count(0)
     page.close()
 
 
@@ -243,6 +271,7 @@ def test_two_agents_and_a_handed_off_conversation(browser, server):
     item.click()
     a.get_by_role("button", name="Claim").click()
     expect(a.locator(".inbox-item .holder")).to_have_text("you")
+    expect(a.get_by_role("button", name="Claim")).to_have_count(0)
     a.get_by_label("Reply").fill("Olá! Sou a Bia.")
     a.get_by_role("button", name="Send").click()
     expect(a.get_by_role("log", name="Messages")).to_contain_text("Olá! Sou a Bia.")
@@ -299,7 +328,8 @@ def main():
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-            tests = [test_first_sign_in, test_the_pages_are_locked_down, test_build_a_four_block_flow_and_publish, test_preview_taps_a_button,
+            tests = [test_first_sign_in, test_the_pages_are_locked_down, test_build_a_four_block_flow_and_publish, test_a_draft_is_deleted_from_the_list,
+                     test_preview_taps_a_button,
                      test_two_agents_and_a_handed_off_conversation, test_a_thousand_block_flow_opens]
             for test in tests:
                 try:
@@ -309,6 +339,12 @@ def main():
                     failed += 1
                     print(f"FAIL {test.__name__}: {e}", flush=True)
                     traceback.print_exc()
+                    for i, context in enumerate(browser.contexts):
+                        for j, page in enumerate(context.pages):
+                            path = os.path.join(tempfile.gettempdir(), f"studio-{test.__name__}-{i}-{j}.png")
+                            page.screenshot(path=path)
+                            print(f"  screenshot: {path}", flush=True)
+                            page.close()
             browser.close()
     finally:
         server.stop()

@@ -597,4 +597,24 @@ import Prometheus
         }
         await rig.store.close()
     }
+
+    @Test func aDraftNeverPublishedIsDeletedAPublishedFlowStays() async throws {
+        let rig = try await Rig()
+        try await rig.app.test(.router) { client in
+            let a = Self.auth(rig.adminA)
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow)) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/flows/draft", method: .put, headers: a, body: Self.body(Self.flow.replacingOccurrences(of: "flow: hello", with: "flow: draft")))
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/flows/draft", method: .delete, headers: Self.auth(rig.agentA)) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/flows/draft", method: .delete, headers: Self.auth(rig.adminB)) { #expect($0.status == .notFound, "another tenant's") }
+            try await client.execute(uri: "/v1/flows/hello", method: .delete, headers: a) { #expect($0.status == .conflict) }
+            try await client.execute(uri: "/v1/flows/draft", method: .delete, headers: a) { #expect($0.status == .noContent) }
+            try await client.execute(uri: "/v1/flows/draft", method: .delete, headers: a) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v1/flows", method: .get, headers: a) { r in
+                #expect(Self.json(r)["flows"] == [["name": "hello", "latest_version": 1]])
+            }
+        }
+        #expect(try await rig.store.auditLog(tenant: "a").contains { $0.action == "flow.delete" && $0.subject == "draft" })
+        await rig.store.close()
+    }
 }

@@ -202,6 +202,12 @@ export async function render(main, ctx) {
       change: (params) => { node.params = params; changed('edit'); },
       rename: (to) => rename(node.id, to),
       makeStart: () => { graph.start = node.id; changed('start'); },
+      edges: node ? graph.edges.filter((e) => e.from === node.id) : [],
+      targets: graph.nodes.map((n) => n.id).sort(),
+      connect: (edges) => {
+        graph.edges = [...graph.edges.filter((e) => e.from !== node.id), ...edges.map((e) => ({ ...e, from: node.id }))];
+        changed('connect');
+      },
     });
   }
 

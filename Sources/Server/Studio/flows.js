@@ -1,4 +1,5 @@
-// The flows list: each flow's draft state, latest published version and live conversations; create and duplicate.
+// The flows list: each flow's draft state, latest published version and live conversations; create, duplicate,
+// and delete a draft never published.
 
 import { api, GRAPH } from './api.js';
 import { h, replace, toast } from './dom.js';
@@ -43,12 +44,17 @@ function row(flow, ctx) {
   const live = h('td', {}, '…');
   const open = h('a', { href: `/flows/${encodeURIComponent(flow.name)}`, onclick: (e) => { e.preventDefault(); ctx.navigate(`/flows/${encodeURIComponent(flow.name)}`); } }, flow.name);
   const duplicate = ctx.can('supervisor') ? h('button', { class: 'quiet', onclick: () => copy(flow.name, ctx) }, 'Duplicate') : null;
+  const remove = ctx.can('supervisor') && !flow.latest_version
+    ? h('button', { class: 'quiet', 'aria-label': `Delete ${flow.name}`, onclick: async () => {
+        if (!confirm(`Delete the draft ${flow.name}?`)) return;
+        try { await api('DELETE', `/v1/flows/${encodeURIComponent(flow.name)}`); ctx.navigate('/flows'); } catch (err) { toast(err.message, 'error'); }
+      } }, 'Delete') : null;
   api('GET', `/v1/flows/${encodeURIComponent(flow.name)}`).then((d) => {
     const errors = d.diagnostics.filter((x) => x.severity === 'error').length;
     replace(state, h('span', { class: `badge ${d.valid ? 'ok' : 'bad'}` }, d.valid ? 'valid' : `${errors} error${errors === 1 ? '' : 's'}`));
   }).catch(() => replace(state, '—'));
   api('GET', `/v1/conversations?flow=${encodeURIComponent(flow.name)}&status=waiting&limit=1`).then((c) => replace(live, String(c.total))).catch(() => replace(live, '—'));
-  return h('tr', {}, h('td', {}, open), state, h('td', {}, flow.latest_version ? `v${flow.latest_version}` : 'never'), live, h('td', {}, duplicate));
+  return h('tr', {}, h('td', {}, open), state, h('td', {}, flow.latest_version ? `v${flow.latest_version}` : 'never'), live, h('td', {}, duplicate, remove));
 }
 
 async function copy(name, ctx) {

@@ -40,7 +40,6 @@ export async function render(main, ctx) {
     drawList();
     const entry = entries.find((e) => e.id === id);
     const log = h('div', { class: 'chat', role: 'log', 'aria-label': 'Messages' });
-    await reload(log, id);
     const text = h('textarea', { rows: 2, 'aria-label': 'Reply', placeholder: 'Write to the contact' });
     const composer = h('form', { class: 'composer' }, text, h('button', { type: 'submit', class: 'primary' }, 'Send'));
     composer.addEventListener('submit', async (e) => {
@@ -70,12 +69,16 @@ export async function render(main, ctx) {
         entry && !entry.agent ? act('Claim', 'POST', `/v1/inbox/${encodeURIComponent(id)}/claim`, undefined, 'Claimed') : null,
         act('Hand back', 'POST', `/v1/conversations/${encodeURIComponent(id)}/handback`, undefined, 'Handed back to the flow')),
       log, composer, ctx.can('supervisor') ? transfer : null);
+    await reload(log, id);
   }
 
   /** Draws the conversation's messages as stored: what the event stream announced, once each. */
+  let reloads = 0;
   async function reload(log, id) {
+    const mine = ++reloads;
     const { messages } = await api('GET', `/v1/conversations/${encodeURIComponent(id)}/messages`);
-    if (open !== id) return;
+    // An older answer that arrives after a newer one is dropped: the newest read wins.
+    if (open !== id || mine !== reloads) return;
     replace(log, messages.map(bubble));
     log.scrollTop = log.scrollHeight;
   }

@@ -6,8 +6,12 @@ import { h, replace } from './dom.js';
 
 const templateHint = 'Use {{ name }} to insert what a variable holds';
 
-/** Draws the form for `node` into `el`; `change(params)` gets the new params, `rename(id)` the new id. */
-export function inspect(el, { node, block, actions, isStart, problems, readOnly, change, rename, makeStart }) {
+/**
+ * Draws the form for `node` into `el`; `change(params)` gets the new params, `rename(id)` the new id, and
+ * `connect(edges)` the node's new outgoing edges (the connections section: every port from the keyboard,
+ * branches with their conditions).
+ */
+export function inspect(el, { node, block, actions, isStart, problems, readOnly, change, rename, makeStart, edges, targets, connect }) {
   if (!node) {
     replace(el, h('p', { class: 'hint' }, 'Select a block to edit it, or drag one from the palette.'));
     return;
@@ -29,7 +33,43 @@ export function inspect(el, { node, block, actions, isStart, problems, readOnly,
     h('div', { class: 'field' }, h('label', { for: 'inspect-id' }, 'Id'), idInput),
     isStart ? h('p', { class: 'badge ok' }, 'The flow starts here') : readOnly ? null : h('button', { class: 'quiet', onclick: makeStart }, 'Start the flow here'),
     problems.length ? h('ul', { class: 'problems-here', 'aria-label': 'Problems in this block' }, problems.map((p) => h('li', { class: p.severity }, p.message))) : null,
-    h('form', { class: 'params', onsubmit: (e) => e.preventDefault() }, fields));
+    h('form', { class: 'params', onsubmit: (e) => e.preventDefault() }, fields),
+    connections(block?.ports || [], edges, targets, readOnly, connect));
+}
+
+/** The node's edges as fields: a target per port, and the branches (`when` and target each) in order. */
+function connections(ports, edges, targets, readOnly, connect) {
+  if (!ports.length) return null;
+  const mine = edges.map((e) => ({ ...e }));
+  const pick = (id, value, onchange, label) => {
+    const select = h('select', { id, disabled: readOnly, 'aria-label': label },
+      h('option', { value: '' }, '— none —'), targets.map((t) => h('option', { value: t, selected: t === value }, t)));
+    select.addEventListener('change', () => onchange(select.value));
+    return select;
+  };
+  const single = ports.filter((p) => p !== 'branch').map((port) => {
+    const id = `edge-${port}`;
+    const current = mine.find((e) => e.port === port)?.to || '';
+    return h('div', { class: 'field' }, h('label', { for: id }, port.replaceAll('_', ' ')), pick(id, current, (to) => {
+      const rest = mine.filter((e) => e.port !== port);
+      connect(to ? [...rest, { port, to }] : rest);
+    }, `${port.replaceAll("_", " ")} goes to`));
+  });
+  const branches = mine.filter((e) => e.port === 'branch').sort((a, b) => a.index - b.index);
+  const setBranches = (list) => connect([...mine.filter((e) => e.port !== 'branch'), ...list.map((b, index) => ({ ...b, port: 'branch', index }))]);
+  const branchRows = ports.includes('branch') ? h('fieldset', {}, h('legend', {}, 'branches, taken in order'),
+    branches.map((b, i) => {
+      const when = h('input', { id: `branch-when-${i}`, value: b.when ?? '', disabled: readOnly, placeholder: 'otherwise', 'aria-label': `branch ${i + 1} when` });
+      when.addEventListener('change', () => setBranches(branches.map((x, j) => {
+        if (j !== i) return x;
+        const { when: _, ...rest } = x;
+        return when.value.trim() ? { ...rest, when: when.value.trim() } : rest;
+      })));
+      return h('div', { class: 'branch' }, h('label', { for: `branch-when-${i}` }, `${i + 1}. when`), when,
+        pick(`branch-to-${i}`, b.to, (to) => setBranches(to ? branches.map((x, j) => (j === i ? { ...x, to } : x)) : branches.filter((_, j) => j !== i)), `branch ${i + 1} goes to`));
+    }),
+    readOnly ? null : h('button', { class: 'quiet', type: 'button', onclick: () => setBranches([...branches, { to: targets[0] }]) }, 'Add a branch')) : null;
+  return h('section', { class: 'connections', 'aria-label': 'Connections' }, h('h3', {}, 'Connections'), single, branchRows);
 }
 
 function label(key, isRequired) { return `${key.replaceAll('_', ' ')}${isRequired ? ' *' : ''}`; }

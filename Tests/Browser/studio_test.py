@@ -132,10 +132,11 @@ def test_first_sign_in(browser, server):
 
 def connect(page, source, port, target):
     """Drags from `source`'s `port` to the node `target`, as a person connects two blocks."""
-    page.locator(f'.node[data-id="{source}"]').click()
-    handle = page.locator(f'.node[data-id="{source}"] .port[data-port="{port}"] i')
-    box = handle.bounding_box()
-    goal = page.locator(f'.node[data-id="{target}"] .node-head').bounding_box()
+    page.locator(f'.node[data-id="{source}"] .node-head').click()
+    handle = page.locator(f'.node.selected[data-id="{source}"] .port[data-port="{port}"] i')
+    expect(handle).to_be_visible()
+    box = eventually("the port is on screen", handle.bounding_box)
+    goal = eventually("the target is on screen", page.locator(f'.node[data-id="{target}"] .node-head').bounding_box)
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     page.mouse.move(goal["x"] + 20, goal["y"] + 10, steps=8)

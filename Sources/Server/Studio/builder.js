@@ -10,14 +10,16 @@ import { layout } from './layout.js';
 import { openHistory } from './history.js';
 import { openPreview } from './preview.js';
 
-const SAVE_DELAY = 250;
+// Long enough to gather a burst of keystrokes or a drag into one save, short enough to feel immediate.
+const SAVE_DELAY = 120;
 
 export async function render(main, ctx) {
   const name = ctx.name;
   const readOnly = !ctx.can('supervisor');
-  const [catalog, first] = await Promise.all([
+  const [catalog, first, draft] = await Promise.all([
     api('GET', '/v1/blocks'),
     api('GET', `/v1/flows/${encodeURIComponent(name)}`, undefined, { accept: GRAPH }),
+    api('GET', `/v1/flows/${encodeURIComponent(name)}`),
   ]);
   const blocks = new Map(catalog.blocks.map((b) => [b.type, b]));
   let graph = layout(first);
@@ -158,6 +160,7 @@ export async function render(main, ctx) {
   const save = debounce(async () => {
     if (readOnly) return;
     status.textContent = 'saving…';
+    const before = JSON.stringify(diagnostics);
     try {
       const answer = await api('PUT', `/v1/flows/${encodeURIComponent(name)}`, graph, { type: GRAPH });
       diagnostics = answer.diagnostics;
@@ -169,8 +172,12 @@ export async function render(main, ctx) {
       if (e instanceof ApiError && e.problem.diagnostics) diagnostics = e.problem.diagnostics;
       else toast(e.message, 'error');
     }
-    drawProblems();
-    canvas.draw(graph, byBlock());
+    // Redrawn only when the diagnostics changed: a redraw in the middle of a drag would drop it.
+    if (JSON.stringify(diagnostics) !== before) {
+      drawProblems();
+      canvas.draw(graph, byBlock());
+      drawInspector();
+    }
   }, SAVE_DELAY);
 
   function byBlock() {
@@ -291,7 +298,7 @@ export async function render(main, ctx) {
     h('div', { class: 'builder-body' }, palette, h('div', { class: 'stage' }, canvasEl, sourceEl), inspector, side),
     h('section', { class: 'problems-panel', 'aria-label': 'Problems' }, h('h2', {}, 'Problems'), problemsList)));
 
-  diagnostics = (await api('GET', `/v1/flows/${encodeURIComponent(name)}`)).diagnostics;
+  diagnostics = draft.diagnostics;
   draw();
   drawProblems();
   canvas.fit();

@@ -31,6 +31,7 @@ export class Canvas {
     this.selectedEdge = null;
     this.ports = {};
     this.problems = new Map();
+    this.usedPorts = new Map();
     this.world = h('div', { class: 'world' });
     this.edgeLayer = svg('svg', { class: 'edges', width: '1', height: '1' });
     this.world.append(this.edgeLayer);
@@ -43,8 +44,11 @@ export class Canvas {
 
   /** Draws `graph` with `diagnostics` (by block id); keeps the view and the selection. */
   draw(graph, diagnostics = new Map()) {
+    // Not in the middle of a drag, which holds the nodes it moves: the drawing waits for the drop.
+    if (this.dragging) { this.pending = [graph, diagnostics]; return; }
     this.graph = graph;
     this.problems = diagnostics;
+    this.indexPorts();
     const nodes = graph.nodes.map((n) => this.node(n, diagnostics.get(n.id) || []));
     replace(this.world, this.edgeLayer, ...nodes);
     this.drawEdges();
@@ -55,8 +59,8 @@ export class Canvas {
   shownPorts(n) {
     const all = this.ports[n.type] || [];
     if (this.selected.has(n.id)) return all;
-    const used = new Set(this.graph.edges.filter((e) => e.from === n.id).map((e) => e.port));
-    return all.filter((p) => p === 'next' || used.has(p));
+    const used = this.usedPorts.get(n.id);
+    return all.filter((p) => p === 'next' || used?.has(p));
   }
 
   node(n, problems) {
@@ -83,7 +87,17 @@ export class Canvas {
     return { x: node.position.x + NODE_WIDTH, y: node.position.y + HEAD + i * PORT + PORT / 2 };
   }
 
+  /** Which ports of each node have edges: what an unselected node shows. */
+  indexPorts() {
+    this.usedPorts = new Map();
+    for (const e of this.graph.edges) {
+      if (!this.usedPorts.has(e.from)) this.usedPorts.set(e.from, new Set());
+      this.usedPorts.get(e.from).add(e.port);
+    }
+  }
+
   drawEdges() {
+    this.indexPorts();
     const byId = new Map(this.graph.nodes.map((n) => [n.id, n]));
     const paths = [];
     let maxX = 0, maxY = 0;
@@ -172,7 +186,7 @@ export class Canvas {
         if (this.selected.size || this.selectedEdge !== null) this.select([]);
         drag = { kind: 'pan', x: e.clientX, y: e.clientY, view: { ...this.view } };
       }
-      if (drag) el.setPointerCapture(e.pointerId);
+      if (drag) { el.setPointerCapture(e.pointerId); this.dragging = true; }
     });
     el.addEventListener('pointermove', (e) => {
       if (!drag) return;
@@ -202,6 +216,8 @@ export class Canvas {
       if (!drag) return;
       const d = drag;
       drag = null;
+      this.dragging = false;
+      if (this.pending) { const [g, problems] = this.pending; this.pending = null; this.draw(g, problems); }
       if (d.kind === 'move' && d.moved) this.hooks.move([...d.origin.keys()]);
       if (d.kind === 'edge') {
         d.line.remove();

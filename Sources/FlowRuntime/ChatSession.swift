@@ -11,6 +11,8 @@ public struct ChatSession: Sendable {
     public var simulator: Simulator
     /// Effects run so far, for tests.
     public private(set) var effects: [Effect] = []
+    /// The blocks run so far, in order: the preview draws them on the canvas, the last as the one waiting.
+    public private(set) var visited: [String] = []
     private let context: VM.StartContext
 
     public init(program: Program, simulator: Simulator = Simulator(), now: Timestamp,
@@ -86,6 +88,7 @@ public struct ChatSession: Sendable {
         var r = first
         while true {
             continuation = r.continuation
+            visited += r.visited
             var pending: (UInt64, EffectResult)?
             for e in r.effects {
                 effects.append(e)

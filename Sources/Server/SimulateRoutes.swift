@@ -29,7 +29,7 @@ struct SimulateRoutes {
             start = t
         }
         // Compiling and running the turns is CPU work: under the limiter, off the request threads.
-        let (transcript, finished) = try await limiter.run(tenant: caller.tenant) { [compiler, start, inputs] in
+        let (transcript, finished, visited) = try await limiter.run(tenant: caller.tenant) { [compiler, start, inputs] in
             let compilation = compiler.compile(source: source, file: "\(name).yaml")
             guard let program = compilation.program else {
                 throw Problem(.invalidFlow, "the draft has errors", extra: ["diagnostics": FlowRoutes.diagnostics(compilation.diagnostics)])
@@ -41,9 +41,9 @@ struct SimulateRoutes {
                 transcript += session.input(input)
             }
             if let waiting = session.waitingLine { transcript.append(waiting) }
-            return (transcript, session.isFinished)
+            return (transcript, session.isFinished, session.visited)
         }
-        return try Simulation(transcript: transcript, finished: finished).response()
+        return try Simulation(transcript: transcript, finished: finished, visited: visited, current: finished ? nil : visited.last).response()
     }
 
     /// `POST /v1/flows/{name}/simulate`.
@@ -65,5 +65,9 @@ struct SimulateRoutes {
     struct Simulation: JSONResponse {
         var transcript: [String]
         var finished: Bool
+        /// The blocks run, in order (a block run again, in a loop, is there again).
+        var visited: [String]
+        /// The block the conversation waits in; none once it finished.
+        var current: String?
     }
 }

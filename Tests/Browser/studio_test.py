@@ -233,8 +233,12 @@ def test_preview_taps_a_button(browser, server):
     page.get_by_role("button", name="Preview").click()
     chat = page.get_by_role("log", name="Preview chat")
     expect(chat).to_contain_text("Choose your language")
+    expect(page.locator('.node.running[data-id="language"]')).to_have_count(1)
     chat.get_by_role("button", name="Português").click()
     expect(chat).to_contain_text("Como posso ajudar?")
+    # The canvas follows the run: the block it waits in now, and the one it came from.
+    expect(page.locator('.node.running[data-id="menu_pt"]')).to_have_count(1)
+    expect(page.locator('.node.visited[data-id="language"]')).to_have_count(1)
     expect(chat.locator(".bubble.you")).to_have_text("Português")
     shot(page, "preview")
     page.close()

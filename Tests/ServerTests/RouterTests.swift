@@ -485,6 +485,11 @@ import Prometheus
                                 "note: the flow is not waiting for that", "you: /handback", "bot: Bye hi", "end: the flow finished"]
                 #expect(Self.json(r)["transcript"] == .list(expected.map(Value.string)))
                 #expect(Self.json(r)["finished"] == true)
+                #expect(Self.json(r)["visited"] == ["ask", "human", "bye"] && Self.json(r)["current"] == .null, "\(Self.json(r)["visited"])")
+            }
+            // Part way: the block it waits in is the current one.
+            try await client.execute(uri: "/v1/flows/hello/simulate", method: .post, headers: a, body: Self.body(#"{"inputs": ["hi"]}"#)) { r in
+                #expect(Self.json(r)["current"] == "human" && Self.json(r)["finished"] == false)
             }
         }
         try await rig.app.test(.router) { client in

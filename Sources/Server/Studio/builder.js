@@ -267,7 +267,7 @@ export async function render(main, ctx) {
     h('button', { class: 'quiet', title: 'Place every block again', disabled: readOnly, onclick: () => { for (const n of graph.nodes) delete n.position; layout(graph); changed('layout'); canvas.fit(); } }, 'Arrange'),
     sourceToggle,
     h('button', { class: 'quiet', onclick: () => openHistory(side, { name, can: ctx.can, reload: () => ctx.navigate(`/flows/${encodeURIComponent(name)}`) }) }, 'History'),
-    h('button', { class: 'quiet', onclick: () => openPreview(side, { name }) }, 'Preview'),
+    h('button', { class: 'quiet', onclick: () => openPreview(side, { name, highlight: (visited, current) => canvas.highlight(visited, current) }) }, 'Preview'),
     ctx.can('supervisor') ? h('button', { class: 'primary', onclick: publish }, 'Publish') : null);
 
   function doUndo() { if (!undo.length) return; redo.push(snapshot()); restore(undo.pop()); }

@@ -53,6 +53,7 @@ export class Canvas {
     replace(this.world, this.edgeLayer, ...nodes);
     this.drawEdges();
     this.apply();
+    if (this.marks) this.highlight([...this.marks.visited], this.marks.current);
   }
 
   /** The ports a node shows: all of them while selected (to draw a new edge from any), else `next` and those in use. */
@@ -85,6 +86,15 @@ export class Canvas {
     const ports = this.shownPorts(node);
     const i = Math.max(0, ports.indexOf(port));
     return { x: node.position.x + NODE_WIDTH, y: node.position.y + HEAD + i * PORT + PORT / 2 };
+  }
+
+  /** Marks the blocks a run visited, and the one it waits in (the preview's). */
+  highlight(visited = [], current = null) {
+    this.marks = { visited: new Set(visited), current };
+    for (const el of this.world.querySelectorAll('.node')) {
+      el.classList.toggle('visited', this.marks.visited.has(el.dataset.id));
+      el.classList.toggle('running', el.dataset.id === current);
+    }
   }
 
   /** Which ports of each node have edges: what an unselected node shows. */

@@ -1,10 +1,11 @@
 // The preview chat: the draft run by POST /v1/flows/{name}/simulate, nothing stored or sent. Buttons are
-// tappable, waits skippable (/wait), events injectable (/event NAME {json}), connector results mockable.
+// tappable, waits skippable (/wait), events injectable (/event NAME {json}), connector results mockable; the
+// blocks it ran are marked on the canvas, the one it waits in most.
 
 import { api } from './api.js';
 import { h, replace, toast } from './dom.js';
 
-export function openPreview(panel, { name }) {
+export function openPreview(panel, { name, highlight = () => {} }) {
   panel.hidden = false;
   const inputs = [];
   const chat = h('div', { class: 'chat', role: 'log', 'aria-label': 'Preview chat' });
@@ -17,6 +18,7 @@ export function openPreview(panel, { name }) {
     try {
       const r = await api('POST', `/v1/flows/${encodeURIComponent(name)}/simulate`, { inputs, ...(parsed ? { mocks: parsed } : {}) });
       replace(chat, r.transcript.map(line));
+      highlight(r.visited, r.current);
       chat.scrollTop = chat.scrollHeight;
     } catch (e) {
       replace(chat, h('p', { class: 'error', role: 'alert' }, e.message));
@@ -44,7 +46,7 @@ export function openPreview(panel, { name }) {
     h('div', { class: 'panel-head' }, h('h2', {}, 'Preview'),
       h('button', { class: 'quiet', onclick: () => { inputs.length = 0; run(); } }, 'Restart'),
       h('button', { class: 'quiet', onclick: () => send('/wait') }, 'Skip wait'),
-      h('button', { class: 'quiet', 'aria-label': 'Close', onclick: () => { panel.hidden = true; } }, '×')),
+      h('button', { class: 'quiet', 'aria-label': 'Close', onclick: () => { panel.hidden = true; highlight([], null); } }, '×')),
     chat, form, h('details', {}, h('summary', {}, 'Mocked connector results'), mocks));
   run();
 }

@@ -58,7 +58,8 @@ public struct ServerConfiguration: Sendable {
 
     /// How people sign in, as the router needs it.
     var people: PeopleSettings {
-        PeopleSettings(firstTenant: demoTenant, publicURL: publicURL ?? "http://\(host):\(port)", singleSignOn: singleSignOn, signUp: signUp)
+        PeopleSettings(firstTenant: demoTenant, publicURL: publicURL ?? (port == 0 ? nil : "http://\(host):\(port)"), singleSignOn: singleSignOn,
+                       signUp: signUp)
     }
 
     /// Checks what can be checked before anything is started, so a mistake in the environment is one clear line.
@@ -76,8 +77,10 @@ public struct ServerConfiguration: Sendable {
             throw StartupError("FLOWLINE_PUBLIC_URL must be an absolute URL such as https://flows.example.com")
         }
         if let problem = singleSignOn.lazy.compactMap({ $0.problem() }).first { throw StartupError(problem) }
-        if let publicURL, !singleSignOn.isEmpty, !SingleSignOn.trusted(publicURL) {
-            throw StartupError("single sign-on needs FLOWLINE_PUBLIC_URL to be https (http only on loopback), not \(publicURL)")
+        if !singleSignOn.isEmpty {
+            // The provider sends people back to the public URL: it must be known, and https.
+            guard let url = people.publicURL else { throw StartupError("single sign-on needs FLOWLINE_PUBLIC_URL when the port is chosen at start") }
+            guard SingleSignOn.trusted(url) else { throw StartupError("single sign-on needs FLOWLINE_PUBLIC_URL to be https (http only on loopback), not \(url)") }
         }
         guard (2...86_400).contains(deliveryLease) else {
             throw StartupError("the delivery lease must be from 2 to 86400 seconds, not \(deliveryLease)")
@@ -93,13 +96,15 @@ public struct ServerConfiguration: Sendable {
 /// providers.
 public struct PeopleSettings: Sendable {
     public var firstTenant: String
-    public var publicURL: String
+    /// Where people reach the server; nil when not known before it listens (`--port 0` without
+    /// `FLOWLINE_PUBLIC_URL`): then links are answered as paths, and nothing is emailed.
+    public var publicURL: String?
     public var singleSignOn: [OIDCProvider]
     /// Anyone may sign up for a tenant of their own (`FLOWLINE_SIGNUP=open`); the first tenant's `email` channel
     /// sends the links.
     public var signUp: Bool
 
-    public init(firstTenant: String = "demo", publicURL: String = "http://127.0.0.1:8080", singleSignOn: [OIDCProvider] = [],
+    public init(firstTenant: String = "demo", publicURL: String? = "http://127.0.0.1:8080", singleSignOn: [OIDCProvider] = [],
                 signUp: Bool = false) {
         self.firstTenant = firstTenant
         self.publicURL = publicURL
@@ -107,7 +112,7 @@ public struct PeopleSettings: Sendable {
         self.signUp = signUp
     }
 
-    var secureCookies: Bool { publicURL.hasPrefix("https://") }
+    var secureCookies: Bool { publicURL?.hasPrefix("https://") == true }
 }
 
 /// The HTTP API: builds the router and the application, and bootstraps a fresh database.
@@ -156,7 +161,7 @@ public enum FlowlineServer {
         WebhookRoutes(engine: engine, channels: channels).addRoutes(to: router)
         StudioRoutes().addRoutes(to: router)
         PeopleRoutes(store: store, engine: engine, firstTenant: people.firstTenant, secureCookies: people.secureCookies).addRoutes(to: router)
-        SSORoutes(store: store, engine: engine, sso: SingleSignOn(providers: people.singleSignOn), publicURL: people.publicURL,
+        SSORoutes(store: store, engine: engine, sso: SingleSignOn(providers: people.singleSignOn), publicURL: people.publicURL ?? "",
                   secureCookies: people.secureCookies).addRoutes(to: router)
         let v1 = router.group("v1").add(middleware: AuthMiddleware(store: store, now: { engine.now }))
         let compiler = FlowCompiler(catalog: catalog)
@@ -242,7 +247,8 @@ public enum FlowlineServer {
         }
         let token = APIKeys.random(32)
         try await store.insertLink(LinkRecord(hash: APIKeys.hash(token), kind: "setup"), at: now)
-        let base = configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)"
+        // With --port 0 and no public URL, the address is known only once it listens (printed next): the path, then.
+        let base = configuration.people.publicURL ?? "http://\(configuration.host):<the port it listens on>"
         say("""
             No one can sign in yet. Set up the first admin of tenant '\(tenant)' (a one-time link, valid until used):
               \(base)/setup#\(token)

@@ -198,6 +198,9 @@ def test_build_a_four_block_flow_and_publish(browser, server):
     # From the inspector: the connections, a target per port and branches with their conditions.
     page.get_by_role("button", name="Fit").click()
     page.locator('.node[data-id="ask"] .node-head').click()
+    expect(page.locator(".inspector h2")).to_have_text("ask block")
+    page.get_by_label("save").fill("answer")
+    page.get_by_label("save").press("Tab")
     page.get_by_label("on invalid goes to").select_option("bye")
     page.get_by_role("button", name="Add a branch").click()
     page.get_by_label("branch 1 when").fill("answer == 'yes'")
@@ -210,6 +213,41 @@ def test_build_a_four_block_flow_and_publish(browser, server):
         return ("ask", "on_invalid", "bye", None) in edges and ("ask", "branch", "text", "answer == 'yes'") in edges
     eventually("the connections made in the inspector are saved", connected)
     page.close()
+
+
+def test_an_invited_person_joins_and_sees_what_their_role_allows(browser, server):
+    """An admin invites from the members page; the invitee follows the link, sets a password, and works as an agent."""
+    admin = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(admin, server, "ana@clinic.example")
+    admin.get_by_role("link", name="Members").click()
+    admin.get_by_label("Invite", exact=True).fill("dora@clinic.example")
+    admin.get_by_label("Role", exact=True).select_option("agent")
+    admin.get_by_role("button", name="Invite", exact=True).click()
+    link = admin.get_by_label("An invitation link")
+    expect(link).to_have_value(re.compile(r"/invitation#"))
+    url = link.input_value()
+    shot(admin, "members")
+    guest = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = guest.new_page()
+    page.goto(url)
+    page.get_by_label("Your name").fill("Dora")
+    page.get_by_label("Choose a password (10 characters or more)").fill(PASSWORD)
+    page.get_by_role("button", name="Join").click()
+    expect(page.get_by_role("heading", name="Flows")).to_be_visible()
+    expect(page.locator(".who .person")).to_have_text("Dora")
+    # An agent: no channels or members, no new flows, and a flow opens read-only, without Publish.
+    expect(page.get_by_role("link", name="Channels")).to_have_count(0)
+    expect(page.get_by_role("link", name="Members")).to_have_count(0)
+    expect(page.get_by_role("button", name="Create")).to_have_count(0)
+    page.get_by_role("link", name="welcome-menu").click()
+    expect(page.locator('.node[data-id="language"]')).to_be_visible()
+    expect(page.get_by_role("button", name="Publish")).to_have_count(0)
+    # The admin sees Dora, and makes her a supervisor.
+    admin.reload()
+    admin.get_by_label("Role of dora@clinic.example").select_option("supervisor")
+    expect(admin.get_by_role("status").filter(has_text="supervisor now")).to_be_visible()
+    guest.close()
+    admin.close()
 
 
 def test_a_draft_is_deleted_from_the_list(browser, server):
@@ -334,6 +372,7 @@ def main():
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             tests = [test_first_sign_in, test_the_pages_are_locked_down, test_build_a_four_block_flow_and_publish, test_a_draft_is_deleted_from_the_list,
+                     test_an_invited_person_joins_and_sees_what_their_role_allows,
                      test_preview_taps_a_button,
                      test_two_agents_and_a_handed_off_conversation, test_a_thousand_block_flow_opens]
             for test in tests:

@@ -92,9 +92,10 @@ import Testing
         var killed: [ServeProcess] = []
 
         /// Seconds a killed server's claimed deliveries wait before the restarted one retries them. A connector call gets
-        /// half of it: 2 s, so a receiver slowed by the rest of the suite is not timed out and called again, which would
-        /// be a legitimate repeat the assertions below do not expect.
-        static let lease = "4"
+        /// half of it: 4 s, so a receiver slowed by the rest of the suite (which runs real servers and browsers beside
+        /// it; 2 s was not always enough) is not timed out and called again, a legitimate repeat the assertions below
+        /// do not expect.
+        static let lease = "8"
 
         init(database: String, dir: String, failpoint: String) async throws {
             self.database = database

@@ -10,6 +10,7 @@ const screens = {
   inbox: () => import('./inbox.js'),
   conversations: () => import('./conversations.js'),
   channels: () => import('./channels.js'),
+  members: () => import('./members.js'),
   signin: () => import('./signin.js'),
 };
 
@@ -22,7 +23,7 @@ let leaveScreen = null;
 
 /** Goes to `path` in the Studio without reloading. */
 export function navigate(path) {
-  if (path !== location.pathname + location.hash) history.pushState({}, '', path);
+  if (path !== location.pathname + location.search + location.hash) history.pushState({}, '', path);
   show();
 }
 
@@ -70,7 +71,7 @@ function shell(current) {
       h('a', { class: 'brand', href: '/flows', onclick: (e) => { e.preventDefault(); navigate('/flows'); } }, 'Flowline'),
       h('nav', { 'aria-label': 'Studio' },
         link('/flows', 'Flows', 'flows'), link('/inbox', 'Inbox', 'inbox'), link('/conversations', 'Conversations', 'conversations'),
-        can('admin') ? link('/channels', 'Channels', 'channels') : null),
+        can('admin') ? link('/channels', 'Channels', 'channels') : null, can('admin') ? link('/members', 'Members', 'members') : null),
       h('div', { class: 'who' }, tenants, h('span', { class: 'person', title: person.email }, person.name),
         h('button', { class: 'quiet', onclick: signOut }, 'Sign out'))),
     main);

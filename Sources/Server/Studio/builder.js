@@ -188,8 +188,16 @@ export async function render(main, ctx) {
 
   function drawProblems() {
     replace(problemsList, diagnostics.length ? diagnostics.map((d) => h('li', { class: d.severity },
-      h('button', { class: 'link', onclick: () => { if (d.block) { canvas.select([d.block]); focusNode(d.block); } } },
+      h('button', { class: 'link', onclick: () => (sourceEl.hidden ? (d.block && (canvas.select([d.block]), focusNode(d.block))) : goToLine(d.line, d.column)) },
         `${d.block ? `${d.block}: ` : ''}${d.message}`, h('span', { class: 'where' }, ` line ${d.line}:${d.column}`)))) : h('li', { class: 'none' }, 'No problems'));
+  }
+
+  /** Puts the source's cursor at a diagnostic's line and column. */
+  function goToLine(line, column) {
+    const lines = sourceEl.value.split('\n');
+    const at = lines.slice(0, Math.max(0, line - 1)).reduce((n, l) => n + l.length + 1, 0) + Math.max(0, column - 1);
+    sourceEl.focus();
+    sourceEl.setSelectionRange(at, at);
   }
 
   function focusNode(id) {
@@ -205,6 +213,7 @@ export async function render(main, ctx) {
     const node = selection.length === 1 ? graph.nodes.find((n) => n.id === selection[0]) : null;
     inspect(inspector, {
       node, block: node && blocks.get(node.type), actions: catalog.actions, isStart: node && graph.start === node.id,
+      variables: [...new Set(graph.nodes.flatMap((n) => [n.params.save, ...Object.keys(n.type === 'set' && typeof n.params.set === 'object' ? n.params.set : {})]).filter((v) => typeof v === 'string' && v))].sort(),
       problems: node ? (byBlock().get(node.id) || []) : [], readOnly,
       change: (params) => { node.params = params; changed('edit'); },
       rename: (to) => rename(node.id, to),
@@ -302,4 +311,7 @@ export async function render(main, ctx) {
   draw();
   drawProblems();
   canvas.fit();
+  // A conversation's page links here with the blocks its turns visited: drawn on the flow.
+  const marks = new URLSearchParams(location.search);
+  if (marks.get('visited')) canvas.highlight(marks.get('visited').split(','), marks.get('current'));
 }

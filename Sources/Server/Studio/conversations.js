@@ -35,8 +35,12 @@ async function detail(main, ctx) {
     h('div', {}, h('strong', {}, t.event?.type || t.event?.kind || 'turn'), ` · ${t.status}`),
     h('div', { class: 'visited' }, (t.visited || []).map((b) => h('span', { class: 'chip' }, b))),
     t.effects?.length ? h('div', { class: 'hint' }, `${t.effects.length} effect(s)`) : null));
+  const visited = (c.trace || []).flatMap((t) => t.visited || []);
+  const current = c.status === 'ended' || c.status === 'failed' ? '' : visited[visited.length - 1] || '';
+  const onFlow = `/flows/${encodeURIComponent(c.flow)}?visited=${encodeURIComponent(visited.join(','))}${current ? `&current=${encodeURIComponent(current)}` : ''}`;
   replace(main, h('section', { class: 'page two' },
-    h('div', {}, h('h1', {}, `${c.contact} · ${c.flow}`), h('p', {}, h('span', { class: `badge status-${c.status}` }, c.status), c.failure ? ` ${c.failure.reason || ''}` : ''),
+    h('div', {}, h('h1', {}, `${c.contact} · ${c.flow}`),
+      h('p', {}, h('a', { href: onFlow, onclick: (e) => { e.preventDefault(); ctx.navigate(onFlow); } }, 'Show the blocks it visited on the flow')), h('p', {}, h('span', { class: `badge status-${c.status}` }, c.status), c.failure ? ` ${c.failure.reason || ''}` : ''),
       h('div', { class: 'chat', role: 'log', 'aria-label': 'Messages' }, messages.map((m) => h('div', { class: `bubble ${m.direction === 'in' ? 'contact' : 'you'}` }, m.text)))),
     h('div', {}, h('h2', {}, 'Trace'), h('ol', { class: 'trace' }, trace))));
 }

@@ -2,14 +2,14 @@
 
 /**
  * `h('button', {class: 'primary', onclick}, 'Save')`. Properties starting with `on` are listeners; `class`,
- * `for`, `aria-*`, `data-*` and `role` are attributes; others are set as properties.
+ * `for`, `list`, `aria-*`, `data-*` and `role` are attributes; others are set as properties.
  */
 export function h(tag, props = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(props || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
-    else if (key === 'class' || key === 'for' || key === 'role' || key.startsWith('aria-') || key.startsWith('data-')) el.setAttribute(key, value);
+    else if (key === 'class' || key === 'for' || key === 'role' || key === 'list' || key.startsWith('aria-') || key.startsWith('data-')) el.setAttribute(key, value);
     else if (key === 'style' && typeof value === 'object') Object.assign(el.style, value);
     else el[key] = value;
   }

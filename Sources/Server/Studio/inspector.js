@@ -11,7 +11,7 @@ const templateHint = 'Use {{ name }} to insert what a variable holds';
  * `connect(edges)` the node's new outgoing edges (the connections section: every port from the keyboard,
  * branches with their conditions).
  */
-export function inspect(el, { node, block, actions, isStart, problems, readOnly, change, rename, makeStart, edges, targets, connect }) {
+export function inspect(el, { node, block, actions, variables = [], isStart, problems, readOnly, change, rename, makeStart, edges, targets, connect }) {
   if (!node) {
     replace(el, h('p', { class: 'hint' }, 'Select a block to edit it, or drag one from the palette.'));
     return;
@@ -26,7 +26,7 @@ export function inspect(el, { node, block, actions, isStart, problems, readOnly,
     fieldFor(key, s, params[key], required.has(key), readOnly, (v) => {
       if (v === undefined) delete params[key]; else params[key] = v;
       commit();
-    }, key === 'use' ? actions : null));
+    }, key === 'use' ? actions.map((a) => ({ value: a.name, label: a.summary })) : key === 'save' ? variables.map((v) => ({ value: v, label: 'a variable of this flow' })) : null));
   replace(el,
     h('h2', {}, `${node.type} block`),
     block ? h('p', { class: 'hint' }, block.summary) : null,
@@ -84,9 +84,10 @@ function fieldFor(key, schema, value, isRequired, readOnly, set, actions, path =
     const isTemplate = /\{\{/.test(schema.description || '') || /expressions/.test(schema.description || '');
     const input = isTemplate || (typeof value === 'string' && value.length > 60)
       ? h('textarea', { id, rows: 3, value: value ?? '', disabled: readOnly })
-      : h('input', { id, value: value ?? '', disabled: readOnly, list: actions ? 'action-names' : undefined });
+      : h('input', { id, value: value ?? '', disabled: readOnly, list: actions ? `${id}-choices` : undefined });
     input.addEventListener('change', () => set(input.value === '' && !isRequired ? undefined : input.value));
-    const datalist = actions ? h('datalist', { id: 'action-names' }, actions.map((a) => h('option', { value: a.name }, a.summary))) : null;
+    // Suggestions: the catalog's actions for `use`, the flow's variables for `save`.
+    const datalist = actions ? h('datalist', { id: `${id}-choices` }, actions.map((a) => h('option', { value: a.value }, a.label))) : null;
     return h('div', {}, wrap(input, isTemplate ? templateHint : schema.description), datalist);
   }
   if (kind === 'number') {

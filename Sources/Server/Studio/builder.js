@@ -10,8 +10,9 @@ import { layout } from './layout.js';
 import { openHistory } from './history.js';
 import { openPreview } from './preview.js';
 
-// Long enough to gather a burst of keystrokes or a drag into one save, short enough to feel immediate.
-const SAVE_DELAY = 120;
+// Edits arrive as change events (a field left, a drag dropped), not keystrokes: enough to gather a burst of them
+// (undo pressed several times) into one save, and short enough to feel immediate.
+const SAVE_DELAY = 50;
 
 export async function render(main, ctx) {
   const name = ctx.name;

@@ -122,7 +122,8 @@ enum People {
     }
 }
 
-/// Failed sign-ins per address, in memory (a process's own view; the per-email lock is in the database).
+/// Attempts per address in a sliding window, in memory (a process's own view; the per-email lock is in the
+/// database): failed sign-ins, and sign-ups.
 final class AddressLimiter: Sendable {
     private let failures = Mutex<[String: [ContinuousClock.Instant]]>([:])
     static let window: Duration = .seconds(600)
@@ -137,7 +138,8 @@ final class AddressLimiter: Sendable {
         }
     }
 
-    func failed(_ address: String) {
+    /// Counts one attempt from `address` (a failed sign-in; any sign-up).
+    func count(_ address: String) {
         failures.withLock { f in
             if f.count > 100_000 { f.removeAll() }
             f[address, default: []].append(.now)
@@ -249,7 +251,7 @@ struct PeopleRoutes {
         var memberships: [Membership] = []
         if let user { memberships = try await store.memberships(user: user.id) }
         guard ok, let user, let membership = body.tenant.map({ t in memberships.first { $0.tenant == t } }) ?? memberships.first else {
-            addresses.failed(address)
+            addresses.count(address)
             let lock: Timestamp? = failures + 1 >= People.freeFailures
                 ? now.adding(seconds: min(People.longestLock, 30 << Int64(min(failures + 1 - People.freeFailures, 7)))) : nil
             try await store.recordSignInFailure(key: emailKey, lockedUntil: lock, at: now)

@@ -133,8 +133,7 @@ struct SSORoutes {
             throw Problem(status, "signing in with \(p.label) failed: \(reason)")
         }
         if let error = query["error"].map(String.init) {
-            let word = error.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0 == "_") } ? error : "error"
-            try await refuse("the provider did not sign you in (\(word.prefix(64)))")
+            try await refuse("the provider did not sign you in (\(SingleSignOn.errorWord(error)))")
         }
         guard let code = query["code"].map(String.init), !code.isEmpty, code.utf8.count <= 2048 else {
             throw Problem(.badRequest, "the provider's answer has no code: start signing in again")

@@ -72,7 +72,7 @@ struct SignUpRoutes {
         try People.checkPassword(body.password)
         let address = "address:" + (context.remoteAddress ?? "unknown")
         guard addresses.allows(address) else { throw Problem(.tooManyRequests, "too many sign-ups from this address: try again later", retryAfter: 600) }
-        addresses.failed(address)
+        addresses.count(address)
         let now = engine.now
         let sent: Bool
         if try await store.user(email: email) != nil {

@@ -251,9 +251,7 @@ final class SingleSignOn: Sendable {
         }
         let answer = try decode(TokenAnswer.self, body, "token answer")
         guard response.status == .ok, let idToken = answer.idToken else {
-            // The provider's error code (RFC 6749 §5.2) is a fixed word, safe to repeat.
-            let code = answer.error.map { $0.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0 == "_") } ? $0 : "error" }
-            throw Refusal("the provider refused the code (\(code ?? "\(response.status.code)"))")
+            throw Refusal("the provider refused the code (\(answer.error.map(Self.errorWord) ?? "\(response.status.code)"))")
         }
         return try await verify(idToken, p, nonce: nonce, known: k)
     }
@@ -289,16 +287,16 @@ final class SingleSignOn: Sendable {
         return claims
     }
 
-    /// A JWT's header fields that choose the key.
+    /// A JWT's header fields that choose the key, read by jwt-kit's parser (nothing is trusted until verified).
     static func header(_ token: String) throws -> (alg: String?, kid: String?) {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, var b64 = Optional(String(parts[0]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))
-        else { throw Refusal("the ID token is not a JWT") }
-        while b64.count % 4 != 0 { b64 += "=" }
-        guard let data = Data(base64Encoded: b64), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw Refusal("the ID token is not a JWT")
-        }
-        return (object["alg"] as? String, object["kid"] as? String)
+        guard let parsed = try? DefaultJWTParser().parse([UInt8](token.utf8), as: IDToken.self) else { throw Refusal("the ID token is not a JWT") }
+        return (parsed.header.alg, parsed.header.kid)
+    }
+
+    /// A provider's error code (RFC 6749 §5.2, `access_denied`) when it is one fixed word, safe to repeat in an
+    /// answer or a log; `error` otherwise.
+    static func errorWord(_ s: String) -> String {
+        s.count <= 64 && s.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || $0 == "_") }) ? s : "error"
     }
 
     private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")

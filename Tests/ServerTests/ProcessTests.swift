@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import FlowEngine
 import FlowStore
 import FlowVM
@@ -27,6 +28,25 @@ import Testing
         let channel = try await api.call(.POST, "/v1/channels", #"{"kind": "api", "name": "web"}"#)
         #expect(channel.status == 201)
         return "/v1/channels/\(channel.body["id"].text)/inbound"
+    }
+
+    /// An inbox left open (a Server-Sent Events stream that would last two minutes) does not hold a SIGTERM: the
+    /// stream ends with the server, which exits cleanly and soon.
+    @Test func anOpenEventStreamDoesNotHoldAGracefulStop() async throws {
+        let dir = try Self.temporaryDirectory()
+        let serve = try await ServeProcess(database: "sqlite:\(dir)/events.db", log: dir + "/serve.log", secretKey: SecretBox.generateKey(),
+                                           flows: dir + "/flows")
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(serve.port)/v1/events?timeout=120")
+        request.headers.add(name: "Authorization", value: "Bearer \(ServeProcess.adminKey)")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(150))
+        #expect(response.status == .ok)
+        var body = response.body.makeAsyncIterator()
+        let first = try await body.next()
+        #expect(first.map { String(buffer: $0) }?.contains("flowline events") == true, "the stream is open")
+        serve.process.terminate()
+        #expect(await serve.waitForExit(seconds: 10), "the server stopped within 10 s, not after the stream's 120")
+        #expect(serve.process.terminationStatus == 0)
+        while try await body.next() != nil {}  // the stream was ended by the server
     }
 
     /// SIGTERM while a turn has run and is not yet committed: the process waits for the commit, then exits 0.

@@ -21,11 +21,26 @@ public enum BlockTypes {
         ["type": "array", "items": ["type": "object", "additionalProperties": false,
                                     "properties": ["when": ["type": "string", "description": "an expression"], "goto": identifier]]],
     ]]
-    static let choice: Value = ["anyOf": [
-        ["type": "string"],
-        ["type": "object", "required": ["title"], "additionalProperties": false,
-         "properties": ["id": ["type": "string"], "title": ["type": "string"], "description": ["type": "string"]]],
-    ]]
+    /// A button or list row: its title, or an object with an id, a title and (rows only) a description, each as
+    /// long as WhatsApp shows.
+    static func choice(title: Int, description: Int? = nil) -> Value {
+        var properties: [String: Value] = ["id": ["type": "string"], "title": ["type": "string", "maxLength": .number(Double(title))]]
+        if let description { properties["description"] = ["type": "string", "maxLength": .number(Double(description))] }
+        return ["anyOf": [
+            ["type": "string", "maxLength": .number(Double(title))],
+            ["type": "object", "required": ["title"], "additionalProperties": false, "properties": .map(properties)],
+        ]]
+    }
+    static let buttons: Value = [
+        "type": "array", "maxItems": .number(Double(WhatsApp.maxButtons)), "items": choice(title: WhatsApp.maxButtonTitle),
+        "description": .string("WhatsApp shows at most \(WhatsApp.maxButtons) buttons of \(WhatsApp.maxButtonTitle) characters"),
+    ]
+    static let list: Value = object([
+        "button": ["type": "string", "maxLength": .number(Double(WhatsApp.maxListButton)), "description": "the button that opens the list"],
+        "rows": ["type": "array", "maxItems": .number(Double(WhatsApp.maxRows)),
+                 "items": choice(title: WhatsApp.maxRowTitle, description: WhatsApp.maxRowDescription),
+                 "description": .string("WhatsApp shows at most \(WhatsApp.maxRows) rows, titles of \(WhatsApp.maxRowTitle) characters")],
+    ], required: ["rows"])
 
     static func object(_ properties: [String: Value], required: [String]) -> Value {
         ["type": "object", "additionalProperties": false, "required": .list(required.map(Value.string)), "properties": .map(properties)]
@@ -45,8 +60,7 @@ public enum BlockTypes {
                                    object(["type": ["type": "string"], "min_length": ["type": "integer"], "max_length": ["type": "integer"],
                                            "min": ["type": "number"], "max": ["type": "number"], "pattern": ["type": "string"],
                                            "timezone": ["type": "string"]], required: [])]],
-            "invalid": text, "retries": ["type": "integer", "minimum": 0], "buttons": ["type": "array", "items": choice],
-            "list": object(["button": ["type": "string"], "rows": ["type": "array", "items": choice]], required: ["rows"]),
+            "invalid": text, "retries": ["type": "integer", "minimum": 0], "buttons": buttons, "list": list,
             "timeout": object(["after": duration, "next": identifier], required: ["after", "next"]),
             "on_invalid": identifier, "next": next, "on_error": identifier,
         ], required: ["ask"]),

@@ -11,11 +11,6 @@ struct Checker {
     ]
 
     /// WhatsApp Cloud API limits for interactive messages.
-    enum WhatsApp {
-        static let maxButtons = 3, maxButtonTitle = 20, maxRows = 10, maxRowTitle = 24
-        static let maxRowDescription = 72, maxListButton = 20, maxText = 4096
-    }
-
     let file: String
     let ast: FlowAST
     let catalog: ActionCatalog

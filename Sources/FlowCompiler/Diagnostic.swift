@@ -15,6 +15,9 @@ public struct Diagnostic: Sendable, Hashable, Codable {
     public var block: String?
     /// What to do about it.
     public var hint: String?
+    /// Where in the document the mistake is, as a JSON Pointer (`/blocks/menu/buttons/3/title`), so a builder can
+    /// mark the form field; nil when the document could not be read.
+    public var path: String?
 
     public init(_ severity: Severity, _ code: String, _ message: String, file: String, at location: SourcePosition,
                 block: String? = nil, hint: String? = nil) {
@@ -29,10 +32,10 @@ public struct Diagnostic: Sendable, Hashable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case severity, code, message, file, line, column, block, hint
+        case severity, code, message, file, line, column, block, hint, path
     }
 
-    /// Writes every key, with null for a missing block or hint, so builders can rely on the shape.
+    /// Writes every key, with null for a missing block, hint or path, so builders can rely on the shape.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(severity, forKey: .severity)
@@ -43,6 +46,7 @@ public struct Diagnostic: Sendable, Hashable, Codable {
         try c.encode(column, forKey: .column)
         try c.encode(block, forKey: .block)
         try c.encode(hint, forKey: .hint)
+        try c.encode(path, forKey: .path)
     }
 
     /// `PATH:LINE:COL: error|warning: MESSAGE [CODE]`, with the hint on its own indented line.

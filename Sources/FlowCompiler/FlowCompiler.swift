@@ -32,10 +32,12 @@ public struct FlowCompiler: Sendable {
         }
 
         var parser = FlowParser(file: file)
-        guard let ast = parser.parse(root) else { return Compilation(program: nil, diagnostics: sorted(parser.diagnostics)) }
+        guard let ast = parser.parse(root) else {
+            return Compilation(program: nil, diagnostics: sorted(parser.diagnostics).map { located($0, in: root) })
+        }
         var checker = Checker(file: file, ast: ast, catalog: catalog)
         checker.run(priorErrors: parser.diagnostics.contains { $0.severity == .error })
-        let diagnostics = sorted(parser.diagnostics + checker.diagnostics)
+        let diagnostics = sorted(parser.diagnostics + checker.diagnostics).map { located($0, in: root) }
         guard !diagnostics.contains(where: { $0.severity == .error }) else {
             return Compilation(program: nil, diagnostics: diagnostics)
         }
@@ -49,6 +51,16 @@ public struct FlowCompiler: Sendable {
         let c = compile(source: source, file: file)
         guard let p = c.program else { throw FlowCompilerError(.invalidFlow, diagnostics: c.diagnostics) }
         return p
+    }
+
+    /// Codes reported at the map that lacks something (`missing-action` is reported at its block's key).
+    static let aboutAMap: Set<String> = ["missing-key", "missing-start", "missing-parameter"]
+
+    /// Adds the document path of the diagnostic's position.
+    private func located(_ d: Diagnostic, in root: SourceNode) -> Diagnostic {
+        var d = d
+        d.path = root.pointer(to: SourcePosition(line: d.line, column: d.column), atContainer: Self.aboutAMap.contains(d.code))
+        return d
     }
 
     private func sorted(_ d: [Diagnostic]) -> [Diagnostic] {

@@ -82,6 +82,20 @@ public enum FlowGraph {
         return p
     }
 
+    /// Where each port's target is in the block's document, as a JSON Pointer under the block (`/timeout/next`):
+    /// how a builder finds the port a diagnostic's `path` is about. A branch's is `/next`, followed by its index.
+    public static func portPaths(of type: BlockType) -> [String: String] {
+        var paths: [String: String] = [:]
+        for port in ports(of: type) {
+            switch port {
+            case "branch": paths[port] = "/next"
+            case "timeout": paths[port] = type.name == "wait_for" ? "/wait_for/on_timeout" : "/timeout/next"
+            default: paths[port] = "/" + port
+            }
+        }
+        return paths
+    }
+
     /// The JSON Schema of a node's `params`: the block's schema without the keys that are edges in the graph.
     public static func paramsSchema(of type: BlockType) -> Value {
         let edgeKeys: Set<String> = ["next", "on_error", "on_invalid", "goto", "call", "on_timeout"]

@@ -17,3 +17,10 @@ public enum FlowLimits {
     public static let maxExpressionTokens = 4_096
     // Patterns are bounded where they are checked, in FlowVM: `PatternCheck.maxLength`.
 }
+
+/// What WhatsApp shows, which every flow is held to today: the checker reports past them, and the block schemas in
+/// `/v1/blocks` carry them (`maxItems`, `maxLength`) so a builder can count while a person types.
+enum WhatsApp {
+    static let maxButtons = 3, maxButtonTitle = 20, maxRows = 10, maxRowTitle = 24
+    static let maxRowDescription = 72, maxListButton = 20, maxText = 4096
+}

@@ -50,6 +50,34 @@ indirect enum SourceNode: Sendable {
 
     subscript(key: String) -> SourceNode? { entries?.first { $0.key == key }?.value }
 
+    /// The JSON Pointer (RFC 6901) of the deepest node that starts at or before `position`: where in the document
+    /// a diagnostic at that position is, as a builder names a form field (`/blocks/menu/buttons/3/title`). A
+    /// position on a key points at that key's entry; "" is the whole document. A block-style map starts where its
+    /// first key does, so `atContainer` says which one a diagnostic there is about: the map (something is missing
+    /// from it) or its first entry.
+    func pointer(to position: SourcePosition, atContainer: Bool = false) -> String {
+        var tokens: [String] = []
+        var node = self
+        descend: while true {
+            switch node {
+            case .scalar:
+                break descend
+            case .mapping(let entries, let start):
+                if atContainer, start == position { break descend }
+                // Entries are in source order, so the last one that starts before the position holds it.
+                guard let entry = entries.last(where: { $0.keyLocation <= position }) else { break descend }
+                tokens.append(entry.key)
+                guard entry.value.location <= position else { break descend }
+                node = entry.value
+            case .sequence(let items, _):
+                guard let index = items.lastIndex(where: { $0.location <= position }) else { break descend }
+                tokens.append(String(index))
+                node = items[index]
+            }
+        }
+        return tokens.map { "/" + $0.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1") }.joined()
+    }
+
     /// Parses YAML or JSON; a syntax error comes back as a located message.
     static func parse(_ text: String) -> Result<SourceNode?, ExpressionError> {
         if text.utf8.count > FlowLimits.maxSourceBytes {

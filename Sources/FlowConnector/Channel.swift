@@ -121,6 +121,8 @@ public struct ChannelAccount: Sendable {
     /// Where an `api` channel POSTs its messages, and the secret that signs them.
     public var callbackURL: String?
     public var signingSecret: String?
+    /// The secret a rotation replaced, while it still signs beside `signingSecret`.
+    public var retiringSigningSecret: String?
 
     public init(id: String, tenant: String, kind: String, config: Value = [:], credentials: Value = [:], callbackURL: String? = nil,
                 signingSecret: String? = nil) {

@@ -54,6 +54,9 @@ public protocol TenantRecords: Sendable {
     func apiKeys(tenant: String, limit: Int, offset: Int) async throws -> (items: [APIKeyRecord], total: Int)
     func revokeAPIKey(id: String, tenant: String, at: Timestamp) async throws -> Bool
     func insertChannel(_ c: ChannelRecord) async throws
+    /// Writes a channel's name, settings and secrets over the record they were made from; false when the tenant has
+    /// no such channel or it changed since.
+    func updateChannel(_ c: ChannelRecord, over read: ChannelRecord) async throws -> Bool
     func channel(id: String, tenant: String) async throws -> ChannelRecord?
     func channels(tenant: String, limit: Int, offset: Int) async throws -> (items: [ChannelRecord], total: Int)
     func audit(_ entry: AuditEntry) async throws

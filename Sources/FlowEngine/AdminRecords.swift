@@ -38,6 +38,9 @@ public struct ChannelRecord: Sendable, Hashable {
     public var sealedSecret: String?
     /// Settings that are not secret (`phone_number_id` of a WhatsApp channel).
     public var config: Value
+    /// The signing secret a rotation replaced, sealed like the secret, and until when it still signs beside it.
+    public var previousSealedSecret: String?
+    public var previousSecretUntil: Timestamp?
 
     public init(id: String, tenant: String, kind: String, name: String, callbackURL: String?, createdAt: Timestamp,
                 sealedSecret: String? = nil, config: Value = [:]) {

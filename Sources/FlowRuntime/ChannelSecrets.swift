@@ -11,6 +11,13 @@ extension SQLStore.ChannelRecord {
         return try box.open(sealedSecret, context: secretContext)
     }
 
+    /// The signing secret a rotation replaced, opened.
+    public func openPreviousSecret(_ box: SecretBox?) throws -> String? {
+        guard let previousSealedSecret else { return nil }
+        guard let box else { throw EngineError(.secret, "the channel's secret needs FLOWLINE_SECRET_KEY") }
+        return try box.open(previousSealedSecret, context: secretContext)
+    }
+
     /// A service channel's credentials (WhatsApp's `verify_token`, `app_secret`, `access_token`; Stripe's
     /// `secret_key`, `webhook_secret`...), sealed together as JSON; an empty map when it has none.
     public func credentials(_ box: SecretBox?) throws -> Value {

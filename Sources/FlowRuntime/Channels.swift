@@ -38,21 +38,25 @@ public final class Channels: Sendable {
         return out
     }
 
-    /// A channel's account for its driver, its secrets opened. Throws `EngineError(.secret)` when they cannot be.
-    public func account(_ channel: SQLStore.ChannelRecord) throws -> ChannelAccount {
+    /// A channel's account for its driver, its secrets opened; at `now`, a rotated-out signing secret still in its
+    /// day signs too. Throws `EngineError(.secret)` when they cannot be opened.
+    public func account(_ channel: SQLStore.ChannelRecord, at now: Timestamp? = nil) throws -> ChannelAccount {
         var account = ChannelAccount(id: channel.id, tenant: channel.tenant, kind: channel.kind, config: channel.config,
                                      callbackURL: channel.callbackURL)
         if byKind[channel.kind]?.fields.contains(where: \.isSecret) == true {
             account.credentials = try channel.credentials(secrets)  // the declared secret fields, sealed together
         } else {
             account.signingSecret = try channel.openSecret(secrets)  // one secret that signs what the channel sends
+            if let now, let until = channel.previousSecretUntil, now < until {
+                account.retiringSigningSecret = try channel.openPreviousSecret(secrets)
+            }
         }
         return account
     }
 
     /// `account` for a connector call: a secret that cannot be opened is worth retrying (a key being rotated).
-    func connectorAccount(_ channel: SQLStore.ChannelRecord) throws -> ChannelAccount {
-        do { return try account(channel) } catch { throw ConnectorError(code: "secret", message: "\(error)", retryable: true) }
+    func connectorAccount(_ channel: SQLStore.ChannelRecord, at now: Timestamp? = nil) throws -> ChannelAccount {
+        do { return try account(channel, at: now) } catch { throw ConnectorError(code: "secret", message: "\(error)", retryable: true) }
     }
 
     /// The engine's connectors for every kind: `channel.send` and `channel.read` routed by the channel's kind, and each
@@ -221,7 +225,7 @@ struct ChannelSend: Connector {
             throw ConnectorError(code: "no_driver", message: "no driver sends on \(channel.kind) channels", retryable: false)
         }
         let store = channels.conversationStore(context, channel: channel.id, contact: parameters["contact"].text, now: now, tools: tools)
-        return try await driver.send(parameters, account: channels.connectorAccount(channel), context: context, store: store)
+        return try await driver.send(parameters, account: channels.connectorAccount(channel, at: now()), context: context, store: store)
     }
 }
 

@@ -118,10 +118,33 @@ extension SQLStore {
         }
     }
 
+    /// Writes a channel's name, settings and secrets (an edit or a rotation) over `read`, the record it was made
+    /// from; false when the tenant has no such channel, or its secrets or settings changed since `read` (two edits
+    /// at once: the second would have dropped what the first wrote).
+    public func updateChannel(_ c: ChannelRecord, over read: ChannelRecord) async throws -> Bool {
+        let changed = try await driver.transaction { db in
+            try await db.execute(
+                """
+                UPDATE channels SET name = $3, callback_url = $4, secret = $5, config = $6, previous_secret = $7, previous_secret_until = $8
+                WHERE id = $1 AND tenant_id = $2 AND COALESCE(secret, '') = $9 AND config = $10 RETURNING id
+                """,
+                .text(c.id), .text(c.tenant), .text(c.name), c.callbackURL.map(SQLValue.text) ?? .null, c.sealedSecret.map(SQLValue.text) ?? .null,
+                .text(c.config.jsonText), c.previousSealedSecret.map(SQLValue.text) ?? .null,
+                c.previousSecretUntil.map { .int($0.milliseconds) } ?? .null, .text(read.sealedSecret ?? ""), .text(read.config.jsonText)
+            ).count == 1
+        }
+        // This process reads the new secrets at once; others within the cache's two seconds.
+        channelCache.removeAll { $0.id == c.id }
+        return changed
+    }
+
     func channel(_ r: SQLRow) -> ChannelRecord {
-        ChannelRecord(id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", kind: r.text("kind") ?? "", name: r.text("name") ?? "",
-                      callbackURL: r.text("callback_url"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
-                      sealedSecret: r.text("secret"), config: r.text("config").flatMap { Value(json: $0) } ?? [:])
+        var c = ChannelRecord(id: r.text("id") ?? "", tenant: r.text("tenant_id") ?? "", kind: r.text("kind") ?? "", name: r.text("name") ?? "",
+                              callbackURL: r.text("callback_url"), createdAt: Timestamp(milliseconds: r.int("created_at") ?? 0),
+                              sealedSecret: r.text("secret"), config: r.text("config").flatMap { Value(json: $0) } ?? [:])
+        c.previousSealedSecret = r.text("previous_secret")
+        c.previousSecretUntil = r.int("previous_secret_until").map(Timestamp.init(milliseconds:))
+        return c
     }
 
     /// A tenant's channel; cached for two seconds (read on every inbound message and every reply).

@@ -129,6 +129,11 @@ extension SQLStore {
             "ALTER TABLE links ADD COLUMN detail TEXT",
             // A queue restricted to named agents (people or keys): only they, and supervisors and admins, work it.
             "CREATE TABLE queue_agents (tenant_id TEXT NOT NULL, queue TEXT NOT NULL, agent_id TEXT NOT NULL, PRIMARY KEY (tenant_id, queue, agent_id))",
+        ], [
+            // A rotated signing secret, sealed, that still signs beside the new one until its time (receivers switch
+            // without a callback failing their check).
+            "ALTER TABLE channels ADD COLUMN previous_secret TEXT",
+            "ALTER TABLE channels ADD COLUMN previous_secret_until BIGINT",
         ]]
     }
 

@@ -15,6 +15,8 @@ struct ChannelRoutes {
         group.post("channels", use: create)
         group.get("channels", use: list)
         group.get("channels/kinds", use: kinds)
+        group.patch("channels/{id}", use: update)
+        group.post("channels/{id}/rotate", use: rotate)
         group.post("channels/{id}/inbound", use: inbound)
     }
 
@@ -26,7 +28,136 @@ struct ChannelRoutes {
         // Settings are shown; secrets never are.
         if case .map(let config) = c.config { for (key, value) in config { v[key] = value } }
         if channels[c.kind]?.receivesWebhooks == true { v["webhook_path"] = .string("/webhooks/\(c.kind)/\(c.id)") }
+        if let until = c.previousSecretUntil, until > engine.now { v["previous_secret_signs_until"] = .string(until.iso8601) }
         return .map(v)
+    }
+
+    /// How long a rotated-out signing secret still signs beside the new one: a day, as Stripe gives when it rolls.
+    static let rotationOverlapSeconds: Int64 = 24 * 3600
+
+    /// The channel the path names, or 404.
+    private func existing(_ context: FlowlineRequestContext, _ caller: Caller) async throws -> ChannelRecord {
+        let id = try context.parameters.require("id")
+        guard let record = try await store.channel(id: id, tenant: caller.tenant) else { throw Problem(.notFound, "no channel \(id)") }
+        return record
+    }
+
+    /// Stores an edit made from `read`; 409 when the channel changed meanwhile (the edit was made from what it replaced).
+    private func write(_ record: ChannelRecord, over read: ChannelRecord) async throws {
+        guard try await store.updateChannel(record, over: read) else {
+            guard try await store.channel(id: record.id, tenant: record.tenant) != nil else { throw Problem(.notFound, "no channel \(record.id)") }
+            throw Problem(.conflict, "the channel changed while this edit was made; read it again and repeat the edit")
+        }
+    }
+
+    private func seal(_ secret: String, _ record: ChannelRecord) throws -> String {
+        guard let secrets else { throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets") }
+        return try secrets.seal(secret, context: record.secretContext)
+    }
+
+    /// `PATCH /v1/channels/{id}`: a new name, settings, or secrets. Only the fields named change; a secret named is
+    /// replaced (when the provider issues a new one: a WhatsApp app secret reset, a Stripe key rolled) and the
+    /// others are kept; `null` removes a field that is not required. The kind stays.
+    @Sendable func update(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.admin, "configuring channels needs an admin")
+        let read = try await existing(context, caller)
+        var record = read
+        guard let kind = channels[record.kind] else { throw Problem(.conflict, "no driver handles \(record.kind) channels in this server") }
+        let body = try await request.jsonObject(context: context)
+        let generatesSecret = !kind.fields.contains(where: \.isSecret)
+        let known = Set(kind.fields.map(\.name) + ["name"] + (generatesSecret ? ["secret"] : []))
+        // A field some other kind has is a well-formed request that this channel's kind rules out: a conflict with
+        // the channel as it is (409), not a malformed body (400).
+        if let stray = body.keys.sorted().first(where: { !known.contains($0) }) {
+            if stray == "kind" { throw Problem(.badRequest, "a channel's kind does not change; create another channel") }
+            let elsewhere = channels.fieldsByName[stray] != nil || stray == "secret"
+            throw Problem(elsewhere ? .conflict : .badRequest, "\(stray) is not a field of a \(record.kind) channel")
+        }
+        guard !body.isEmpty else { throw Problem(.badRequest, "name the fields to change") }
+        if body["name"] != nil { record.name = try BodyText.identifier(body, "name", max: 100) }
+        for field in kind.fields {
+            guard let value = body[field.name] else { continue }
+            if value == .null {
+                if field.required { throw Problem(.conflict, "\(field.name) is required for a \(record.kind) channel: it cannot be removed") }
+            } else if let problem = field.problem(with: value) {
+                throw Problem(.badRequest, problem)
+            }
+        }
+        var answerSecret: String?
+        if generatesSecret {
+            // `api`: the callback URL and the one secret that signs what is sent there.
+            if let url = body["callback_url"] { record.callbackURL = url == .null ? nil : url.text }
+            if let value = body["secret"] {
+                if value == .null {
+                    record.sealedSecret = nil
+                } else {
+                    guard case .string(let s) = value, (16...256).contains(s.unicodeScalars.count) else {
+                        throw Problem(.badRequest, "secret must be text of 16 to 256 characters")
+                    }
+                    record.sealedSecret = try seal(s, record)
+                }
+                record.previousSealedSecret = nil
+                record.previousSecretUntil = nil
+            } else if record.sealedSecret == nil, record.callbackURL != nil {
+                let generated = "whsec_" + APIKeys.random(32)
+                record.sealedSecret = try seal(generated, record)
+                answerSecret = generated
+            }
+        } else {
+            var settings: [String: Value] = [:]
+            if case .map(let config) = record.config { settings = config }
+            var credentials: [String: Value] = [:]
+            if record.sealedSecret != nil {
+                guard let box = secrets else {
+                    throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot open the channel's secrets")
+                }
+                do {
+                    if case .map(let c) = try record.credentials(box) { credentials = c }
+                } catch {
+                    throw Problem(.unavailable, "the channel's secrets cannot be opened with this server's FLOWLINE_SECRET_KEY")
+                }
+            }
+            for field in kind.fields {
+                guard let value = body[field.name] else { continue }
+                if field.isSecret { credentials[field.name] = value == .null ? nil : value } else { settings[field.name] = value == .null ? nil : value }
+            }
+            record.config = .map(settings)
+            record.sealedSecret = credentials.isEmpty ? nil : try seal(Value.map(credentials).jsonText, record)
+        }
+        try await write(record, over: read)
+        try await store.audit(context, caller, "channel.update", record.id, at: engine.now)
+        var answer = channel(record)
+        if let answerSecret, case .map(var m) = answer {
+            m["signing_secret"] = .string(answerSecret)
+            answer = .map(m)
+        }
+        return json(answer)
+    }
+
+    /// `POST /v1/channels/{id}/rotate`: a new signing secret for a channel whose secret Flowline made (`api`), shown
+    /// once. For a day the one it replaces signs beside it, so the receiver can switch without refusing a callback.
+    /// A provider's channel (WhatsApp, Stripe) has the secrets its provider issues: those change with PATCH.
+    @Sendable func rotate(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.admin, "configuring channels needs an admin")
+        let read = try await existing(context, caller)
+        var record = read
+        guard let kind = channels[record.kind], !kind.fields.contains(where: \.isSecret) else {
+            throw Problem(.conflict, "a \(record.kind) channel's secrets are issued by its provider: send the new ones with PATCH /v1/channels/\(record.id)")
+        }
+        guard record.callbackURL != nil else {
+            throw Problem(.conflict, "the channel has no callback_url, so nothing is signed: set one with PATCH first")
+        }
+        let secret = "whsec_" + APIKeys.random(32)
+        if let current = record.sealedSecret {
+            record.previousSealedSecret = current
+            record.previousSecretUntil = engine.now.adding(seconds: Self.rotationOverlapSeconds)
+        }
+        record.sealedSecret = try seal(secret, record)
+        try await write(record, over: read)
+        try await store.audit(context, caller, "channel.rotate", record.id, at: engine.now)
+        guard case .map(var answer) = channel(record) else { return json(channel(record)) }
+        answer["signing_secret"] = .string(secret)
+        return json(.map(answer))
     }
 
     /// `GET /v1/channels/kinds`: every kind a channel may be, with its fields and their JSON Schemas, as the drivers

@@ -31,7 +31,8 @@ struct FlowRoutes {
     static func diagnostics(_ d: [Diagnostic]) -> Value {
         .list(d.map { x in
             ["severity": .string(x.severity.rawValue), "code": .string(x.code), "message": .string(x.message), "line": .number(Double(x.line)),
-             "column": .number(Double(x.column)), "block": x.block.map(Value.string) ?? .null, "hint": x.hint.map(Value.string) ?? .null]
+             "column": .number(Double(x.column)), "block": x.block.map(Value.string) ?? .null, "hint": x.hint.map(Value.string) ?? .null,
+             "path": x.path.map(Value.string) ?? .null]
         })
     }
 

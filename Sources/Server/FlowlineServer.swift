@@ -361,6 +361,19 @@ public func openAPIDocument(channels: Channels) -> [UInt8] {
         })
         schema = .map(s)
     }
+    // An edit names any field of the channel's kind, each as its form says, or null to remove it.
+    edit(&root, ["paths", "/v1/channels/{id}", "patch", "requestBody", "content", "application/json", "schema"]) { schema in
+        guard case .map(var s) = schema, case .map(var properties) = s["properties"] else { return }
+        for (name, field) in channels.fieldsByName {
+            guard case .map(var fs) = field.schema else { continue }
+            if case .string(let type)? = fs["type"] { fs["type"] = [.string(type), "null"] }
+            fs["description"] = .string(channels.drivers.filter { $0.fields.contains { $0.name == name } }.map(\.kind).joined(separator: ", ")
+                                        + (field.isSecret ? " (write-only, sealed at rest)" : ""))
+            properties[name] = .map(fs)
+        }
+        s["properties"] = .map(properties)
+        schema = .map(s)
+    }
     for method in ["get", "post"] {
         let webhookKinds = Value.list(channels.drivers.filter { $0.receivesWebhooks && $0.webhookMethods.contains(method.uppercased()) }
             .map { .string($0.kind) })

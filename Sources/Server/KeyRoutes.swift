@@ -82,7 +82,8 @@ struct CatalogRoutes {
             return json([
                 "blocks": .list(BlockTypes.all.map {
                     ["type": .string($0.name), "summary": .string($0.summary), "keys": .list($0.keys.map(Value.string)), "schema": $0.schema,
-                     "ports": .list(FlowGraph.ports(of: $0).map(Value.string)), "params": FlowGraph.paramsSchema(of: $0)]
+                     "ports": .list(FlowGraph.ports(of: $0).map(Value.string)), "params": FlowGraph.paramsSchema(of: $0),
+                     "port_paths": .map(FlowGraph.portPaths(of: $0).mapValues(Value.string))]
                 }),
                 "actions": .list(catalog.actions.values.sorted { $0.name < $1.name }.map {
                     ["name": .string($0.name), "summary": .string($0.summary), "parameters": $0.parameters, "result": $0.result]

@@ -333,6 +333,167 @@ def test_two_agents_and_a_handed_off_conversation(browser, server):
     second.close()
 
 
+def test_limits_count_as_you_type_and_problems_sit_on_their_field(browser, server):
+    """WhatsApp's limits, from the block's schema, are counted while typing; once saved, each diagnostic is on the field
+    it names (and says so to a screen reader), and the problems panel puts the focus there."""
+    flow = ("flow: asking\ntrigger: { channel: api, keywords: [asking] }\nstart: pick\nblocks:\n"
+            "  pick:\n    ask: Which one?\n    save: choice\n    buttons: [Sim, Não]\n    next: bye\n  bye:\n    end: Bye\n")
+    status, saved = server.call("PUT", "/v1/flows/asking", flow, "application/yaml")
+    assert status in (200, 201) and saved["valid"], saved
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(page, server, "ana@clinic.example")
+    page.goto(server.base + "/flows/asking")
+    page.locator('.node[data-id="pick"] .node-head').click()
+    buttons = page.get_by_label("buttons")
+    counter = page.locator("#param-buttons-count")
+    expect(counter).to_have_text("2 of at most 3")
+    buttons.fill("Sim\nNão\nTalvez\nFalar com um atendente")
+    expect(counter).to_have_text("4 of at most 3 · item 4 has 22 characters, at most 20")
+    expect(counter).to_have_class(re.compile(r"\berror\b"))
+    buttons.press("Tab")
+    expect(page.locator(".save-state")).to_have_text("saved · 2 error(s)")
+    buttons = page.get_by_label("buttons")
+    expect(buttons).to_have_attribute("aria-invalid", "true")
+    problems = page.locator(".field.invalid .field-problems li")
+    expect(problems).to_have_count(2)
+    expect(problems.first).to_contain_text("characters")
+    described = buttons.get_attribute("aria-describedby").split()
+    assert "param-buttons-problems" in described, described
+    # The problems panel goes to the block and into the field.
+    page.get_by_label("Go to block").focus()
+    page.locator(".problems li.error button").first.click()
+    expect(page.get_by_label("buttons")).to_be_focused()
+    page.get_by_label("buttons").fill("Sim\nNão\nTalvez")
+    page.get_by_label("buttons").press("Tab")
+    expect(page.locator(".save-state")).to_have_text("saved · valid")
+    expect(page.get_by_label("buttons")).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#param-buttons-count")).to_have_text("3 of at most 3")
+    page.close()
+
+
+def test_channels_are_edited_and_rotated(browser, server):
+    """An api channel made from the form shows its signing secret once, on the page; rotating gives a new one while
+    the old one signs for a day; a WhatsApp channel is edited without its other secrets being touched."""
+    status, wa = server.call("POST", "/v1/channels", {"kind": "whatsapp", "name": "numero", "phone_number_id": "106540352242922",
+                                                      "verify_token": "verify-me-please", "app_secret": "app-secret-0123"})
+    assert status == 201, wa
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(page, server, "ana@clinic.example")
+    page.get_by_role("link", name="Channels").click()
+    page.get_by_label("Kind").select_option("api")
+    page.get_by_label("Name *", exact=True).fill("platform")
+    page.locator("#channel-callback_url").fill("https://platform.example/hook")
+    page.get_by_role("button", name="Create").click()
+    shown = page.locator("#secret-once")
+    expect(shown).to_have_value(re.compile(r"^whsec_"))
+    expect(shown).to_be_focused()
+    first = shown.input_value()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Rotate the signing secret of platform").click()
+    expect(shown).not_to_have_value(first)
+    expect(shown).to_have_value(re.compile(r"^whsec_"))
+    expect(page.get_by_role("row", name=re.compile("platform"))).to_contain_text("the old secret signs until")
+    status, listed = server.call("GET", "/v1/channels")
+    platform = next(c for c in listed["channels"] if c["name"] == "platform")
+    assert platform.get("previous_secret_signs_until") and "signing_secret" not in platform, platform
+    shot(page, "channels")
+
+    page.get_by_role("button", name="Edit numero").click()
+    expect(page.get_by_label("Name *", exact=True).first).to_be_focused()
+    expect(page.locator("#edit-phone_number_id")).to_have_value("106540352242922")
+    expect(page.locator("#edit-app_secret")).to_have_value("")
+    page.locator("#edit-name").fill("vendas")
+    page.locator("#edit-access_token").fill("EAAG-new-token-abc")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("cell", name="vendas", exact=True)).to_be_visible()
+    status, listed = server.call("GET", "/v1/channels")
+    assert any(c["id"] == wa["id"] and c["name"] == "vendas" for c in listed["channels"]), listed
+    assert "EAAG" not in json.dumps(listed)
+    # The verify token the edit left alone still answers Meta's handshake.
+    with urllib.request.urlopen(f"{server.base}{wa['webhook_path']}?hub.mode=subscribe&hub.verify_token=verify-me-please&hub.challenge=7", timeout=10) as r:
+        assert r.status == 200 and r.read() == b"7"
+    page.close()
+
+
+# Visible controls with no accessible name (a label, aria-label or aria-labelledby, a title, or a button's text),
+# and images without alt text: what a screen reader would read as "edit text" or "button".
+UNNAMED = """() => [...document.querySelectorAll('input, select, textarea, button, a[href], [role=button], img')]
+  .filter((el) => el.type !== 'hidden' && el.offsetParent !== null)
+  .filter((el) => {
+    if (el.tagName === 'IMG') return !el.hasAttribute('alt');
+    const label = el.getAttribute('aria-label') || el.getAttribute('title') ||
+      (el.getAttribute('aria-labelledby') || '').split(' ').map((id) => document.getElementById(id)?.textContent || '').join('').trim() ||
+      [...(el.labels || [])].map((l) => l.textContent).join('').trim() ||
+      (['BUTTON', 'A'].includes(el.tagName) || el.getAttribute('role') === 'button' ? el.textContent.trim() : '');
+    return !label;
+  })
+  .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def test_every_screen_is_labelled_and_works_from_the_keyboard(browser, server):
+    """Each screen's controls have names; the builder is worked from the keyboard alone: to a flow, to a block, into
+    its form and back; and the inbox holds on a phone."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    sign_in(page, server, "ana@clinic.example")
+    screens = {"flows": "/", "builder": "/flows/welcome-menu", "conversations": "/conversations", "inbox": "/inbox",
+               "channels": "/channels", "members": "/members"}
+    for name, path in screens.items():
+        page.goto(server.base + path)
+        expect(page.locator("main h1, main h2").first).to_be_visible()
+        if name == "builder":
+            expect(page.locator(".node").first).to_be_visible()
+            page.locator(".node").first.locator(".node-head").click()
+            expect(page.locator(".inspector h2")).to_contain_text("block")
+        unnamed = page.evaluate(UNNAMED)
+        assert not unnamed, f"{name}: controls without a name: {unnamed}"
+    for side in ("History", "Preview"):
+        page.goto(server.base + "/flows/welcome-menu")
+        page.get_by_role("button", name=side).click()
+        expect(page.locator(".side-panel")).to_be_visible()
+        expect(page.locator(".side-panel h2").first).to_be_visible()
+        unnamed = page.evaluate(UNNAMED)
+        assert not unnamed, f"{side}: controls without a name: {unnamed}"
+
+    # From the keyboard alone: tab to the flow's link, open it, go to a block, edit it, let go.
+    page.goto(server.base + "/")
+    link = page.get_by_role("link", name="welcome-menu")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if link.evaluate("el => el === document.activeElement"):
+            break
+    expect(link).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator('.node[data-id="language"]')).to_be_visible()
+    page.locator(".canvas").focus()
+    page.keyboard.press("g")
+    expect(page.get_by_label("Go to block")).to_be_focused()
+    page.keyboard.type("menu_pt")
+    page.keyboard.press("Enter")
+    expect(page.locator('.node.selected[data-id="menu_pt"]')).to_be_focused()
+    expect(page.locator("#inspect-id")).to_have_value("menu_pt")
+    before = page.locator('.node[data-id="menu_pt"]').bounding_box()
+    page.keyboard.press("ArrowRight")
+    eventually("the block moved right", lambda: (page.locator('.node[data-id="menu_pt"]').bounding_box() or {"x": before["x"]})["x"] > before["x"])
+    page.locator('.node[data-id="menu_pt"]').focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#inspect-id")).to_be_focused()
+    page.locator(".canvas").focus()
+    page.keyboard.press("Escape")
+    expect(page.locator(".node.selected")).to_have_count(0)
+    page.close()
+
+    # The inbox on a 390-pixel-wide phone: nothing wider than the screen.
+    phone = browser.new_context(viewport={"width": 390, "height": 844})
+    p = phone.new_page()
+    sign_in(p, server, "ana@clinic.example")
+    p.goto(server.base + "/inbox")
+    expect(p.get_by_role("heading", name="Inbox")).to_be_visible()
+    width = p.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the inbox is {width} px wide on a 390 px screen"
+    assert not p.evaluate(UNNAMED), p.evaluate(UNNAMED)
+    phone.close()
+
+
 def test_a_thousand_block_flow_opens(browser, server):
     lines = ["flow: big", "trigger: { channel: api, keywords: [big] }", "start: b0", "blocks:"]
     for i in range(1000):
@@ -373,7 +534,8 @@ def main():
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             tests = [test_first_sign_in, test_the_pages_are_locked_down, test_build_a_four_block_flow_and_publish, test_a_draft_is_deleted_from_the_list,
                      test_an_invited_person_joins_and_sees_what_their_role_allows,
-                     test_preview_taps_a_button,
+                     test_preview_taps_a_button, test_limits_count_as_you_type_and_problems_sit_on_their_field,
+                     test_channels_are_edited_and_rotated, test_every_screen_is_labelled_and_works_from_the_keyboard,
                      test_two_agents_and_a_handed_off_conversation, test_a_thousand_block_flow_opens]
             for test in tests:
                 try:

@@ -22,6 +22,26 @@ import Testing
         Golden.check(text, against: url.deletingPathExtension().appendingPathExtension("expected"))
     }
 
+    /// Where in the document each diagnostic of the corpus is, as the JSON Pointer a builder marks its field by:
+    /// one file, so a change in how positions map to paths shows as one reviewable diff.
+    @Test func paths() {
+        let lines = Self.broken.flatMap { url in
+            compiler.compile(source: Golden.read(url), file: url.lastPathComponent).diagnostics.map { d in
+                "\(d.file):\(d.line):\(d.column) [\(d.code)] \(d.path.map { $0.isEmpty ? "(document)" : $0 } ?? "-")"
+            }
+        }
+        Golden.check(lines.joined(separator: "\n") + "\n", against: Golden.fixtures.appendingPathComponent("broken-paths.expected"))
+    }
+
+    /// Keys are escaped as RFC 6901 says (`~` as `~0`, `/` as `~1`), in JSON as in YAML.
+    @Test func pathsEscapeKeys() {
+        let json = #"{"flow": "f", "start": "hello", "blocks": {"hello": {"text": "hi", "a/b~c": 1}}}"#
+        let d = compiler.compile(source: json, file: "f.json").diagnostics.first { $0.code == "unknown-key" }
+        #expect(d?.path == "/blocks/hello/a~1b~0c")
+        let yaml = "flow: f\nstart: hello\nblocks:\n  hello:\n    ask: pick\n    buttons: [ok, \"a much too long button title\"]\n"
+        #expect(compiler.compile(source: yaml, file: "f.yaml").diagnostics.map(\.path) == ["/blocks/hello/buttons/1"])
+    }
+
     @Test func everyDiagnosticIsLocatedAndCoded() {
         for url in Self.broken {
             for d in compiler.compile(source: Golden.read(url), file: url.lastPathComponent).diagnostics {

@@ -162,7 +162,21 @@ import Prometheus
                 #expect(d["code"] == "unknown-block")
                 #expect(d["block"] == "ask")
                 #expect(d["line"] == 8)
+                #expect(d["path"] == "/blocks/ask/next", "the field a builder marks")
             }
+            // Saved in the graph form, a diagnostic names the field of the node's params it is about.
+            var tooLong = g
+            if case .list(var ns) = tooLong["nodes"], case .map(var n) = ns[0] {
+                n["params"] = ["ask": "pick one", "save": "name", "buttons": ["yes", "a button title much too long"]]
+                ns[0] = .map(n)
+                tooLong["nodes"] = .list(ns)
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: graphPut, body: Self.body(Value.map(tooLong).jsonText)) { r in
+                let d = Self.json(r)["diagnostics"]
+                #expect(d[0]["code"] == "button-too-long" && d[1] == .null, "only the long button is wrong: \(d)")
+                #expect(d[0]["path"] == "/blocks/ask/buttons/1")
+            }
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: Self.body(Self.flow))
             try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a) { r in
                 #expect(r.status == .created)
                 #expect(Self.json(r)["version"] == 1)
@@ -448,6 +462,13 @@ import Prometheus
                 }
                 #expect(blocks.count == 13)
                 #expect(actions.contains { $0["name"] == "stripe.checkout" && $0["parameters"]["required"] == ["amount", "currency", "description"] })
+                // The channel's limits are in the schema a form is drawn from, and each port names its place in the block.
+                let ask = blocks.first { $0["type"] == "ask" } ?? .null
+                #expect(ask["params"]["properties"]["buttons"]["maxItems"] == 3)
+                #expect(ask["params"]["properties"]["buttons"]["items"]["anyOf"][0]["maxLength"] == 20)
+                #expect(ask["params"]["properties"]["list"]["properties"]["rows"]["maxItems"] == 10)
+                #expect(ask["port_paths"] == ["next": "/next", "branch": "/next", "on_invalid": "/on_invalid", "timeout": "/timeout/next", "on_error": "/on_error"])
+                #expect(blocks.first { $0["type"] == "wait_for" }?["port_paths"]["timeout"] == "/wait_for/on_timeout")
             }
         }
         await rig.store.close()

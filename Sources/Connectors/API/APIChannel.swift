@@ -7,7 +7,8 @@ import FlowVM
 /// POSTed there.
 ///
 /// The callback carries `Idempotency-Key` (stable across retries, so the receiver can drop repeats) and, when the
-/// channel has a signing secret, `Flowline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>`.
+/// channel has a signing secret, `Flowline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>` (for a
+/// day after `POST /v1/channels/{id}/rotate`, a second `v1` by the secret it replaced).
 /// 2xx completes the delivery; 408, 425, 429 and 5xx, timeouts (10 s) and refused connections are retried
 /// (honouring `Retry-After`); other statuses, redirects included, are permanent failures (`callback_<status>`).
 public struct APIChannel: ChannelDriver {
@@ -26,7 +27,7 @@ public struct APIChannel: ChannelDriver {
         ]
         // A callback is a signed webhook POST: the same request, signature and retry policy as `webhook:`.
         do {
-            let answer = try await HTTPWebhookConnector(signingSecret: account.signingSecret).perform(
+            let answer = try await HTTPWebhookConnector(signingSecret: account.signingSecret, retiringSecret: account.retiringSigningSecret).perform(
                 action: "http.request", parameters: ["url": .string(url), "method": "POST", "body": body, "timeout": "10s"], context: context)
             return ["stored": true, "callback_status": answer["status"]]
         } catch var e as ConnectorError {

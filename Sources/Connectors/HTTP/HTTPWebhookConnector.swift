@@ -10,17 +10,23 @@ import NIOCore
 /// The method defaults to POST when there is a body and GET otherwise. The body is sent as JSON, or as a form
 /// when the flow sets `Content-Type: application/x-www-form-urlencoded`. Every request carries
 /// `Idempotency-Key` (stable across retries) and, when a signing secret is configured,
-/// `Flowline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>` so receivers can verify us.
+/// `Flowline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>` so receivers can verify us (after
+/// a rotation, for a day, a second `v1` by the secret it replaced: a receiver accepts any `v1` it can check).
 ///
 /// 2xx answers `{status, headers, body}` (the body parsed when it is JSON, else text). 408, 425, 429 and 5xx,
 /// timeouts and refused connections are retried, honouring `Retry-After`; other statuses go to `on_error`
 /// with `error.code` `http_<status>`.
 public struct HTTPWebhookConnector: Connector {
     private let signingSecret: String?
+    private let retiringSecret: String?
 
-    /// - Parameter signingSecret: signs every request when set (`FLOWLINE_WEBHOOK_SIGNING_SECRET`).
-    public init(signingSecret: String? = nil) {
+    /// - Parameters:
+    ///   - signingSecret: signs every request when set (`FLOWLINE_WEBHOOK_SIGNING_SECRET`).
+    ///   - retiringSecret: a rotated-out secret that signs too, as a second `v1` (Stripe's way during a roll), so a
+    ///     receiver still holding it accepts the request.
+    public init(signingSecret: String? = nil, retiringSecret: String? = nil) {
         self.signingSecret = signingSecret
+        self.retiringSecret = signingSecret == nil ? nil : retiringSecret
     }
 
     public var definitions: [ActionDefinition] { Self.actions }
@@ -65,8 +71,10 @@ public struct HTTPWebhookConnector: Connector {
         request.headers.add(name: "User-Agent", value: "Flowline")
         request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
         if let signingSecret {
-            request.headers.add(name: "Flowline-Signature",
-                                value: Self.signature(body: body ?? [], secret: signingSecret, time: Int64(Date().timeIntervalSince1970)))
+            let time = Int64(Date().timeIntervalSince1970)
+            var value = Self.signature(body: body ?? [], secret: signingSecret, time: time)
+            if let retiringSecret { value += "," + Self.signature(body: body ?? [], secret: retiringSecret, time: time).split(separator: ",")[1] }
+            request.headers.add(name: "Flowline-Signature", value: value)
         }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
 

@@ -65,7 +65,7 @@ function shell(current) {
         navigate('/flows');
       } }, person.tenants.map((t) => h('option', { value: t.id, selected: t.id === person.tenant }, `${t.id} (${t.role})`)))
     : h('span', { class: 'tenant' }, person.tenant);
-  const main = h('main', { id: 'main', tabindex: '-1' });
+  const main = h('main', { id: 'main', tabIndex: -1 });
   replace(root,
     h('header', { class: 'top' },
       h('a', { class: 'brand', href: '/flows', onclick: (e) => { e.preventDefault(); navigate('/flows'); } }, 'Flowline'),
@@ -101,6 +101,10 @@ async function show() {
   }
   const main = shell(r.screen === 'builder' ? 'flows' : r.screen);
   leaveScreen = (await module.render(main, { ...r.args, person, can, navigate })) || null;
+  // A new screen is announced as a page load would be: its title, and the focus at its start.
+  const heading = main.querySelector('h1');
+  document.title = heading ? `${heading.textContent} · Flowline Studio` : 'Flowline Studio';
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
 
 addEventListener('popstate', show);

@@ -5,7 +5,7 @@
 import { api, ApiError, GRAPH } from './api.js';
 import { Canvas } from './canvas.js';
 import { debounce, h, replace, toast } from './dom.js';
-import { inspect } from './inspector.js';
+import { fieldAt, inspect } from './inspector.js';
 import { layout } from './layout.js';
 import { openHistory } from './history.js';
 import { openPreview } from './preview.js';
@@ -189,8 +189,17 @@ export async function render(main, ctx) {
 
   function drawProblems() {
     replace(problemsList, diagnostics.length ? diagnostics.map((d) => h('li', { class: d.severity },
-      h('button', { class: 'link', onclick: () => (sourceEl.hidden ? (d.block && (canvas.select([d.block]), focusNode(d.block))) : goToLine(d.line, d.column)) },
+      h('button', { class: 'link', onclick: () => (sourceEl.hidden ? showProblem(d) : goToLine(d.line, d.column)) },
         `${d.block ? `${d.block}: ` : ''}${d.message}`, h('span', { class: 'where' }, ` line ${d.line}:${d.column}`)))) : h('li', { class: 'none' }, 'No problems'));
+  }
+
+  /** Selects a diagnostic's block, brings it into view and puts the focus on the field it names. */
+  function showProblem(d) {
+    if (!d.block) return;
+    canvas.select([d.block]);
+    focusNode(d.block);
+    const field = d.path && fieldAt(inspector, d.path);
+    (field && !field.matches('fieldset') ? field : field?.querySelector('input, textarea, select') || inspector.querySelector('#inspect-id'))?.focus();
   }
 
   /** Puts the source's cursor at a diagnostic's line and column. */
@@ -199,6 +208,24 @@ export async function render(main, ctx) {
     const at = lines.slice(0, Math.max(0, line - 1)).reduce((n, l) => n + l.length + 1, 0) + Math.max(0, column - 1);
     sourceEl.focus();
     sourceEl.setSelectionRange(at, at);
+  }
+
+  // Going to a block from the keyboard: its id in the box (suggested from the flow's blocks) selects it, brings it
+  // into view and puts the focus on it, where the arrow keys move it and Enter edits it.
+  const jumpList = h('datalist', { id: 'block-ids' });
+  const jump = h('input', { class: 'jump', list: 'block-ids', 'aria-label': 'Go to block', placeholder: 'Go to block (g)', autocomplete: 'off' });
+  jump.addEventListener('focus', () => replace(jumpList, graph.nodes.map((n) => h('option', { value: n.id }, `${n.type} block`))));
+  jump.addEventListener('change', () => {
+    const id = jump.value.trim();
+    if (!id) return;
+    if (!graph.nodes.some((n) => n.id === id)) { toast(`There is no block ${id}`, 'error'); return; }
+    jump.value = '';
+    goTo(id);
+  });
+  function goTo(id) {
+    canvas.select([id]);
+    focusNode(id);
+    canvasEl.querySelector(`.node[data-id="${CSS.escape(id)}"]`)?.focus();
   }
 
   function focusNode(id) {
@@ -270,7 +297,7 @@ export async function render(main, ctx) {
   }
 
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Flow' },
-    h('h1', {}, name), status,
+    h('h1', {}, name), status, jump, jumpList,
     h('button', { class: 'quiet', title: 'Undo (Ctrl+Z)', disabled: readOnly, onclick: () => doUndo() }, 'Undo'),
     h('button', { class: 'quiet', title: 'Redo (Ctrl+Shift+Z)', disabled: readOnly, onclick: () => doRedo() }, 'Redo'),
     h('button', { class: 'quiet', title: 'Fit the flow in view', onclick: () => canvas.fit() }, 'Fit'),
@@ -292,6 +319,9 @@ export async function render(main, ctx) {
     else if (mod && e.key.toLowerCase() === 'v') paste();
     else if (mod && e.key.toLowerCase() === 'a') { e.preventDefault(); canvas.select(graph.nodes.map((n) => n.id)); }
     else if (e.key === 'Delete' || e.key === 'Backspace') { e.preventDefault(); remove(); }
+    else if (e.key === 'Enter' && selection.length === 1) { e.preventDefault(); inspector.querySelector('input, textarea, select, button')?.focus(); }
+    else if (e.key === 'Escape') { canvas.select([]); canvasEl.focus(); }
+    else if (e.key === 'g' && !mod) { e.preventDefault(); jump.focus(); }
     else if (e.key === '+' || e.key === '=') canvas.zoom(1.1);
     else if (e.key === '-') canvas.zoom(1 / 1.1);
     else if (e.key.startsWith('Arrow') && selection.length && !readOnly) {

@@ -38,7 +38,7 @@ export class Canvas {
     el.append(this.world);
     el.tabIndex = 0;
     el.setAttribute('role', 'application');
-    el.setAttribute('aria-label', 'Flow canvas: arrow keys move the selection, Delete removes it');
+    el.setAttribute('aria-label', 'Flow canvas: g goes to a block, arrow keys move the selection, Enter edits it, Delete removes it, Escape lets go');
     this.listen();
   }
 
@@ -69,7 +69,7 @@ export class Canvas {
     const height = HEAD + ports.length * PORT;
     const el = h('div', {
       class: `node type-${n.type}${this.selected.has(n.id) ? ' selected' : ''}${problems.length ? ' has-errors' : ''}${this.graph.start === n.id ? ' start' : ''}`,
-      'data-id': n.id, tabindex: '-1', role: 'button', 'aria-label': `${n.type} block ${n.id}${problems.length ? `, ${problems.length} problem(s)` : ''}`,
+      'data-id': n.id, tabIndex: -1, role: 'button', 'aria-label': `${n.type} block ${n.id}${problems.length ? `, ${problems.length} problem(s)` : ''}`,
       style: { left: `${n.position.x}px`, top: `${n.position.y}px`, width: `${NODE_WIDTH}px`, height: `${height}px` },
     },
     h('div', { class: 'node-head' }, h('span', { class: 'node-type' }, n.type), h('span', { class: 'node-id' }, n.id),

@@ -50,6 +50,24 @@ struct ChannelRoutes {
         }
     }
 
+    /// A signing secret Flowline makes for an `api` channel.
+    static func newSigningSecret() -> String { "whsec_" + APIKeys.random(32) }
+
+    /// A signing secret a caller gives (`secret`): text of 16 to 256 characters.
+    static func givenSigningSecret(_ value: Value) throws -> String {
+        guard case .string(let s) = value, (16...256).contains(s.unicodeScalars.count) else {
+            throw Problem(.badRequest, "secret must be text of 16 to 256 characters")
+        }
+        return s
+    }
+
+    /// The channel as answered, with a generated secret shown this once.
+    func channel(_ record: ChannelRecord, showing secret: String?) -> Value {
+        guard let secret, case .map(var m) = channel(record) else { return channel(record) }
+        m["signing_secret"] = .string(secret)
+        return .map(m)
+    }
+
     private func seal(_ secret: String, _ record: ChannelRecord) throws -> String {
         guard let secrets else { throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets") }
         return try secrets.seal(secret, context: record.secretContext)
@@ -91,15 +109,12 @@ struct ChannelRoutes {
                 if value == .null {
                     record.sealedSecret = nil
                 } else {
-                    guard case .string(let s) = value, (16...256).contains(s.unicodeScalars.count) else {
-                        throw Problem(.badRequest, "secret must be text of 16 to 256 characters")
-                    }
-                    record.sealedSecret = try seal(s, record)
+                    record.sealedSecret = try seal(Self.givenSigningSecret(value), record)
                 }
                 record.previousSealedSecret = nil
                 record.previousSecretUntil = nil
             } else if record.sealedSecret == nil, record.callbackURL != nil {
-                let generated = "whsec_" + APIKeys.random(32)
+                let generated = Self.newSigningSecret()
                 record.sealedSecret = try seal(generated, record)
                 answerSecret = generated
             }
@@ -126,12 +141,7 @@ struct ChannelRoutes {
         }
         try await write(record, over: read)
         try await store.audit(context, caller, "channel.update", record.id, at: engine.now)
-        var answer = channel(record)
-        if let answerSecret, case .map(var m) = answer {
-            m["signing_secret"] = .string(answerSecret)
-            answer = .map(m)
-        }
-        return json(answer)
+        return json(channel(record, showing: answerSecret))
     }
 
     /// `POST /v1/channels/{id}/rotate`: a new signing secret for a channel whose secret Flowline made (`api`), shown
@@ -147,7 +157,7 @@ struct ChannelRoutes {
         guard record.callbackURL != nil else {
             throw Problem(.conflict, "the channel has no callback_url, so nothing is signed: set one with PATCH first")
         }
-        let secret = "whsec_" + APIKeys.random(32)
+        let secret = Self.newSigningSecret()
         if let current = record.sealedSecret {
             record.previousSealedSecret = current
             record.previousSecretUntil = engine.now.adding(seconds: Self.rotationOverlapSeconds)
@@ -155,9 +165,7 @@ struct ChannelRoutes {
         record.sealedSecret = try seal(secret, record)
         try await write(record, over: read)
         try await store.audit(context, caller, "channel.rotate", record.id, at: engine.now)
-        guard case .map(var answer) = channel(record) else { return json(channel(record)) }
-        answer["signing_secret"] = .string(secret)
-        return json(.map(answer))
+        return json(channel(record, showing: secret))
     }
 
     /// `GET /v1/channels/kinds`: every kind a channel may be, with its fields and their JSON Schemas, as the drivers
@@ -191,12 +199,7 @@ struct ChannelRoutes {
         // The secret that signs callbacks is write-only: given by the caller, or generated and shown once.
         var secret: String?
         var generated = false
-        if let value = body["secret"], value != .null {
-            guard case .string(let s) = value, (16...256).contains(s.unicodeScalars.count) else {
-                throw Problem(.badRequest, "secret must be text of 16 to 256 characters")
-            }
-            secret = s
-        }
+        if let value = body["secret"], value != .null { secret = try Self.givenSigningSecret(value) }
         var (sealed, config) = kind.split(body)
         var record = ChannelRecord(id: "ch_" + APIKeys.random(16), tenant: caller.tenant, kind: kind.kind, name: name,
                                             callbackURL: nil, createdAt: engine.now)
@@ -205,7 +208,7 @@ struct ChannelRoutes {
             record.callbackURL = config.removeValue(forKey: "callback_url")?.text
             record.config = .map(config)
             if secret == nil, record.callbackURL != nil {
-                secret = "whsec_" + APIKeys.random(32)
+                secret = Self.newSigningSecret()
                 generated = true
             }
         } else {
@@ -213,20 +216,10 @@ struct ChannelRoutes {
             // Several secrets (a WhatsApp number's three, a Stripe key and its webhook secret) are sealed together.
             secret = sealed.isEmpty ? nil : Value.map(sealed).jsonText
         }
-        if let secret {
-            guard let secrets else {
-                throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot store channel secrets")
-            }
-            record.sealedSecret = try secrets.seal(secret, context: record.secretContext)
-        }
+        if let secret { record.sealedSecret = try seal(secret, record) }
         try await store.insertChannel(record)
         try await store.audit(context, caller, "channel.create", record.id, at: engine.now)
-        var answer = channel(record)
-        if generated, let secret, case .map(var m) = answer {
-            m["signing_secret"] = .string(secret)
-            answer = .map(m)
-        }
-        return json(answer, status: .created)
+        return json(channel(record, showing: generated ? secret : nil), status: .created)
     }
 
     @Sendable func list(_ request: Request, context: FlowlineRequestContext) async throws -> Response {

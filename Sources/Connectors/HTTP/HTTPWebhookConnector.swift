@@ -73,7 +73,7 @@ public struct HTTPWebhookConnector: Connector {
         if let signingSecret {
             let time = Int64(Date().timeIntervalSince1970)
             var value = Self.signature(body: body ?? [], secret: signingSecret, time: time)
-            if let retiringSecret { value += "," + Self.signature(body: body ?? [], secret: retiringSecret, time: time).split(separator: ",")[1] }
+            if let retiringSecret { value += ",v1=" + Self.mac(body: body ?? [], secret: retiringSecret, time: time) }
             request.headers.add(name: "Flowline-Signature", value: value)
         }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
@@ -121,8 +121,13 @@ public struct HTTPWebhookConnector: Connector {
 
     /// `t=<time>,v1=<hex HMAC-SHA256(secret, "time.body")>`, the scheme of `api` channel callbacks too.
     public static func signature(body: [UInt8], secret: String, time: Int64) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array("\(time).".utf8) + body, using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(time),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+        "t=\(time),v1=" + mac(body: body, secret: secret, time: time)
+    }
+
+    /// The hex HMAC-SHA256 of `time.body` under `secret`: one `v1` value.
+    static func mac(body: [UInt8], secret: String, time: Int64) -> String {
+        HMAC<SHA256>.authenticationCode(for: Array("\(time).".utf8) + body, using: SymmetricKey(data: Data(secret.utf8)))
+            .map { String(format: "%02x", $0) }.joined()
     }
 }
 

@@ -66,12 +66,12 @@ public enum BlockTypes {
         ], required: ["ask"]),
         type("wait", "Wait for a duration or until a time", [
             "wait": ["anyOf": [duration, object(["for": duration, "until": ["type": "string"], "timezone": ["type": "string"]], required: [])]],
-            "next": next, "on_error": identifier,
+            "on_message": identifier, "next": next, "on_error": identifier,
         ], required: ["wait"]),
         type("wait_for", "Wait for an external event", [
             "wait_for": object(["event": ["type": "string"], "match": ["type": "string", "description": "an expression"],
                                 "timeout": duration, "on_timeout": identifier], required: ["event"]),
-            "save": identifier, "next": next, "on_error": identifier,
+            "save": identifier, "on_message": identifier, "next": next, "on_error": identifier,
         ], required: ["wait_for"]),
         type("handoff", "Hand the chat to a human queue", [
             "handoff": ["anyOf": [["type": "string", "description": "the queue"], object(["queue": ["type": "string"], "message": text], required: [])]],

@@ -66,6 +66,7 @@ public enum Disassembler {
         case .awaitInput(let t, let to):
             return op("await_input", t == 0 ? "" : "timeout \(t)s → \(label(p, Int(to)))")
         case .validate(let s, let inv): return op("validate", "\(constant(p, s)) else → \(label(p, Int(inv)))")
+        case .onMessage(let t): return op("on_message", label(p, Int(t)))
         case .sleep(let s): return op("sleep", "\(s)s")
         case .sleepUntil(let tz): return op("sleep_until", p.constants[Int(tz)].text)
         case .awaitEvent(let n, let t, let to):

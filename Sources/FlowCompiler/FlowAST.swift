@@ -118,6 +118,9 @@ struct Block: Sendable {
     var save: Located<String>?
     var next: [Branch] = []
     var onError: Located<String>?
+    /// Where a message from the contact during a `wait` or `wait_for` goes (without it, such a message is kept and
+    /// the wait goes on).
+    var onMessage: Located<String>?
 
     var kindName: String {
         switch kind {
@@ -157,6 +160,7 @@ struct Block: Sendable {
         default: break
         }
         if let e = onError { out.append(e) }
+        if let m = onMessage { out.append(m) }
         return out
     }
 }

@@ -47,6 +47,7 @@ public enum FlowGraph {
                 }
                 if let to = block.removeValue(forKey: "on_error") { edge("on_error", to) }
                 if let to = block.removeValue(forKey: "on_invalid") { edge("on_invalid", to) }
+                if let to = block.removeValue(forKey: "on_message") { edge("on_message", to) }
                 if case .map(var timeout)? = block["timeout"], block["ask"] != nil, let to = timeout.removeValue(forKey: "next") {
                     edge("timeout", to)
                     block["timeout"] = .map(timeout)
@@ -71,11 +72,12 @@ public enum FlowGraph {
     }
 
     /// The ports a node of `type` may have edges from, in the order a builder draws them: `next` (and its `branch`es),
-    /// `on_invalid`, `timeout` (an ask's `timeout.next`, a `wait_for`'s `on_timeout`), `on_error`, `goto`, `call`.
+    /// `on_invalid`, `on_message` (a wait's), `timeout` (an ask's `timeout.next`, a `wait_for`'s `on_timeout`), `on_error`, `goto`, `call`.
     public static func ports(of type: BlockType) -> [String] {
         var p: [String] = []
         if type.keys.contains("next") { p += ["next", "branch"] }
         if type.keys.contains("on_invalid") { p.append("on_invalid") }
+        if type.keys.contains("on_message") { p.append("on_message") }
         if type.name == "ask" || type.name == "wait_for" { p.append("timeout") }
         if type.keys.contains("on_error") { p.append("on_error") }
         for k in ["goto", "call"] where type.keys.contains(k) { p.append(k) }
@@ -98,7 +100,7 @@ public enum FlowGraph {
 
     /// The JSON Schema of a node's `params`: the block's schema without the keys that are edges in the graph.
     public static func paramsSchema(of type: BlockType) -> Value {
-        let edgeKeys: Set<String> = ["next", "on_error", "on_invalid", "goto", "call", "on_timeout"]
+        let edgeKeys: Set<String> = ["next", "on_error", "on_invalid", "on_message", "goto", "call", "on_timeout"]
         func strip(_ schema: Value, depth: Int) -> Value {
             guard case .map(var m) = schema, case .map(var properties)? = m["properties"] else { return schema }
             for k in edgeKeys where depth == 0 || k == "next" || k == "on_timeout" { properties.removeValue(forKey: k) }
@@ -111,7 +113,7 @@ public enum FlowGraph {
     }
 
     /// The ports an edge may leave a node from.
-    public static let ports: Set<String> = ["next", "branch", "on_error", "on_invalid", "timeout", "goto", "call"]
+    public static let ports: Set<String> = ["next", "branch", "on_error", "on_invalid", "on_message", "timeout", "goto", "call"]
 
     /// The envelope's types: text where text belongs, nodes and edges as lists of maps, positions as maps, branch
     /// indexes as integers. (The flow inside may still have mistakes; the compiler reports those.)
@@ -160,7 +162,7 @@ public enum FlowGraph {
                 let from = e["from"].text
                 guard blocks[from] != nil else { continue }
                 switch e["port"].text {
-                case "next", "on_error", "on_invalid", "goto", "call":
+                case "next", "on_error", "on_invalid", "on_message", "goto", "call":
                     blocks[from]![e["port"].text] = e["to"]
                 case "timeout":
                     if case .map(var waitFor)? = blocks[from]!["wait_for"] {

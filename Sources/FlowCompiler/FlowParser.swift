@@ -316,6 +316,7 @@ struct FlowParser {
         }
         if let n = node["next"] { b.next = branches(n) }
         if let e = node["on_error"] { b.onError = string(e, "on_error") }
+        if let m = node["on_message"] { b.onMessage = string(m, "on_message") }
 
         let primary = node[kind]
         switch kind {

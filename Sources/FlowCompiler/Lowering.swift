@@ -131,9 +131,15 @@ struct Lowering {
     mutating func lower() -> Program {
         for b in ast.blocks { blockLabels[b.id] = asm.newLabel() }
         asm.mark(ast.location)
+        // A default fills a variable the conversation did not start with (`POST /v1/flows/{name}/start` may give it):
+        // the slot keeps its value when it has one, else takes the default.
         for v in ast.variables {
             if let d = v.defaultValue {
+                let kept = asm.newLabel()
+                asm.emit(.load(slot(v.name)))
+                asm.emit(.jumpIfNotNull(0), to: kept)
                 asm.emit(.push(asm.constant(d)))
+                asm.bind(kept)
                 asm.emit(.store(slot(v.name)))
             }
         }
@@ -171,6 +177,11 @@ struct Lowering {
         if let save { asm.emit(.store(slot(save.value))) } else { asm.emit(.pop) }
     }
 
+    /// The marker a wait with `on_message` is preceded by: it must come right before the wait instruction.
+    private mutating func onMessage(_ b: Block) {
+        if let target = b.onMessage { asm.emit(.onMessage(0), to: label(target.value)) }
+    }
+
     private mutating func lowerBody(_ b: Block) {
         switch b.kind {
         case .text(let t):
@@ -182,12 +193,15 @@ struct Lowering {
         case .condition:
             break
         case .wait(.duration(let seconds)):
+            onMessage(b)
             asm.emit(.sleep(UInt32(seconds)))
         case .wait(.until(let t, let tz)):
             text(t)
+            onMessage(b)
             asm.emit(.sleepUntil(timezone: asm.constant(.string(tz))))
         case .waitFor(let w):
             expr(w.match)
+            onMessage(b)
             let name = asm.constant(.string(w.event))
             if let timeout = w.timeout {
                 asm.emit(.awaitEvent(name: name, timeout: UInt32(timeout.seconds), onTimeout: 0), to: label(timeout.next.value))

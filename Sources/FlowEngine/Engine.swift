@@ -113,6 +113,14 @@ public final class Engine: Sendable {
         return result
     }
 
+    /// Starts a conversation from outside (an API call, later a trigger or a campaign); its first turn runs on a
+    /// worker like any other.
+    public func start(_ start: ConversationStart) async throws -> StartOutcome {
+        let outcome = try await store.start(start, now: now)
+        if case .started = outcome { wake.signal() }
+        return outcome
+    }
+
     /// Hands a conversation back from a human agent to its flow.
     public func handBack(conversation: String, tenant: String) async throws {
         guard try await store.post(.handback, conversation: conversation, tenant: tenant, providerID: nil, now: now) else {

@@ -76,6 +76,9 @@ public enum EventBody: Sendable, Hashable {
     case retry
     /// An operator ends the conversation.
     case cancel
+    /// The conversation was started from outside (`POST /v1/flows/{name}/start`) with these variables: the first
+    /// event of such a conversation, and only ever the first.
+    case start(variables: [String: Value])
 
     /// The event's kind as stored.
     public var kind: String {
@@ -86,6 +89,7 @@ public enum EventBody: Sendable, Hashable {
         case .handback: "handback"
         case .retry: "retry"
         case .cancel: "cancel"
+        case .start: "start"
         }
     }
 
@@ -95,7 +99,7 @@ public enum EventBody: Sendable, Hashable {
         case .message(let m): .message(m)
         case .external(let n, let k, let p): .external(name: n, key: k, payload: p)
         case .effectResult(let id, let r): .effectResult(id: id, result: r)
-        case .handback, .retry, .cancel: .handback
+        case .handback, .retry, .cancel, .start: .handback
         }
     }
 
@@ -112,6 +116,7 @@ public enum EventBody: Sendable, Hashable {
         case .handback: ["kind": "handback"]
         case .retry: ["kind": "retry"]
         case .cancel: ["kind": "cancel"]
+        case .start(let variables): ["kind": "start", "variables": .map(variables)]
         }
     }
 
@@ -135,6 +140,9 @@ public enum EventBody: Sendable, Hashable {
         case "handback": self = .handback
         case "retry": self = .retry
         case "cancel": self = .cancel
+        case "start":
+            guard case .map(let variables) = v["variables"] else { return nil }
+            self = .start(variables: variables)
         default: return nil
         }
     }

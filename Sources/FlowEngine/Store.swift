@@ -84,6 +84,54 @@ public struct IngestItem: Sendable {
     }
 }
 
+/// A conversation started from outside, not by a contact's message (`POST /v1/flows/{name}/start`).
+public struct ConversationStart: Sendable, Hashable {
+    public var tenant: String
+    public var channel: String
+    public var channelKind: String
+    /// The contact's address on the channel; a contact record is made for one that has none.
+    public var contact: String
+    public var flow: PublishedFlow
+    public var variables: [String: Value]
+    /// The caller's `Idempotency-Key`: a start repeated with it starts nothing and answers as the first did.
+    public var idempotencyKey: String?
+    /// A digest of what was asked, so one key reused for a different start is refused rather than replayed.
+    public var requestDigest: String
+    public var newConversationID: String
+    /// The id a contact record made for this start gets.
+    public var newContactID: String
+    /// What the start answers, kept with the idempotency key so a repeat answers the same.
+    public var answer: Value
+
+    public init(tenant: String, channel: String, channelKind: String, contact: String, flow: PublishedFlow, variables: [String: Value],
+                idempotencyKey: String?, requestDigest: String, newConversationID: String, newContactID: String, answer: Value) {
+        self.newContactID = newContactID
+        self.answer = answer
+        self.tenant = tenant
+        self.channel = channel
+        self.channelKind = channelKind
+        self.contact = contact
+        self.flow = flow
+        self.variables = variables
+        self.idempotencyKey = idempotencyKey
+        self.requestDigest = requestDigest
+        self.newConversationID = newConversationID
+    }
+}
+
+/// What a start did.
+public enum StartOutcome: Sendable, Hashable {
+    case started(conversation: String)
+    /// The same `Idempotency-Key` and request as before: nothing new, and the first start's answer.
+    case repeated(answer: Value)
+    /// The contact is in another open conversation on the channel.
+    case busy(conversation: String)
+    /// The contact opted out on this channel.
+    case optedOut
+    /// The `Idempotency-Key` was used before for a different request.
+    case keyReused
+}
+
 /// What storing an inbound message did: the same answer a channel driver's inbox gives (`ReceiveOutcome`).
 public typealias IngestResult = ReceiveOutcome
 
@@ -162,6 +210,9 @@ public protocol Store: Sendable {
     func ingest(_ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws -> IngestResult
     /// Stores several messages in one transaction (group commit): one result per item, in order.
     func ingest(batch: [IngestItem], now: Timestamp) async throws -> [IngestResult]
+    /// Starts a conversation of `start.flow` for a contact, in one transaction with its first event (`.start`), once
+    /// per idempotency key.
+    func start(_ start: ConversationStart, now: Timestamp) async throws -> StartOutcome
     /// Stores an event for a conversation by id (a handback, an API event); de-duplicated by `providerID` when given.
     func post(_ body: EventBody, conversation: String, tenant: String, providerID: String?, now: Timestamp) async throws -> Bool
     /// Stores an external event for the conversation waiting on `name` with `key`; false when none waits or

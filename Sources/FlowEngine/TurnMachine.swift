@@ -105,19 +105,28 @@ public enum TurnMachine {
             }
         }
 
-        // The first turn: the message that matched the trigger starts the flow.
+        // The first turn: the message that matched the trigger starts the flow, or the start requested from outside.
         if conversation.continuation == nil {
             var first: InboundMessage?
+            var variables: [String: Value] = [:]
+            var started: Value = ["kind": "start"]
             if let e = events.first, case .message(let m) = e.body {
                 first = m
                 clock = max(clock, e.receivedAt)
                 out.processed.append((e.sequence, .started))
                 out.messages.append(MessageRecord(direction: .inbound, text: m.text, extra: m.value, at: e.receivedAt))
                 events = events.dropFirst()
+                started = e.body.value
+            } else if let e = events.first, case .start(let given) = e.body {
+                variables = given
+                clock = max(clock, e.receivedAt)
+                out.processed.append((e.sequence, .started))
+                events = events.dropFirst()
+                started = e.body.value
             }
             let context = VM.StartContext(contact: input.contact, conversation: ["id": .string(conversation.id)],
-                                          channel: .string(conversation.channel), message: first)
-            absorb(vm.start(context, now: clock), event: first.map { EventBody.message($0).value } ?? ["kind": "start"], at: clock)
+                                          channel: .string(conversation.channel), message: first, variables: variables)
+            absorb(vm.start(context, now: clock), event: started, at: clock)
         }
 
         while var event = events.first {
@@ -141,6 +150,12 @@ public enum TurnMachine {
                 } else {
                     out.processed.append((event.sequence, .ignored))
                 }
+                continue
+            }
+            if case .start = event.body {
+                // Only a conversation's first event starts it; another is kept as history.
+                events = events.dropFirst()
+                out.processed.append((event.sequence, .ignored))
                 continue
             }
             guard let c = conversation.continuation, let wait = c.wait else {

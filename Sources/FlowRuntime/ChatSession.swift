@@ -16,7 +16,7 @@ public struct ChatSession: Sendable {
     private let context: VM.StartContext
 
     public init(program: Program, simulator: Simulator = Simulator(), now: Timestamp,
-                contact: Value = ["id": "sim-contact", "name": "Ana", "phone": "+5511999990000"]) {
+                contact: Value = ["id": "sim-contact", "name": "Ana", "phone": "+5511999990000", "attributes": [:], "tags": []]) {
         vm = VM(program: program)
         self.simulator = simulator
         self.now = now

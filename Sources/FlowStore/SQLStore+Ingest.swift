@@ -96,12 +96,16 @@ extension SQLStore {
         }
         for chunk in contacts.chunked(200) {
             try await valuesStatement(
-                "INSERT INTO contacts (tenant_id, channel, address, name, phone, created_at)", tuple: "(?, ?, ?, ?, ?, ?)",
+                "INSERT INTO contacts (id, tenant_id, channel, address, name, phone, created_at, updated_at, last_seen_at)",
+                tuple: "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows: chunk.map { k in
-                    [.text(k.tenant), .text(k.channel), .text(k.contact), names[k].map(SQLValue.text) ?? .null,
-                     phones[k].map(SQLValue.text) ?? .null, ms]
+                    [.text(ContactRecord.newID()), .text(k.tenant), .text(k.channel), .text(k.contact), names[k].map(SQLValue.text) ?? .null,
+                     phones[k].map(SQLValue.text) ?? .null, ms, ms, ms]
                 },
-                suffix: " ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name), phone = COALESCE(EXCLUDED.phone, contacts.phone)", db)
+                suffix: """
+                     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name),
+                      phone = COALESCE(EXCLUDED.phone, contacts.phone), last_seen_at = EXCLUDED.last_seen_at
+                    """, db)
         }
 
         // 3. Open conversations of these contacts, locked in id order (so concurrent batches cannot deadlock).

@@ -134,14 +134,54 @@ extension SQLStore {
             // without a callback failing their check).
             "ALTER TABLE channels ADD COLUMN previous_secret TEXT",
             "ALTER TABLE channels ADD COLUMN previous_secret_until BIGINT",
+        ], [
+            // Contacts as records: an id for the API, typed attributes (JSON), tags (JSON), consent on the channel,
+            // opt-out, and when they last wrote. Existing contacts get an id here. Filters read two narrow tables,
+            // kept beside the JSON in the same transaction, so a tag or an attribute comparison is an index range
+            // rather than a scan of every contact's JSON.
+            "ALTER TABLE contacts ADD COLUMN id TEXT",
+            "ALTER TABLE contacts ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'",
+            "ALTER TABLE contacts ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE contacts ADD COLUMN consent_at BIGINT",
+            "ALTER TABLE contacts ADD COLUMN consent_source TEXT",
+            "ALTER TABLE contacts ADD COLUMN opted_out_at BIGINT",
+            "ALTER TABLE contacts ADD COLUMN updated_at BIGINT",
+            "ALTER TABLE contacts ADD COLUMN last_seen_at BIGINT",
+            // Bumped by every edit through the API, so two editors cannot overwrite each other unseen.
+            "ALTER TABLE contacts ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
+            d == .postgres
+                ? "UPDATE contacts SET id = 'ct_' || substr(md5(random()::text || clock_timestamp()::text || address), 1, 20), updated_at = created_at"
+                : "UPDATE contacts SET id = 'ct_' || lower(hex(randomblob(10))), updated_at = created_at",
+            "CREATE UNIQUE INDEX contacts_id ON contacts (id)",
+            "CREATE INDEX contacts_seen ON contacts (tenant_id, last_seen_at)",
+            "CREATE INDEX contacts_created ON contacts (tenant_id, created_at, id)",
+            "CREATE TABLE contact_tags (tenant_id TEXT NOT NULL, tag TEXT NOT NULL, contact_id TEXT NOT NULL, PRIMARY KEY (tenant_id, tag, contact_id))",
+            "CREATE INDEX contact_tags_contact ON contact_tags (contact_id)",
+            // One row per value: a list attribute has one per item, so "has this item" is the same lookup.
+            """
+            CREATE TABLE contact_attributes (tenant_id TEXT NOT NULL, contact_id TEXT NOT NULL, key TEXT NOT NULL,
+              text_value TEXT, number_value DOUBLE PRECISION)
+            """,
+            "CREATE INDEX contact_attributes_contact ON contact_attributes (contact_id)",
+            "CREATE INDEX contact_attributes_text ON contact_attributes (tenant_id, key, text_value)",
+            "CREATE INDEX contact_attributes_number ON contact_attributes (tenant_id, key, number_value)",
+            // Requests made once per `Idempotency-Key`: what was asked (a digest) and what it made.
+            """
+            CREATE TABLE idempotency_keys (tenant_id TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL, request_digest TEXT NOT NULL,
+              result TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, scope, key))
+            """,
         ]]
     }
 
     /// The schema version this build writes.
     public static var schemaVersion: Int { migrations(.sqlite).count }
 
-    public func migrate() async throws {
-        let steps = SQLStore.migrations(driver.dialect)
+    /// Applies the migrations the database lacks, up to `version` (the latest unless a test stops short of it, to
+    /// see what a later step does to data an earlier schema held).
+    public func migrate() async throws { try await migrate(through: SQLStore.schemaVersion) }
+
+    public func migrate(through version: Int) async throws {
+        let steps = Array(SQLStore.migrations(driver.dialect).prefix(version))
         try await driver.transaction { db in
             if self.postgres {
                 // Several processes may start at once: one migrates, the others wait and then find nothing to do.
@@ -149,10 +189,10 @@ extension SQLStore {
             }
             try await db.execute("CREATE TABLE IF NOT EXISTS flowline_schema (version BIGINT NOT NULL)")
             let current = Int(try await db.execute("SELECT MAX(version) AS v FROM flowline_schema").first?.int("v") ?? 0)
-            guard current <= steps.count else {
-                throw StoreError(.schemaTooNew, "the database has schema version \(current); this Flowline knows up to \(steps.count)")
+            guard current <= SQLStore.schemaVersion else {
+                throw StoreError(.schemaTooNew, "the database has schema version \(current); this Flowline knows up to \(SQLStore.schemaVersion)")
             }
-            for version in current..<steps.count {
+            for version in min(current, steps.count)..<steps.count {
                 for statement in steps[version] { try await db.execute(statement) }
                 try await db.execute("INSERT INTO flowline_schema (version) VALUES ($1)", .int(Int64(version + 1)))
                 self.logger.info("migrated database schema", metadata: ["version": "\(version + 1)"])

@@ -101,9 +101,9 @@ extension SQLStore {
                 // user id has one when the notification carried it), else the address unless it is such an id.
                 let details = known[ContactAddress(record)]
                 let phone = details?.phone ?? (Inbound.isBusinessScopedUserID(record.contact) ? nil : record.contact)
-                var contact: [String: Value] = ["id": .string(record.contact), "phone": phone.map(Value.string) ?? .null]
-                if let name = details?.name { contact["name"] = .string(name) }
-                return TurnWork(conversation: record, events: events[record.id] ?? [], contact: .map(contact))
+                let contact = ContactAttributes.flowValue(address: record.contact, name: details?.name, phone: phone,
+                                                          attributes: details?.attributes ?? [:], tags: details?.tags ?? [])
+                return TurnWork(conversation: record, events: events[record.id] ?? [], contact: contact)
             }
             return (works, poisoned)
         }
@@ -166,18 +166,19 @@ extension SQLStore {
         }
     }
 
-    /// The names and phone numbers of these conversations' contacts, in one query.
+    /// The names, phone numbers, attributes and tags of these conversations' contacts, in one query.
     func contactDetails(of records: [ConversationRecord], _ db: any SQLExecutor) async throws
-        -> [ContactAddress: (name: String?, phone: String?)]
+        -> [ContactAddress: (name: String?, phone: String?, attributes: [String: Value], tags: [String])]
     {
         let (tuples, binds) = ContactAddress.values(Set(records.map(ContactAddress.init)))
         let rows = try await db.query(
-            "SELECT tenant_id, channel, address, name, phone FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))", binds)
-        var details: [ContactAddress: (name: String?, phone: String?)] = [:]
+            "SELECT tenant_id, channel, address, name, phone, attributes, tags FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))",
+            binds)
+        var details: [ContactAddress: (name: String?, phone: String?, attributes: [String: Value], tags: [String])] = [:]
         for r in rows {
             let name = r.text("name"), phone = r.text("phone").flatMap { $0.isEmpty ? nil : $0 }
-            guard name != nil || phone != nil else { continue }
-            details[ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("address") ?? "")] = (name, phone)
+            details[ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("address") ?? "")] =
+                (name, phone, Self.jsonMap(r.text("attributes")), Self.jsonTexts(r.text("tags")))
         }
         return details
     }

@@ -54,6 +54,9 @@ public enum Instruction: Sendable, Hashable {
     /// Checks the last reply against the validation spec in constant `spec`; pushes the typed value,
     /// or jumps to `onInvalid`.
     case validate(spec: UInt32, onInvalid: UInt32)
+    /// Marks the wait that follows (`sleep`, `sleepUntil`, `awaitEvent`): a message from the contact during it goes to
+    /// `target`, with the message in `message`, instead of being kept unanswered. Does nothing when run.
+    case onMessage(UInt32)
     /// Suspends for `seconds`.
     case sleep(UInt32)
     /// Pops a time (`HH:mm` or an ISO 8601 instant) and suspends until then; constant `timezone` names
@@ -107,7 +110,7 @@ extension Instruction {
     /// The jump target of a control instruction, if it has one; the assembler back-patches these.
     public var target: UInt32? {
         switch self {
-        case .jump(let t), .jumpIfFalse(let t), .jumpIfNotNull(let t), .callBlock(let t): t
+        case .jump(let t), .jumpIfFalse(let t), .jumpIfNotNull(let t), .callBlock(let t), .onMessage(let t): t
         case .awaitInput(let timeout, let t): timeout == 0 ? nil : t
         case .validate(_, let t): t
         case .awaitEvent(_, let timeout, let t): timeout == 0 ? nil : t
@@ -122,6 +125,7 @@ extension Instruction {
         case .jumpIfFalse: .jumpIfFalse(t)
         case .jumpIfNotNull: .jumpIfNotNull(t)
         case .callBlock: .callBlock(t)
+        case .onMessage: .onMessage(t)
         case .awaitInput(let timeout, _): .awaitInput(timeout: timeout, onTimeout: t)
         case .validate(let spec, _): .validate(spec: spec, onInvalid: t)
         case .awaitEvent(let name, let timeout, _): .awaitEvent(name: name, timeout: timeout, onTimeout: t)

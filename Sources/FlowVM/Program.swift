@@ -215,6 +215,7 @@ extension Instruction {
         case .awaitEvent(let n, let t, let to): w.u8(45); w.uvarint(n); w.uvarint(t); w.uvarint(to)
         case .handoff(let a): w.u8(46); w.uvarint(a)
         case .perform(let a): w.u8(47); w.uvarint(a)
+        case .onMessage(let a): w.u8(48); w.uvarint(a)
         }
     }
 
@@ -255,6 +256,7 @@ extension Instruction {
         case 45: self = .awaitEvent(name: try r.u32(), timeout: try r.u32(), onTimeout: try r.u32())
         case 46: self = .handoff(queue: try r.u32())
         case 47: self = .perform(action: try r.u32())
+        case 48: self = .onMessage(try r.u32())
         default: throw FlowVMError(.corruptEncoding, "unknown opcode \(op)")
         }
     }

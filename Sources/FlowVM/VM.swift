@@ -22,13 +22,17 @@ public struct VM: Sendable {
         public var channel: Value
         /// The message that started the conversation, if one did.
         public var message: InboundMessage?
+        /// Variables the conversation starts with (a flow started through the API); names the program does not
+        /// know, and the built-in ones, are not set.
+        public var variables: [String: Value]
 
         public init(contact: Value = .map([:]), conversation: Value = .map([:]), channel: Value = .null,
-                    message: InboundMessage? = nil) {
+                    message: InboundMessage? = nil, variables: [String: Value] = [:]) {
             self.contact = contact
             self.conversation = conversation
             self.channel = channel
             self.message = message
+            self.variables = variables
         }
     }
 
@@ -41,6 +45,9 @@ public struct VM: Sendable {
         c.variables[VM.conversationSlot] = context.conversation
         c.variables[VM.channelSlot] = context.channel
         c.variables[VM.messageSlot] = context.message?.value ?? .null
+        for (name, value) in context.variables where !Program.builtinVariables.contains(name) {
+            if let slot = program.variables.firstIndex(of: name) { c.variables[slot] = value }
+        }
         if let message = context.message { VM.noteMessage(message, &c, now: now) }
         return run(c, now: now)
     }
@@ -83,6 +90,12 @@ public struct VM: Sendable {
         case (.event(_, _, let deadline?), .timer) where now >= deadline:
             guard case .awaitEvent(_, _, let onTimeout) = ins else { return ignored(c) }
             c.pc = Int(onTimeout)
+        case (.timer, .message(let m)), (.event, .message(let m)):
+            // A wait with `on_message`: the contact is heard, and the flow goes on from that block.
+            guard c.pc > 0, case .onMessage(let target) = program.instructions[c.pc - 1] else { return ignored(c) }
+            c.variables[VM.messageSlot] = m.value
+            VM.noteMessage(m, &c, now: now)
+            c.pc = Int(target)
         case (.handoff, .handback):
             c.pc += 1
         case (.effect(let id), .effectResult(let rid, let result)) where id == rid:
@@ -178,6 +191,8 @@ public struct VM: Sendable {
                     c.variables[Int(s)] = c.stack.removeLast()
                 case .pop:
                     c.stack.removeLast()
+                case .onMessage:
+                    break
                 case .member(let name):
                     let base = c.stack.removeLast()
                     c.stack.append(try Operators.member(base, constants[Int(name)].text))

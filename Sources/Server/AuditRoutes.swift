@@ -28,13 +28,8 @@ struct AuditRoutes {
             guard let v = q[Substring(name)].map(String.init), !v.isEmpty else { return nil }
             return try BodyText.identifier(v, name, max: 512)
         }
-        func time(_ name: String) throws -> Timestamp? {
-            guard let v = q[Substring(name)].map(String.init) else { return nil }
-            guard let t = DataDocument.timestamp(v) else { throw Problem(.badRequest, "\(name) must be an ISO 8601 time") }
-            return t
-        }
         let filter = AuditFilter(actor: try text("actor"), action: try text("action"), subject: try text("subject"),
-                                 after: try time("after"), before: try time("before"))
+                                 after: try request.queryTime("after"), before: try request.queryTime("before"))
         let (items, total) = try await store.auditEntries(tenant: caller.tenant, filter: filter, limit: page.limit, offset: page.offset)
         return page.response("entries", items.map { e in
             ["id": .number(Double(e.id)), "actor": .string(e.actor), "action": .string(e.action), "subject": .string(e.subject),

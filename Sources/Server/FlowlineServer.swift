@@ -175,6 +175,8 @@ public enum FlowlineServer {
         EventRoutes(store: store).addRoutes(to: v1)
         TenantRoutes(store: store, engine: engine).addRoutes(to: v1)
         AuditRoutes(store: store).addRoutes(to: v1)
+        ContactRoutes(store: store, engine: engine).addRoutes(to: v1)
+        StartRoutes(store: store, engine: engine, channels: channels).addRoutes(to: v1)
         let mail = PeopleMail(store: store, engine: engine, secrets: secrets, publicURL: people.publicURL)
         MemberRoutes(store: store, engine: engine, mail: mail).addRoutes(to: v1, public: router)
         SignUpRoutes(store: store, engine: engine, mail: mail, operatorTenant: people.firstTenant, open: people.signUp,

@@ -166,7 +166,7 @@ struct InboxRoutes {
     }
 
     private static func queueName(_ context: FlowlineRequestContext) throws -> String {
-        try BodyText.identifier(try context.parameters.require("name"), "name", max: 100)
+        try BodyText.pathIdentifier(context, "name", max: 100)
     }
 
     /// `PUT /v1/queues/{name} {"agents": [...]}`: only these people or keys (and supervisors and admins) see and work

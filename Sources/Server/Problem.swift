@@ -1,3 +1,4 @@
+import FlowCompiler
 import FlowEngine
 import FlowVM
 import Foundation
@@ -129,6 +130,13 @@ func json(_ v: Value, status: HTTPResponse.Status = .ok) -> Response {
 }
 
 extension Request {
+    /// Query parameter `name` as an ISO 8601 instant; nil when absent, a 400 when it is not one.
+    func queryTime(_ name: String) throws -> Timestamp? {
+        guard let v = uri.queryParameters[Substring(name)].map(String.init) else { return nil }
+        guard let t = DataDocument.timestamp(v) else { throw Problem(.badRequest, "\(name) must be an ISO 8601 time") }
+        return t
+    }
+
     /// The body as text, up to the context's limit.
     func text(context: some RequestContext) async throws -> String {
         let buffer = try await body.collect(upTo: context.maxUploadSize)
@@ -177,13 +185,23 @@ enum BodyText {
     }
 
 
-    /// `identifier` for a field already decoded as text.
+    /// `identifier` for a field already decoded as text. Its length is counted in code points, as JSON Schema's
+    /// `maxLength` in `/openapi.json` counts it, so the document and the server agree on every name.
     static func identifier(_ s: String, _ key: String, max: Int, allowEmpty: Bool = false) throws -> String {
-        guard allowEmpty || !s.isEmpty, s.count <= max else {
+        guard allowEmpty || !s.isEmpty, s.unicodeScalars.count <= max else {
             throw Problem(.badRequest, "\(key) must be text of \(allowEmpty ? 0 : 1) to \(max) characters")
         }
         guard !hasControlCharacters(s) else { throw Problem(.badRequest, "\(key) may not contain control characters") }
         return s
+    }
+
+    /// `identifier` for a path parameter, which the router hands over still percent-encoded (`/v1/queues/caf%C3%A9`
+    /// names the queue `café`).
+    static func pathIdentifier(_ context: FlowlineRequestContext, _ key: String, max: Int) throws -> String {
+        guard let s = try context.parameters.require(key).removingPercentEncoding else {
+            throw Problem(.badRequest, "\(key) in the path is not valid percent-encoded UTF-8")
+        }
+        return try identifier(s, key, max: max)
     }
 
     /// Free text (a message): any characters but NUL, which no database keeps in text.

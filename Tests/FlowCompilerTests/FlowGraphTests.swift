@@ -35,6 +35,36 @@ import Testing
         #expect(transcript(original) == transcript(rebuilt))
     }
 
+    /// `on_message` is a port of `wait` and `wait_for` (an edge in the graph, a block reference the checker resolves),
+    /// and no other block's key.
+    @Test func onMessageIsAWaitsPort() throws {
+        let source = """
+            flow: w
+            start: nap
+            blocks:
+              nap:
+                wait: 1d
+                on_message: heard
+                next: done
+              heard:
+                text: "heard"
+              done:
+                end: "bye"
+            """
+        let graph = try FlowGraph.graph(fromSource: source, file: "w.yaml")
+        guard case .list(let edges) = graph["edges"] else { Issue.record("no edges"); return }
+        #expect(edges.contains { $0["from"] == "nap" && $0["port"] == "on_message" && $0["to"] == "heard" })
+        let back = try FlowGraph.source(fromGraph: graph)
+        #expect(try compiler.program(source: back, file: "w").blocks.count == 3)
+        #expect(FlowGraph.ports(of: BlockTypes.all.first { $0.name == "wait" }!).contains("on_message"))
+        #expect(!FlowGraph.ports(of: BlockTypes.all.first { $0.name == "ask" }!).contains("on_message"))
+
+        let unknown = compiler.compile(source: source.replacingOccurrences(of: "on_message: heard", with: "on_message: nowhere"), file: "w.yaml")
+        #expect(unknown.diagnostics.contains { $0.severity == .error && $0.message.contains("nowhere") }, "\(unknown.diagnostics)")
+        let onAsk = "flow: a\nstart: q\nblocks:\n  q:\n    ask: \"?\"\n    on_message: q\n"
+        #expect(compiler.compile(source: onAsk, file: "a.yaml").diagnostics.contains { $0.code == "unknown-key" })
+    }
+
     @Test func positionsSurviveInTheLayout() throws {
         let graph: Value = [
             "flow": "g", "start": "a",

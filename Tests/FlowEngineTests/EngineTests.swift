@@ -124,6 +124,49 @@ import Testing
         await rig.store.close()
     }
 
+    /// A message during a `wait:` with `on_message` is heard (the flow goes on from that block, the message in
+    /// `message`); without `on_message` it is kept and the wait goes on, as before.
+    @Test(arguments: Backend.available)
+    func aMessageDuringAWaitGoesToOnMessage(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish("""
+            flow: patient
+            trigger: { channel: api }
+            start: pay
+            blocks:
+              pay:
+                text: "Pay when you can"
+                next: nap
+              nap:
+                wait: 2d
+                on_message: heard
+                next: later
+              heard:
+                text: "You said: {{ message.text }}"
+                next: nap2
+              nap2:
+                wait: 1h
+                next: later
+              later:
+                end: "Any news?"
+            """)
+        _ = try await rig.engine.ingest(inbound("go", from: "8", id: "a"))
+        try await rig.engine.drain()
+        _ = try await rig.engine.ingest(inbound("did my payment go through?", from: "8", id: "b"))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "8") == ["Pay when you can", "You said: did my payment go through?"])
+        // nap2 has no on_message: a message is kept unanswered and the wait keeps its deadline.
+        _ = try await rig.engine.ingest(inbound("hello?", from: "8", id: "c"))
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "8").count == 2)
+        rig.clock.advance(seconds: 3600)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "8").last == "Any news?")
+        let id = try #require(try await rig.store.conversations(tenant: "t1", status: nil, contact: "8").first?.id)
+        #expect(try await rig.store.messages(conversation: id, tenant: "t1").map(\.text).contains("hello?"), "kept in the history")
+        await rig.store.close()
+    }
+
     static let payment = """
         flow: pay
         trigger: { channel: api }

@@ -20,21 +20,19 @@ public enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible
         ProcessInfo.processInfo.environment["FLOWLINE_TEST_POSTGRES_URL"] != nil || Peer.required ? allCases : [.sqlite]
     }
 
-    /// A fresh, empty, migrated database for one test.
-    public func makeStore() async throws -> SQLStore {
+    /// A fresh, empty database for one test, migrated to the latest schema or through an earlier `version`.
+    public func makeStore(migratedThrough version: Int = SQLStore.schemaVersion) async throws -> SQLStore {
+        let store: SQLStore
         switch self {
         case .sqlite:
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowline-\(UUID().uuidString).db").path
-            let store = try await SQLStore.open("sqlite:\(path)")
-            try await store.migrate()
-            return store
+            store = try await SQLStore.open("sqlite:\(path)")
         case .postgres:
             let base = try Backend.postgresURL()
-            let url = try await TestPostgres.freshDatabase(base)
-            let store = try await SQLStore.open(url)
-            try await store.migrate()
-            return store
+            store = try await SQLStore.open(try await TestPostgres.freshDatabase(base))
         }
+        try await store.migrate(through: version)
+        return store
     }
 }
 

@@ -175,6 +175,24 @@ import Testing
             // Opened again: every agent's.
             try await client.execute(uri: "/v1/queues/sales", method: .delete, headers: RouterTests.auth(supervisor)) { #expect($0.status == .noContent) }
             #expect(try await seen(rig.agentA) == 1)
+
+            // A path parameter arrives percent-encoded: the queue is named by its decoded text, its length counted in
+            // code points as /openapi.json's maxLength counts it (schemathesis found 20 astral ones refused as too long).
+            let astral = String(repeating: "\u{1F600}", count: 20) + ")é"
+            let encoded = try #require(astral.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
+            try await client.execute(uri: "/v1/queues/\(encoded)", method: .put, headers: RouterTests.auth(supervisor),
+                                     body: RouterTests.body(#"{"agents": ["\#(person.id)"]}"#)) { r in
+                #expect(r.status == .ok && RouterTests.json(r)["name"].text == astral)
+            }
+            let tooLong = String(repeating: "a\u{301}", count: 51)  // 51 characters, 102 code points
+            try await client.execute(uri: "/v1/queues/\(tooLong.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)", method: .put,
+                                     headers: RouterTests.auth(supervisor), body: RouterTests.body(#"{"agents": ["\#(person.id)"]}"#)) {
+                #expect($0.status == .badRequest)
+            }
+            try await client.execute(uri: "/v1/queues/%E2%28", method: .delete, headers: RouterTests.auth(supervisor)) {
+                #expect($0.status == .badRequest, "not UTF-8")
+            }
+            try await client.execute(uri: "/v1/queues/\(encoded)", method: .delete, headers: RouterTests.auth(supervisor)) { #expect($0.status == .noContent) }
         }
         let actions = try await rig.store.auditLog(tenant: "a").map(\.action)
         #expect(actions.contains("queue.restrict") && actions.contains("queue.open"))

@@ -1,0 +1,55 @@
+import FlowEngine
+import FlowVM
+
+extension SQLStore {
+    public func start(_ s: ConversationStart, now: Timestamp) async throws -> StartOutcome {
+        try await retryingConflicts {
+            try await driver.transaction { db in
+                if let key = s.idempotencyKey {
+                    let seen = try await db.execute(
+                        "SELECT request_digest, result FROM idempotency_keys WHERE tenant_id = $1 AND scope = 'start' AND key = $2",
+                        .text(s.tenant), .text(key)).first
+                    if let seen {
+                        return seen.text("request_digest") == s.requestDigest ? .repeated(answer: Value(json: seen.text("result") ?? "") ?? .null) : .keyReused
+                    }
+                }
+                let contact = try await db.execute(
+                    "SELECT opted_out_at FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3",
+                    .text(s.tenant), .text(s.channel), .text(s.contact)).first
+                if contact?.int("opted_out_at") != nil { return .optedOut }
+                let open = try await db.execute(
+                    "SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 AND status IN \(SQLStatus.open)\(self.forUpdate)",
+                    .text(s.tenant), .text(s.channel), .text(s.contact))
+                if let id = open.first?.text("id") { return .busy(conversation: id) }
+                let ms = SQLValue.int(now.milliseconds)
+                if contact == nil {
+                    try await db.execute(
+                        """
+                        INSERT INTO contacts (id, tenant_id, channel, address, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+                        ON CONFLICT (tenant_id, channel, address) DO NOTHING
+                        """, .text(s.newContactID), .text(s.tenant), .text(s.channel), .text(s.contact), ms)
+                }
+                try await db.execute(
+                    """
+                    INSERT INTO conversations (id, tenant_id, channel, channel_kind, contact, flow, program_hash, status, due_at,
+                      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \(SQLStatus.active), $8, $8, $8)
+                    """,
+                    .text(s.newConversationID), .text(s.tenant), .text(s.channel), .text(s.channelKind), .text(s.contact),
+                    .text(s.flow.name), .text(s.flow.programHash), ms)
+                try await db.execute(
+                    """
+                    INSERT INTO events (tenant_id, channel, channel_kind, contact, conversation_id, kind, body, received_at)
+                    VALUES ($1, $2, $3, $4, $5, 'start', $6, $7)
+                    """,
+                    .text(s.tenant), .text(s.channel), .text(s.channelKind), .text(s.contact), .text(s.newConversationID),
+                    .text(EventBody.start(variables: s.variables).value.jsonText), ms)
+                if let key = s.idempotencyKey {
+                    try await db.execute(
+                        "INSERT INTO idempotency_keys (tenant_id, scope, key, request_digest, result, created_at) VALUES ($1, 'start', $2, $3, $4, $5)",
+                        .text(s.tenant), .text(key), .text(s.requestDigest), .text(s.answer.jsonText), ms)
+                }
+                return .started(conversation: s.newConversationID)
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Crypto
+import FlowEngine
+import FlowRuntime
+import FlowVM
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// `POST /v1/flows/{name}/start`: a conversation the business starts (a reminder, a notification from a CRM), on the
+/// flow's published version, for a contact named by id or by channel and address, once per `Idempotency-Key`.
+struct StartRoutes {
+    let store: any FlowRecords & ContactRecords & TenantRecords
+    let engine: Engine
+    let channels: Channels
+
+    func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
+        group.post("flows/{name}/start", use: start)
+    }
+
+    /// `{"contact": {"id"} | {"channel", "address"}, "variables"?: {...}}` → 201 `{conversation, contact, flow, version}`.
+    @Sendable func start(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.supervisor, "starting conversations needs a supervisor or an admin")
+        let name = try BodyText.pathIdentifier(context, "name", max: 200)
+        let key = try request.headers[HTTPField.Name("Idempotency-Key")!].map { try BodyText.identifier($0, "Idempotency-Key", max: 255) }
+        let body = try await request.jsonObject(context: context)
+        if let stray = body.keys.sorted().first(where: { !["contact", "variables"].contains($0) }) {
+            throw Problem(.badRequest, "unknown field \(stray.prefix(64))")
+        }
+        guard case .map(let who)? = body["contact"] else {
+            throw Problem(.badRequest, "contact is required: {\"id\"} or {\"channel\", \"address\"}")
+        }
+        var variables: [String: Value] = [:]
+        if let given = body["variables"] {
+            guard case .map(let v) = given else { throw Problem(.badRequest, "variables must be an object of name to value") }
+            variables = v
+        }
+        guard Value.map(variables).jsonText.utf8.count <= 64 * 1024 else { throw Problem(.badRequest, "variables hold at most 64 KiB of JSON") }
+
+        // The contact: a record by id, or a channel and address (a record is made when there is none).
+        let channelID: String, address: String
+        var contact: ContactRecord?
+        if who.keys.contains("id") {
+            guard who.count == 1 else { throw Problem(.badRequest, "contact is {\"id\"} or {\"channel\", \"address\"}, not both") }
+            let id = try BodyText.identifier(who, "id", max: 64)
+            guard let found = try await store.contact(id: id, tenant: caller.tenant) else { throw Problem(.notFound, "no contact \(id)") }
+            contact = found
+            (channelID, address) = (found.channel, found.address)
+        } else {
+            if let stray = who.keys.sorted().first(where: { !["channel", "address"].contains($0) }) {
+                throw Problem(.badRequest, "unknown contact field \(stray.prefix(64))")
+            }
+            channelID = try BodyText.identifier(who, "channel", max: 64, what: "the id of the channel to reach the contact on")
+            address = try BodyText.identifier(who, "address", max: 128, what: "the address the channel knows the contact by")
+            contact = try await store.contact(tenant: caller.tenant, channel: channelID, address: address)
+        }
+        guard let channel = try await store.channel(id: channelID, tenant: caller.tenant) else { throw Problem(.notFound, "no channel \(channelID)") }
+
+        guard let flow = try await store.publishedFlows(tenant: caller.tenant).first(where: { $0.name == name }) else {
+            throw Problem(.notFound, "flow \(name) has no published version")
+        }
+        if let kind = flow.triggerChannel, kind != channel.kind {
+            throw Problem(.conflict, "flow \(name) runs on \(kind) channels; channel \(channelID) is \(channel.kind)", extra: ["code": "wrong_channel"])
+        }
+        guard let program = try await store.program(hash: flow.programHash) else { throw Problem(.internalError, "the flow's program is missing") }
+        if let stray = variables.keys.sorted().first(where: { !program.variables.contains($0) || Program.builtinVariables.contains($0) }) {
+            throw Problem(.badRequest, "flow \(name) has no variable \(stray.prefix(64)) to start with")
+        }
+        // A channel with a reply window (WhatsApp: 24 hours from the contact's last message) takes only a template
+        // once it has closed: the flow must name one to open with.
+        if let window = channels[channel.kind]?.replyWindow, program.metadata["whatsapp_template"] == .null,
+           (contact?.lastSeenAt).map({ $0.adding(seconds: window) <= engine.now }) ?? true {
+            throw Problem(.conflict, "the contact has not written in the last \(window / 3600) hours, so \(channel.kind) takes only an approved "
+                + "template: give flow \(name) a whatsapp_template to open with", extra: ["code": "template_required"])
+        }
+
+        let digest = SHA256.hash(data: Data(Value.map(["flow": .string(name), "channel": .string(channelID), "address": .string(address),
+                                                        "variables": .map(variables)]).jsonText.utf8))
+            .map { String(format: "%02x", $0) }.joined()
+        let conversationID = UUID().uuidString.lowercased(), contactID = contact?.id ?? ContactRecord.newID()
+        let answer: Value = ["conversation": .string(conversationID), "contact": .string(contactID), "flow": .string(name),
+                             "version": .number(Double(flow.version))]
+        let outcome = try await engine.start(ConversationStart(
+            tenant: caller.tenant, channel: channelID, channelKind: channel.kind, contact: address, flow: flow, variables: variables,
+            idempotencyKey: key, requestDigest: digest, newConversationID: conversationID, newContactID: contactID, answer: answer))
+        switch outcome {
+        case .started(let conversation):
+            try await store.audit(context, caller, "flow.start", conversation, at: engine.now)
+            return json(answer, status: .created)
+        case .repeated(let first):
+            var response = json(first, status: .created)
+            response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
+            return response
+        case .busy(let conversation):
+            throw Problem(.conflict, "the contact is in conversation \(conversation) on this channel",
+                          extra: ["code": "in_conversation", "conversation": .string(conversation)])
+        case .optedOut:
+            throw Problem(.conflict, "the contact opted out on this channel", extra: ["code": "opted_out"])
+        case .keyReused:
+            throw Problem(.conflict, "this Idempotency-Key was used for a different start", extra: ["code": "idempotency_key_reused"])
+        }
+    }
+}

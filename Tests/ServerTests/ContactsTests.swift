@@ -1,0 +1,171 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import FlowlineTestKit
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+@testable import Server
+import Testing
+
+/// Contacts as records: created, filtered in SQL, edited and deleted through the API, scoped by tenant; a contact who
+/// writes first gets a record; a flow reads a contact's attributes and tags.
+@Suite struct ContactsTests {
+    static func channel(_ client: some TestClientProtocol, _ key: String) async throws -> String {
+        try await client.execute(uri: "/v1/channels", method: .post, headers: RouterTests.auth(key),
+                                 body: RouterTests.body(#"{"kind": "api", "name": "web"}"#)) { r in
+            #expect(r.status == .created)
+            return RouterTests.json(r)["id"].text
+        }
+    }
+
+    @Test(arguments: Backend.available)
+    func contactsAreCreatedFilteredEditedAndDeleted(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await Self.channel(client, rig.adminA)
+            func post(_ body: String, _ key: String? = nil) async throws -> (HTTPResponse.Status, Value) {
+                try await client.execute(uri: "/v1/contacts", method: .post, headers: key.map(RouterTests.auth) ?? a,
+                                         body: RouterTests.body(body)) { ($0.status, RouterTests.json($0)) }
+            }
+            func addresses(_ query: String, _ key: String? = nil) async throws -> [String] {
+                try await client.execute(uri: "/v1/contacts?\(query)", method: .get, headers: key.map(RouterTests.auth) ?? a) { r in
+                    #expect(r.status == .ok, "\(query): \(String(buffer: r.body))")
+                    guard case .list(let items) = RouterTests.json(r)["contacts"] else { return ["not a list"] }
+                    return items.map { $0["address"].text }
+                }
+            }
+
+            let ana = #"{"channel": "\#(channel)", "address": "5511900000001", "name": "Ana", "tags": ["vip", "2026"], "consent": {"source": "site form"}, "attributes": {"plan": "gold", "score": 42, "customer": true, "birthday": "1990-05-01", "langs": ["pt", "en"]}}"#
+            #expect(try await post(ana, rig.agentA).0 == .forbidden, "an agent reads contacts, does not create them")
+            let (created, first) = try await post(ana)
+            #expect(created == .created)
+            let anaID = first["id"].text
+            #expect(anaID.hasPrefix("ct_") && first["opted_in"] == true && first["consent"]["source"] == "site form")
+            #expect(first["attributes"]["score"] == 42 && first["attributes"]["langs"] == ["pt", "en"] && first["tags"] == ["vip", "2026"])
+            let (duplicate, problem) = try await post(ana)
+            #expect(duplicate == .conflict && problem["detail"].text.contains(anaID), "the existing contact is named: \(problem)")
+            #expect(try await post(#"{"channel": "ch_nope", "address": "1"}"#).0 == .notFound)
+            #expect(try await post(#"{"channel": "\#(channel)", "address": "1"}"#, rig.adminB).0 == .notFound, "another tenant's channel")
+            for bad in [#""attributes": {"first-name": "x"}"#, #""attributes": {"address": {"city": "x"}}"#, #""tags": ["no spaces"]"#,
+                        #""colour": "red""#, #""consent": {"at": "yesterday", "source": "x"}"#, #""opted_out": "yes""#] {
+                #expect(try await post(#"{"channel": "\#(channel)", "address": "9", \#(bad)}"#).0 == .badRequest, "refused: \(bad)")
+            }
+            #expect(try await post(#"{"channel": "\#(channel)", "address": "5511900000002", "tags": ["lead"], "attributes": {"plan": "silver", "score": 7}}"#).0 == .created)
+            #expect(try await post(#"{"channel": "\#(channel)", "address": "5511900000003", "name": "100% Bia"}"#).0 == .created)
+
+            let (one, two, three) = ("5511900000001", "5511900000002", "5511900000003")
+            #expect(try await addresses("") == [one, two, three])
+            #expect(try await addresses("", rig.agentA) == [one, two, three], "agents read contacts")
+            #expect(try await addresses("tag=vip") == [one])
+            #expect(try await addresses("tag=vip&tag=lead") == [], "every tag given")
+            #expect(try await addresses("attribute=score:gte:10") == [one])
+            #expect(try await addresses("attribute=score:lt:10") == [two], "numerically: 7 < 10 though \"7\" > \"10\"")
+            #expect(try await addresses("attribute=plan:eq:gold") == [one])
+            #expect(try await addresses("attribute=plan:ne:gold") == [two, three], "ne includes contacts without the attribute")
+            #expect(try await addresses("attribute=plan:exists") == [one, two])
+            #expect(try await addresses("attribute=plan:contains:OL") == [one], "contains ignores ASCII case")
+            #expect(try await addresses("attribute=langs:eq:en") == [one], "a list matches by an item")
+            #expect(try await addresses("attribute=birthday:lt:2000-01-01") == [one], "dates compare as text")
+            #expect(try await addresses("attribute=customer:eq:true") == [one])
+            #expect(try await addresses("tag=lead&attribute=score:lt:10") == [two])
+            #expect(try await addresses("opted_in=true") == [one])
+            #expect(try await addresses("opted_in=false") == [two, three])
+            #expect(try await addresses("q=0002") == [two])
+            #expect(try await addresses("q=ana") == [one], "by name, ignoring case")
+            #expect(try await addresses("q=100%25") == [three], "a % is taken literally")
+            #expect(try await addresses("q=%25%25") == [], "and matches no everything")
+            #expect(try await addresses("channel=\(channel)&limit=1&offset=1") == [two])
+            try await client.execute(uri: "/v1/contacts?limit=1", method: .get, headers: a) { #expect(RouterTests.json($0)["total"] == 3) }
+            for bad in ["attribute=score:between:1", "attribute=score:gte", "attribute=1x:exists", "tag=no%20spaces", "opted_in=yes",
+                        "seen_after=today", "attribute=plan:eq:a%00b", "channel=", "tag="] {
+                try await client.execute(uri: "/v1/contacts?\(bad)", method: .get, headers: a) { #expect($0.status == .badRequest, "refused: \(bad)") }
+            }
+            #expect(try await addresses("", rig.adminB) == [], "another tenant sees none")
+            try await client.execute(uri: "/v1/contacts/\(anaID)", method: .get, headers: RouterTests.auth(rig.adminB)) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v1/contacts/\(anaID)", method: .get, headers: a) { r in
+                #expect(r.status == .ok && RouterTests.json(r)["name"] == "Ana" && RouterTests.json(r)["conversations_total"] == 0)
+            }
+
+            // An edit names what changes: attributes merge (null removes), tags are added and removed.
+            func patch(_ id: String, _ body: String, _ key: String? = nil) async throws -> (HTTPResponse.Status, Value) {
+                try await client.execute(uri: "/v1/contacts/\(id)", method: .patch, headers: key.map(RouterTests.auth) ?? a,
+                                         body: RouterTests.body(body)) { ($0.status, RouterTests.json($0)) }
+            }
+            let before = try #require(try await rig.store.contact(id: anaID, tenant: "a"))
+            #expect(try await patch(anaID, #"{"name": "Ana B"}"#, rig.agentA).0 == .forbidden)
+            #expect(try await patch(anaID, #"{"name": "Ana B"}"#, rig.adminB).0 == .notFound)
+            let (edited, after) = try await patch(anaID, #"{"attributes": {"score": 50, "plan": null}, "add_tags": ["customer", "vip"], "remove_tags": ["2026"]}"#)
+            #expect(edited == .ok && after["attributes"]["score"] == 50 && after["attributes"]["plan"] == .null && after["tags"] == ["vip", "customer"])
+            #expect(after["attributes"]["birthday"] == "1990-05-01", "the attributes not named are kept")
+            #expect(try await addresses("attribute=plan:exists") == [two], "the filter tables follow the edit")
+            #expect(try await addresses("tag=customer") == [one])
+            #expect(try await addresses("tag=2026") == [])
+            #expect(try await patch(anaID, #"{"address": "1"}"#).0 == .badRequest, "the address does not change")
+            let fiftyTags = (0..<50).map { "\"t\($0)\"" }.joined(separator: ", ")
+            #expect(try await patch(anaID, #"{"add_tags": [\#(fiftyTags)]}"#).0 == .conflict, "more than 50 tags with the ones kept")
+            #expect(try await patch(anaID, #"{"opted_out": true}"#).1["opted_in"] == false)
+            #expect(try await addresses("opted_in=true") == [])
+            // An edit made over a stale read is refused, not merged unseen.
+            #expect(try await rig.store.updateContact(before, over: before) == false)
+
+            #expect(try await client.execute(uri: "/v1/contacts/\(anaID)", method: .delete, headers: RouterTests.auth(rig.agentA)) { $0.status } == .forbidden)
+            #expect(try await client.execute(uri: "/v1/contacts/\(anaID)", method: .delete, headers: a) { $0.status } == .noContent)
+            #expect(try await client.execute(uri: "/v1/contacts/\(anaID)", method: .get, headers: a) { $0.status } == .notFound)
+            #expect(try await addresses("tag=vip") == [])
+            #expect(try await addresses("attribute=score:gte:0") == [two])
+        }
+        let actions = try await rig.store.auditLog(tenant: "a").map(\.action)
+        #expect(actions.filter { $0.hasPrefix("contact.") } == ["contact.create", "contact.create", "contact.create", "contact.update", "contact.update", "contact.delete"])
+        await rig.store.close()
+    }
+
+    static let greeting = """
+        flow: greet
+        trigger: { channel: api }
+        start: hello
+        blocks:
+          hello:
+            text: "plan={{ contact.attributes.plan ?? 'none' }} vip={{ contains(contact.tags, 'vip') }} name={{ contact.name ?? '?' }}"
+        """
+
+    @Test(arguments: Backend.available)
+    func aContactWhoWritesHasARecordAndFlowsReadItsAttributesAndTags(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await Self.channel(client, rig.adminA)
+            try await client.execute(uri: "/v1/flows/greet", method: .put, headers: a, body: RouterTests.body(Self.greeting)) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/flows/greet/publish", method: .post, headers: a) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/contacts", method: .post, headers: a, body: RouterTests.body(
+                #"{"channel": "\#(channel)", "address": "77", "attributes": {"plan": "gold"}, "tags": ["vip"]}"#)) { #expect($0.status == .created) }
+            for (from, id) in [("77", "m1"), ("78", "m2")] {
+                try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"from": "\#(from)", "text": "hi", "id": "\#(id)", "name": "Caio"}"#)) { #expect($0.status == .accepted) }
+            }
+            try await rig.engine.drain()
+            func reply(_ contact: String) async throws -> String? {
+                guard let c = try await rig.store.conversations(tenant: "a", status: nil, contact: contact).first else { return nil }
+                return try await rig.store.messages(conversation: c.id, tenant: "a").last?.text
+            }
+            #expect(try await reply("77") == "plan=gold vip=true name=Caio")
+            #expect(try await reply("78") == "plan=none vip=false name=Caio")
+
+            // The contact who wrote first has a record: an id, the name the channel gave, when they wrote.
+            let written = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "78"))
+            #expect(written.id.hasPrefix("ct_") && written.name == "Caio" && written.lastSeenAt != nil && !written.optedIn)
+            try await client.execute(uri: "/v1/contacts/\(written.id)", method: .get, headers: a) { r in
+                let v = RouterTests.json(r)
+                #expect(v["conversations_total"] == 1 && v["conversations"][0]["flow"] == "greet")
+            }
+            let created = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "77"))
+            #expect(created.lastSeenAt != nil && created.attributes["plan"] == "gold", "writing keeps what the record held")
+            try await client.execute(uri: "/v1/contacts?seen_after=\(created.lastSeenAt!.iso8601)", method: .get, headers: a) { r in
+                #expect(RouterTests.json(r)["total"] == 2)
+            }
+        }
+        await rig.store.close()
+    }
+}

@@ -249,10 +249,11 @@ kill -TERM "$server" 2>/dev/null
 wait "$server" || fail "serve on PostgreSQL should exit cleanly on SIGTERM"
 
 echo "== flowline bench: a small end-to-end run, so the benchmark keeps working (figures: BENCHMARKS.md)"
-if $flowline bench --postgres "$FLOWLINE_TEST_POSTGRES_URL" --only durable,http,timers --conversations 40 --messages 2 \
-     --timers 200 --rates 20 --seconds 1 --connections 2 >"$tmp/bench.out" 2>&1 \
+if $flowline bench --postgres "$FLOWLINE_TEST_POSTGRES_URL" --only durable,http,timers,contacts --conversations 40 --messages 2 \
+     --timers 200 --rates 20 --seconds 1 --connections 2 --contacts 2000 >"$tmp/bench.out" 2>&1 \
    && grep -q "ingest + turns" "$tmp/bench.out" && grep -qE "reply at the callback URL .*\| 20 in" "$tmp/bench.out" \
-   && grep -q "200 timers due together: all fired" "$tmp/bench.out"; then pass
+   && grep -q "200 timers due together: all fired" "$tmp/bench.out" \
+   && grep -qE "contact filter, SQLite, 2000 contacts: tag and number range" "$tmp/bench.out"; then pass
 else fail "flowline bench (small run)"; tail -20 "$tmp/bench.out"; fi
 
 echo "$passed passed, $failed failed, ${skipped:-0} skipped"

@@ -127,6 +127,17 @@ public enum ContactAttributes {
         return u.allSatisfy { isLetter($0) || isDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }
 
+    /// Whether `s` is a calendar day written `YYYY-MM-DD` (a date attribute: text that sorts in time order).
+    public static func isDate(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard u.count == 10, u[4] == UInt8(ascii: "-"), u[7] == UInt8(ascii: "-"),
+              [0, 1, 2, 3, 5, 6, 8, 9].allSatisfy({ isDigit(u[$0]) }),
+              let y = Int(s.prefix(4)), let m = Int(s.dropFirst(5).prefix(2)), let d = Int(s.suffix(2)), (1...12).contains(m) else { return false }
+        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]
+        return (1...days).contains(d)
+    }
+
     private static func isLetter(_ b: UInt8) -> Bool { (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b) }
     private static func isDigit(_ b: UInt8) -> Bool { (0x30...0x39).contains(b) }
 
@@ -186,4 +197,8 @@ public protocol ContactRecords: Sendable {
     func updateContact(_ contact: ContactRecord, over old: ContactRecord) async throws -> Bool
     /// Deletes a contact record (its conversations stay); false when there is none.
     func deleteContact(id: String, tenant: String) async throws -> Bool
+    /// Erases everything held about a contact (a data subject's request): its conversations with their messages,
+    /// variables, traces, events, delivery statuses and pending sends, and the record. Nil when there is no such
+    /// contact; else how many conversations and messages went.
+    func eraseContact(id: String, tenant: String) async throws -> (conversations: Int, messages: Int)?
 }

@@ -157,6 +157,54 @@ extension SQLStore: ContactRecords {
         }
     }
 
+    public func eraseContact(id: String, tenant: String) async throws -> (conversations: Int, messages: Int)? {
+        try await driver.transaction { db in
+            guard let row = try await db.execute("SELECT channel, address FROM contacts WHERE id = $1 AND tenant_id = $2\(self.forUpdate)",
+                                                 .text(id), .text(tenant)).first,
+                  let channel = row.text("channel"), let address = row.text("address") else { return nil }
+            let conversations = try await db.execute(
+                "SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3\(self.forUpdate)",
+                .text(tenant), .text(channel), .text(address)).compactMap { $0.text("id") }
+            var messages = 0
+            for chunk in conversations.chunked(200) {
+                let ids = chunk.map(SQLValue.text), list = Self.placeholders(chunk.count)
+                messages += try await db.query("DELETE FROM messages WHERE conversation_id IN (\(list)) RETURNING id", ids).count
+                for table in ["traces", "message_statuses", "outbox", "events"] {
+                    try await db.query("DELETE FROM \(table) WHERE conversation_id IN (\(list))", ids)
+                }
+                try await db.query("DELETE FROM conversations WHERE id IN (\(list))", ids)
+            }
+            // What the contact sent that reached no conversation (unrouted, or before a conversation was made).
+            try await db.execute("DELETE FROM events WHERE tenant_id = $1 AND channel = $2 AND contact = $3",
+                                 .text(tenant), .text(channel), .text(address))
+            for table in ["contact_tags", "contact_attributes"] {
+                try await db.execute("DELETE FROM \(table) WHERE contact_id = $1", .text(id))
+            }
+            try await db.execute("DELETE FROM contacts WHERE id = $1", .text(id))
+            return (conversations.count, messages)
+        }
+    }
+
+    /// Inserts many contacts at once (a benchmark's million; an import goes row by row to report each): one
+    /// multi-row statement per table and chunk, in one transaction.
+    public func insertContacts(_ contacts: [ContactRecord]) async throws {
+        try await driver.transaction { db in
+            for chunk in contacts.chunked(500) {
+                _ = try await self.valuesStatement(
+                    "INSERT INTO contacts (id, tenant_id, channel, address, name, phone, attributes, tags, consent_at, consent_source, opted_out_at, created_at, updated_at, last_seen_at)",
+                    tuple: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows: chunk.map { c in
+                        [.text(c.id), .text(c.tenant), .text(c.channel), .text(c.address), c.name.map(SQLValue.text) ?? .null,
+                         c.phone.map(SQLValue.text) ?? .null, .text(Value.map(c.attributes).jsonText),
+                         .text(Value.list(c.tags.map(Value.string)).jsonText), c.consentAt.map { .int($0.milliseconds) } ?? .null,
+                         c.consentSource.map(SQLValue.text) ?? .null, c.optedOutAt.map { .int($0.milliseconds) } ?? .null,
+                         .int(c.createdAt.milliseconds), .int(c.updatedAt.milliseconds), c.lastSeenAt.map { .int($0.milliseconds) } ?? .null]
+                    }, db)
+            }
+            for c in contacts { try await self.writeContactIndex(c, db) }
+        }
+    }
+
     /// The rows filters search, for a contact whose old ones are gone (or never were).
     func writeContactIndex(_ c: ContactRecord, _ db: any SQLExecutor) async throws {
         let tags = Array(Set(c.tags)).sorted()

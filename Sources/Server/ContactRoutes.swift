@@ -6,15 +6,19 @@ import Hummingbird
 /// `/v1/contacts`: the people a tenant talks to, one per channel and address, kept beyond their conversations.
 /// Agents read them; supervisors and admins create and edit them; admins delete them.
 struct ContactRoutes {
-    let store: any ContactRecords & ConversationRecords & TenantRecords
+    let store: any ContactRecords & ConversationRecords & TenantRecords & FlowRecords
     let engine: Engine
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.get("contacts", use: list)
         group.post("contacts", use: create)
+        group.get("contacts/csv", use: exportCSV)
+        group.post("contacts/csv", use: importCSV)
         group.get("contacts/{id}", use: get)
         group.patch("contacts/{id}", use: update)
         group.delete("contacts/{id}", use: delete)
+        group.get("contacts/{id}/data", use: data)
+        group.post("contacts/{id}/erase", use: erase)
     }
 
     static let knownFields: Set<String> = ["channel", "address", "name", "phone", "attributes", "tags", "consent", "opted_out"]
@@ -48,7 +52,7 @@ struct ContactRoutes {
             case .failure(let p): throw Problem(.badRequest, p.message)
             }
         }
-        guard f.tags.count + f.attributes.count <= 20 else { throw Problem(.badRequest, "a filter has at most 20 tag and attribute conditions") }
+        guard f.tags.count <= 20, f.attributes.count <= 20 else { throw Problem(.badRequest, "a filter has at most 20 tags and 20 attribute conditions") }
         if let channel = q["channel"].map(String.init) { f.channel = try BodyText.identifier(channel, "channel", max: 64) }
         if let optedIn = q["opted_in"].map(String.init) {
             guard let b = ["true": true, "false": false][optedIn] else { throw Problem(.badRequest, "opted_in must be true or false") }
@@ -113,6 +117,7 @@ struct ContactRoutes {
     @Sendable func update(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller(.supervisor, "editing contacts needs a supervisor or an admin")
         let body = try await request.jsonObject(context: context)
+        guard !body.isEmpty else { throw Problem(.badRequest, "name at least one field to change") }
         for key in body.keys.sorted() where !(Self.knownFields.subtracting(["channel", "address", "phone"]).union(["add_tags", "remove_tags"])).contains(key) {
             throw Problem(.badRequest, ["channel", "address", "phone"].contains(key)
                               ? "a contact's \(key) does not change: create a contact for the new one" : "unknown field \(key.prefix(64))")
@@ -136,6 +141,239 @@ struct ContactRoutes {
         guard try await store.deleteContact(id: id, tenant: caller.tenant) else { throw Problem(.notFound, "no contact \(id)") }
         try await store.audit(context, caller, "contact.delete", id, at: engine.now)
         return Response(status: .noContent)
+    }
+
+    // MARK: Privacy
+
+    /// Everything held about one contact, as JSON (a data subject's access request): the record, and each of its
+    /// conversations with its variables and messages.
+    @Sendable func data(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.admin, "exporting a contact's data needs an admin")
+        let contact = try await existing(context, caller)
+        var conversations: [Value] = []
+        var offset = 0
+        while true {
+            let (page, total) = try await store.conversations(
+                tenant: caller.tenant, filter: ConversationFilter(contact: contact.address, channel: contact.channel), limit: 500, offset: offset)
+            for c in page {
+                var variables: [String: Value] = [:]
+                if let continuation = c.continuation, let program = try await store.program(hash: c.programHash) {
+                    for (slot, name) in program.variables.enumerated() where slot < continuation.variables.count && continuation.variables[slot] != .null {
+                        variables[name] = continuation.variables[slot]
+                    }
+                }
+                let messages = try await store.messages(conversation: c.id, tenant: caller.tenant).map { m -> Value in
+                    ["direction": .string(m.direction.rawValue), "text": .string(m.text), "at": .string(m.at.iso8601)]
+                }
+                conversations.append(["id": .string(c.id), "flow": .string(c.flow), "status": .string(c.status.rawValue),
+                                      "created_at": .string(c.createdAt.iso8601), "updated_at": .string(c.updatedAt.iso8601),
+                                      "variables": .map(variables), "messages": .list(messages)])
+            }
+            offset += page.count
+            if page.isEmpty || offset >= total { break }
+        }
+        try await store.audit(context, caller, "contact.export", contact.id, at: engine.now)
+        return json(["contact": Self.view(contact), "conversations": .list(conversations), "exported_at": .string(engine.now.iso8601)])
+    }
+
+    /// Erases everything held about a contact; the audit log keeps that it was done, by whom, and the contact's id.
+    @Sendable func erase(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.admin, "erasing a contact needs an admin")
+        let id = try context.parameters.require("id")
+        guard let erased = try await store.eraseContact(id: id, tenant: caller.tenant) else { throw Problem(.notFound, "no contact \(id)") }
+        try await store.audit(context, caller, "contact.erase", id, at: engine.now)
+        return json(["id": .string(id), "conversations": .number(Double(erased.conversations)), "messages": .number(Double(erased.messages))])
+    }
+
+    // MARK: CSV
+
+    /// The columns a CSV of contacts has besides attributes; `id` is written on export and ignored on import.
+    static let csvColumns = ["id", "address", "name", "phone", "tags", "consent_source", "consent_at", "opted_out"]
+    static let attributeTypes = ["text", "number", "boolean", "date", "list"]
+
+    /// `GET /v1/contacts/csv?…`: the contacts the list's filters select, as RFC 4180 CSV. Attribute columns are
+    /// named `key:type` (`score:number`), a list's items separated by `;`, as import reads them.
+    @Sendable func exportCSV(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let filter = try Self.filter(request)
+        var contacts: [ContactRecord] = []
+        while true {
+            let (page, total) = try await store.contacts(tenant: caller.tenant, filter: filter, limit: 500, offset: contacts.count)
+            contacts += page
+            guard contacts.count < total, !page.isEmpty else { break }
+            guard contacts.count < 1_000_000 else { throw Problem(.tooLarge, "export at most a million contacts at once: filter them") }
+        }
+        var types: [String: String] = [:]
+        for c in contacts {
+            for (key, value) in c.attributes {
+                let t: String = switch value {
+                case .number: "number"
+                case .bool: "boolean"
+                case .list: "list"
+                case .string(let s): ContactAttributes.isDate(s) ? "date" : "text"
+                default: "text"
+                }
+                types[key] = types[key].map { $0 == t ? t : ($0 == "list" || t == "list" ? "list" : "text") } ?? t
+            }
+        }
+        let keys = types.keys.sorted()
+        var out = CSV.record(Self.csvColumns + keys.map { types[$0] == "text" ? $0 : "\($0):\(types[$0]!)" })
+        for c in contacts {
+            var row = [c.id, c.address, c.name ?? "", c.phone ?? "", c.tags.joined(separator: ";"), c.consentSource ?? "",
+                       c.consentAt?.iso8601 ?? "", c.optedOutAt == nil ? "false" : "true"]
+            for key in keys {
+                switch c.attributes[key] {
+                case .list(let items)?: row.append(items.map(\.text).joined(separator: ";"))
+                case let v?: row.append(v.text)
+                case nil: row.append("")
+                }
+            }
+            out += CSV.record(row)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8",
+                                               .contentDisposition: "attachment; filename=\"contacts.csv\""],
+                        body: .init(byteBuffer: ByteBuffer(string: out)))
+    }
+
+    /// `POST /v1/contacts/csv?channel=ch_…` with a CSV body: creates the contacts it names and updates those the
+    /// channel has (attributes merged, tags added). A row with any mistake is not imported at all; the answer lists
+    /// each by line.
+    @Sendable func importCSV(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.supervisor, "importing contacts needs a supervisor or an admin")
+        guard let channelID = request.uri.queryParameters["channel"].map(String.init) else {
+            throw Problem(.badRequest, "channel is required: ?channel= the id of the channel the contacts are reached on")
+        }
+        _ = try BodyText.identifier(channelID, "channel", max: 64)
+        guard try await store.channel(id: channelID, tenant: caller.tenant) != nil else { throw Problem(.notFound, "no channel \(channelID)") }
+        let text = try await request.text(context: context)
+        guard !text.utf8.contains(0) else { throw Problem(.badRequest, "the CSV holds a NUL character") }
+        let records: [(line: Int, fields: [String])]
+        switch CSV.parse(text) {
+        case .success(let r): records = r
+        case .failure(let f): throw Problem(.badRequest, "the CSV cannot be read: line \(f.line): \(f.message)")
+        }
+        guard let header = records.first else { throw Problem(.badRequest, "the CSV is empty: its first line names the columns") }
+        guard records.count <= 10_001 else { throw Problem(.tooLarge, "import at most 10,000 contacts at once") }
+        // The header: known columns, and attributes as `key` or `key:type`.
+        var attributeColumns: [Int: (key: String, type: String)] = [:]
+        var columns: [String: Int] = [:]
+        for (i, raw) in header.fields.enumerated() {
+            let name = raw.trimmingCharacters(in: .whitespaces)
+            guard columns[name] == nil else { throw Problem(.badRequest, "column \(name.prefix(64)) appears twice") }
+            columns[name] = i
+            if Self.csvColumns.contains(name) { continue }
+            let parts = name.split(separator: ":", maxSplits: 1).map(String.init)
+            guard let key = parts.first, ContactAttributes.validKey(key) else {
+                throw Problem(.badRequest, "column \(name.prefix(64)) is neither one of \(Self.csvColumns.joined(separator: ", ")) nor an attribute name")
+            }
+            let type = parts.count == 2 ? parts[1] : "text"
+            guard Self.attributeTypes.contains(type) else {
+                throw Problem(.badRequest, "column \(name.prefix(64)): the type is one of \(Self.attributeTypes.joined(separator: ", "))")
+            }
+            attributeColumns[i] = (key, type)
+        }
+        guard let addressColumn = columns["address"] else { throw Problem(.badRequest, "the CSV needs an address column") }
+
+        var created = 0, updated = 0
+        var errors: [Value] = []
+        var seen: [String: Int] = [:]
+        let now = engine.now
+        rows: for (line, fields) in records.dropFirst() {
+            func fail(_ message: String) { errors.append(["line": .number(Double(line)), "message": .string(message)]) }
+            guard fields.count == header.fields.count else {
+                fail("\(fields.count) fields where the header has \(header.fields.count)")
+                continue
+            }
+            func cell(_ name: String) -> String? {
+                columns[name].map { CSV.unescaped(fields[$0]) }.flatMap { $0.isEmpty ? nil : $0 }
+            }
+            guard let address = cell("address"), (try? BodyText.identifier(address, "address", max: 128)) != nil else {
+                fail("the address (column \(addressColumn + 1)) is missing or not 1 to 128 characters without control characters")
+                continue
+            }
+            if let first = seen[address] {
+                fail("address \(address.prefix(64)) is on line \(first) too")
+                continue
+            }
+            seen[address] = line
+            if let phone = cell("phone"), (try? BodyText.identifier(phone, "phone", max: 32)) == nil {
+                fail("the phone is 1 to 32 characters without control characters")
+                continue
+            }
+            var body: [String: Value] = [:]
+            if let name = cell("name") { body["name"] = .string(name) }
+            if let tags = cell("tags") {
+                body["add_tags"] = .list(tags.split(separator: ";").map { .string($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 != "" })
+            }
+            if let source = cell("consent_source") {
+                var consent: [String: Value] = ["source": .string(source)]
+                if let at = cell("consent_at") { consent["at"] = .string(at) }
+                body["consent"] = .map(consent)
+            }
+            if let out = cell("opted_out") {
+                guard let b = ["true": true, "false": false, "yes": true, "no": false][out.lowercased()] else {
+                    fail("opted_out is true or false, not \(out.prefix(20))")
+                    continue
+                }
+                body["opted_out"] = .bool(b)
+            }
+            var attributes: [String: Value] = [:]
+            for (i, (key, type)) in attributeColumns.sorted(by: { $0.key < $1.key }) {
+                let raw = CSV.unescaped(fields[i])
+                guard !raw.isEmpty else { continue }
+                switch type {
+                case "number":
+                    guard let n = Double(raw.trimmingCharacters(in: .whitespaces)), n.isFinite else {
+                        fail("\(key) is a number, not \(raw.prefix(40))")
+                        continue rows
+                    }
+                    attributes[key] = .number(n)
+                case "boolean":
+                    guard let b = ["true": true, "false": false, "yes": true, "no": false][raw.lowercased()] else {
+                        fail("\(key) is true or false, not \(raw.prefix(40))")
+                        continue rows
+                    }
+                    attributes[key] = .bool(b)
+                case "date":
+                    guard ContactAttributes.isDate(raw) else {
+                        fail("\(key) is a date (YYYY-MM-DD), not \(raw.prefix(40))")
+                        continue rows
+                    }
+                    attributes[key] = .string(raw)
+                case "list":
+                    attributes[key] = .list(raw.split(separator: ";").map { .string($0.trimmingCharacters(in: .whitespaces)) })
+                default:
+                    attributes[key] = .string(raw)
+                }
+            }
+            if !attributes.isEmpty { body["attributes"] = .map(attributes) }
+            do {
+                if let old = try await store.contact(tenant: caller.tenant, channel: channelID, address: address) {
+                    var contact = old
+                    try Self.apply(body, to: &contact, now: now)
+                    contact.updatedAt = now
+                    guard try await store.updateContact(contact, over: old) else {
+                        fail("the contact changed while it was imported; import the line again")
+                        continue
+                    }
+                    updated += 1
+                } else {
+                    var contact = ContactRecord(id: ContactRecord.newID(), tenant: caller.tenant, channel: channelID, address: address,
+                                                phone: cell("phone"), createdAt: now)
+                    try Self.apply(body, to: &contact, now: now)
+                    guard try await store.insertContact(contact) else {
+                        fail("another request made a contact at this address meanwhile; import the line again")
+                        continue
+                    }
+                    created += 1
+                }
+            } catch let p as Problem {
+                fail(p.detail)
+            }
+        }
+        try await store.audit(context, caller, "contact.import", channelID, at: now)
+        return json(["created": .number(Double(created)), "updated": .number(Double(updated)),
+                     "failed": .number(Double(errors.count)), "errors": .list(Array(errors.prefix(1000)))])
     }
 
     static func refuseUnknown(_ body: [String: Value]) throws {

@@ -30,7 +30,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Timers coming due together.") var timers = 100_000
     @Option(help: "HTTP message rates per second, comma-separated.") var rates = "250,500,1000"
     @Option(help: "Seconds per HTTP rate and for the ceiling.") var seconds = 10
-    @Option(help: "Sections to run, comma-separated: durable,ceiling,http,timers,memory (default: all).") var only = ""
+    @Option(help: "Contacts in the contact-filter run.") var contacts = 1_000_000
+    @Option(help: "Sections to run, comma-separated: durable,ceiling,http,timers,memory,contacts (default: all).") var only = ""
     @Option(help: "Append the results table (Markdown) to this file.") var output: String?
 
     func run() async throws {
@@ -73,6 +74,14 @@ struct Bench: AsyncParsableCommand {
             }
             if wanted("timers") { table.add("\(timers) timers due together: all fired", fired, unit: "timers/s") }
         }
+        if wanted("contacts") {
+            for (label, url) in [("PostgreSQL", try await pg.freshDatabase()),
+                                 ("SQLite", "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("flowline-bench-\(UUID().uuidString).db").path)] {
+                let r = try await contactFilters(url: url)
+                table.add("contacts, \(label): \(contacts) stored with 3 attributes and 1–2 tags each", r.load, unit: "contacts/s")
+                for (name, result) in r.filters { table.add("contact filter, \(label), \(contacts) contacts: \(name)", result, unit: "queries/s") }
+            }
+        }
         let text = table.markdown(header: "Flowline \(BenchTable.machine())")
         print(text)
         if let output {
@@ -83,6 +92,65 @@ struct Bench: AsyncParsableCommand {
             handle.seekToEndOfFile()
             handle.write(Data((text + "\n").utf8))
         }
+    }
+
+    // MARK: Contacts
+
+    /// Stores `contacts` contacts (plan, score, city; a tag or two), then times the list's filters, each a page of
+    /// 100 with its total, as `GET /v1/contacts` runs them.
+    func contactFilters(url: String) async throws -> (load: BenchResult, filters: [(String, BenchResult)]) {
+        let store = try await SQLStore.open(url)
+        try await store.migrate()
+        try await store.ensureTenant(id: "bench", name: "bench")
+        let plans = ["free", "basic", "pro", "enterprise"], cities = ["São Paulo", "Rio", "Recife", "Porto Alegre", "Curitiba"]
+        let started = ContinuousClock.now
+        let at = Timestamp(Date())
+        var batch: [ContactRecord] = []
+        for i in 0..<contacts {
+            var c = ContactRecord(id: String(format: "ct_%020d", i), tenant: "bench", channel: "wa", address: String(5_511_900_000_000 + i),
+                                  name: "Contact \(i)", attributes: ["plan": .string(plans[i % 4]), "score": .number(Double(i % 100)),
+                                                                    "city": .string(cities[i % 5])],
+                                  tags: i % 10 == 0 ? ["vip", "lead"] : ["lead"], createdAt: Timestamp(milliseconds: at.milliseconds + Int64(i)))
+            c.lastSeenAt = Timestamp(milliseconds: at.milliseconds - Int64(i % 1000) * 60_000)
+            if i % 3 == 0 { c.consentAt = at }
+            batch.append(c)
+            if batch.count == 5_000 || i == contacts - 1 {
+                try await store.insertContacts(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        let load = BenchResult(count: contacts, elapsed: ContinuousClock.now - started)
+        func filter(_ build: (inout ContactFilter) -> Void) -> ContactFilter {
+            var f = ContactFilter()
+            build(&f)
+            return f
+        }
+        let cases: [(String, ContactFilter)] = [
+            ("first page, no filter", ContactFilter()),
+            ("tag (10% of contacts)", filter { $0.tags = ["vip"] }),
+            ("attribute eq (25%)", filter { $0.attributes = [AttributeCondition(key: "plan", op: .eq, value: "pro")] }),
+            ("number range (5%)", filter { $0.attributes = [AttributeCondition(key: "score", op: .gte, value: "95")] }),
+            ("tag and number range and opted in", filter {
+                $0.tags = ["vip"]
+                $0.attributes = [AttributeCondition(key: "score", op: .gte, value: "50")]
+                $0.optedIn = true
+            }),
+            ("text search in name, address, phone", filter { $0.search = "ontact 4242" }),
+        ]
+        var results: [(String, BenchResult)] = []
+        for (name, f) in cases {
+            var latencies: [Double] = []
+            let began = ContinuousClock.now
+            for _ in 0..<20 {
+                let t = ContinuousClock.now
+                _ = try await store.contacts(tenant: "bench", filter: f, limit: 100, offset: 0)
+                let d = ContinuousClock.now - t
+                latencies.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+            }
+            results.append((name, BenchResult(count: latencies.count, elapsed: ContinuousClock.now - began, latenciesMs: latencies)))
+        }
+        await store.close()
+        return (load, results)
     }
 
     // MARK: Durable turns

@@ -104,6 +104,7 @@ import Testing
             #expect(try await addresses("tag=customer") == [one])
             #expect(try await addresses("tag=2026") == [])
             #expect(try await patch(anaID, #"{"address": "1"}"#).0 == .badRequest, "the address does not change")
+            #expect(try await patch(anaID, "{}").0 == .badRequest, "an edit names what it changes")
             let fiftyTags = (0..<50).map { "\"t\($0)\"" }.joined(separator: ", ")
             #expect(try await patch(anaID, #"{"add_tags": [\#(fiftyTags)]}"#).0 == .conflict, "more than 50 tags with the ones kept")
             #expect(try await patch(anaID, #"{"opted_out": true}"#).1["opted_in"] == false)
@@ -166,6 +167,127 @@ import Testing
                 #expect(RouterTests.json(r)["total"] == 2)
             }
         }
+        await rig.store.close()
+    }
+}
+
+extension ContactsTests {
+    static func importCSV(_ client: some TestClientProtocol, _ key: String, channel: String, _ csv: String) async throws -> (HTTPResponse.Status, Value) {
+        var headers = RouterTests.auth(key)
+        headers[.contentType] = "text/csv"
+        return try await client.execute(uri: "/v1/contacts/csv?channel=\(channel)", method: .post, headers: headers, body: RouterTests.body(csv)) {
+            ($0.status, RouterTests.json($0))
+        }
+    }
+
+    /// A CSV is imported row by row (a row with a mistake not at all, reported by line), exported with typed
+    /// columns, and imported again elsewhere to the same contacts.
+    @Test(arguments: Backend.available)
+    func contactsComeInAndGoOutAsCSV(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await Self.channel(client, rig.adminA), second = try await Self.channel(client, rig.adminA)
+            let csv = "\u{FEFF}address,name,tags,score:number,vip:boolean,birthday:date,langs:list,city,opted_out\r\n"
+                + "5511000000001,\"Ana, the first\",vip;lead,42,yes,1990-05-01,pt;en,São Paulo,false\r\n"
+                + "5511000000002,Bia,,x7,no,,,,\r\n"
+                + "5511000000003,\"Caio \"\"C\"\"\",,7,no,2001-13-40,,Rio,\r\n"
+                + "5511000000001,Dup,,,,,,,\r\n"
+                + "5511000000004,Duda,bad tag,,,,,,\r\n"
+                + "5511000000005,Eva\r\n"
+                + "\"5511000000006\",=cmd(),,,,,,\"two\nlines\",\r\n"
+            let (status, report) = try await Self.importCSV(client, rig.adminA, channel: channel, csv)
+            #expect(status == .ok && report["created"] == 2 && report["updated"] == 0 && report["failed"] == 5, "\(report)")
+            guard case .list(let errors) = report["errors"] else { Issue.record("no errors listed"); return }
+            #expect(errors.map { $0["line"] } == [3, 4, 5, 6, 7], "\(errors)")
+            #expect(errors[0]["message"].text.contains("score") && errors[2]["message"].text.contains("line 2"))
+            let ana = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "5511000000001"))
+            #expect(ana.name == "Ana, the first" && ana.tags == ["vip", "lead"] && !ana.optedIn)
+            #expect(ana.attributes == ["score": 42, "vip": true, "birthday": "1990-05-01", "langs": ["pt", "en"], "city": "São Paulo"])
+            #expect(try await rig.store.contact(tenant: "a", channel: channel, address: "5511000000003") == nil, "no partial rows")
+            let fabio = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "5511000000006"))
+            #expect(fabio.attributes["city"] == "two\nlines" && fabio.name == "=cmd()")
+
+            // Imported again: merged into the contacts there.
+            let (_, again) = try await Self.importCSV(client, rig.adminA, channel: channel, "address,score:number,tags\n5511000000001,50,customer\n")
+            #expect(again["updated"] == 1 && again["created"] == 0)
+            let merged = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "5511000000001"))
+            #expect(merged.attributes["score"] == 50 && merged.attributes["vip"] == true && merged.tags == ["vip", "lead", "customer"])
+
+            // Exported with typed columns (and a formula kept from running), imported into another channel unchanged.
+            let exported = try await client.execute(uri: "/v1/contacts/csv?channel=\(channel)", method: .get, headers: a) { r in
+                #expect(r.status == .ok && r.headers[.contentType]?.hasPrefix("text/csv") == true)
+                return String(buffer: r.body)
+            }
+            guard case .success(let rows) = CSV.parse(exported) else { Issue.record("the export is not CSV"); return }
+            #expect(rows[0].fields == ["id", "address", "name", "phone", "tags", "consent_source", "consent_at", "opted_out",
+                                       "birthday:date", "city", "langs:list", "score:number", "vip:boolean"])
+            #expect(rows.count == 3 && rows[2].fields[2] == "'=cmd()")
+            let (_, copied) = try await Self.importCSV(client, rig.adminA, channel: second, exported)
+            #expect(copied["created"] == 2 && copied["failed"] == 0, "\(copied)")
+            for address in ["5511000000001", "5511000000006"] {
+                let original = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: address))
+                let copy = try #require(try await rig.store.contact(tenant: "a", channel: second, address: address))
+                #expect(copy.attributes == original.attributes && copy.tags == original.tags && copy.name == original.name)
+            }
+
+            // What cannot be read is refused whole, with the reason.
+            for (bad, why) in [("address,name\n1,\"open\n", "never closed"), ("address,x:money\n1,2\n", "type"), ("name\nAna\n", "address column"),
+                               ("address,\"a\"b\n", "closing quote"), ("", "empty")] {
+                let (s, p) = try await Self.importCSV(client, rig.adminA, channel: channel, bad)
+                #expect(s == .badRequest && p["detail"].text.contains(why), "\(bad.debugDescription): \(p)")
+            }
+            #expect(try await Self.importCSV(client, rig.agentA, channel: channel, "address\n1\n").0 == .forbidden)
+            #expect(try await Self.importCSV(client, rig.adminB, channel: channel, "address\n1\n").0 == .notFound, "another tenant's channel")
+        }
+        await rig.store.close()
+    }
+
+    /// A data subject's requests: everything held about a contact as JSON, then erased, leaving only the audit entry.
+    @Test(arguments: Backend.available)
+    func aContactsDataIsExportedAndErased(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            try await client.execute(uri: "/v1/flows/hello", method: .put, headers: a, body: RouterTests.body(RouterTests.flow)) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/flows/hello/publish", method: .post, headers: a) { #expect($0.status == .created) }
+            let channel = try await Self.channel(client, rig.adminA)
+            for (i, text) in ["hi", "Ana Lima"].enumerated() {
+                try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"from": "700", "text": "\#(text)", "id": "m\#(i)"}"#)) { #expect($0.status == .accepted) }
+                try await rig.engine.drain()
+            }
+            try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                     body: RouterTests.body(#"{"from": "701", "text": "hi", "id": "other"}"#)) { #expect($0.status == .accepted) }
+            try await rig.engine.drain()
+            let contact = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "700"))
+            let conversation = try #require(try await rig.store.conversations(tenant: "a", status: nil, contact: "700").first?.id)
+
+            try await client.execute(uri: "/v1/contacts/\(contact.id)/data", method: .get, headers: RouterTests.auth(rig.agentA)) { #expect($0.status == .forbidden) }
+            let data = try await client.execute(uri: "/v1/contacts/\(contact.id)/data", method: .get, headers: a) { RouterTests.json($0) }
+            #expect(data["contact"]["address"] == "700" && data["conversations"][0]["id"].text == conversation)
+            #expect(data["conversations"][0]["variables"]["name"] == "Ana Lima")
+            guard case .list(let messages) = data["conversations"][0]["messages"] else { Issue.record("no messages"); return }
+            #expect(messages.map { $0["text"].text }.starts(with: ["hi", "Name?", "Ana Lima"]))
+
+            try await client.execute(uri: "/v1/contacts/\(contact.id)/erase", method: .post, headers: RouterTests.auth(rig.adminB)) { #expect($0.status == .notFound) }
+            let erased = try await client.execute(uri: "/v1/contacts/\(contact.id)/erase", method: .post, headers: a) { r in
+                #expect(r.status == .ok)
+                return RouterTests.json(r)
+            }
+            #expect(erased["conversations"] == 1 && erased["messages"] == .number(Double(messages.count)))
+            #expect(try await rig.store.contact(id: contact.id, tenant: "a") == nil)
+            #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: "700").isEmpty)
+            #expect(try await rig.store.messages(conversation: conversation, tenant: "a").isEmpty)
+            #expect(try await rig.store.traces(conversation: conversation, tenant: "a").isEmpty)
+            try await client.execute(uri: "/v1/inbox", method: .get, headers: a) { r in
+                #expect(!String(buffer: r.body).contains(conversation), "the handed-off conversation left the inbox with the rest")
+            }
+            #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: "701").count == 1, "another contact keeps theirs")
+            #expect(try await client.execute(uri: "/v1/contacts/\(contact.id)/erase", method: .post, headers: a) { $0.status } == .notFound)
+        }
+        let actions = try await rig.store.auditLog(tenant: "a").map(\.action)
+        #expect(actions.contains("contact.export") && actions.contains("contact.erase"))
         await rig.store.close()
     }
 }

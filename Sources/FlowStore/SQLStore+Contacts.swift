@@ -201,30 +201,40 @@ extension SQLStore: ContactRecords {
                          .int(c.createdAt.milliseconds), .int(c.updatedAt.milliseconds), c.lastSeenAt.map { .int($0.milliseconds) } ?? .null]
                     }, db)
             }
-            for c in contacts { try await self.writeContactIndex(c, db) }
+            let rows = contacts.map(Self.indexRows)
+            try await self.insertIndexRows(tags: rows.flatMap(\.tags), attributes: rows.flatMap(\.attributes), db)
         }
     }
 
     /// The rows filters search, for a contact whose old ones are gone (or never were).
     func writeContactIndex(_ c: ContactRecord, _ db: any SQLExecutor) async throws {
-        let tags = Array(Set(c.tags)).sorted()
-        for chunk in tags.chunked(200) {
-            _ = try await valuesStatement("INSERT INTO contact_tags (tenant_id, tag, contact_id)", tuple: "(?, ?, ?)",
-                                          rows: chunk.map { [.text(c.tenant), .text($0), .text(c.id)] }, db)
-        }
-        var rows: [[SQLValue]] = []
+        let rows = Self.indexRows(c)
+        try await insertIndexRows(tags: rows.tags, attributes: rows.attributes, db)
+    }
+
+    /// A contact's rows in `contact_tags` and `contact_attributes` (one per value; a list has one per item).
+    static func indexRows(_ c: ContactRecord) -> (tags: [[SQLValue]], attributes: [[SQLValue]]) {
+        let tags = Array(Set(c.tags)).sorted().map { [SQLValue.text(c.tenant), .text($0), .text(c.id)] }
+        var attributes: [[SQLValue]] = []
         for (key, value) in c.attributes.sorted(by: { $0.key < $1.key }) {
             let items: [Value] = if case .list(let l) = value { l } else { [value] }
             for item in items {
                 switch item {
-                case .number(let n): rows.append([.text(c.tenant), .text(c.id), .text(key), .text(item.text), .text(String(n))])
-                case .bool(let b): rows.append([.text(c.tenant), .text(c.id), .text(key), .text(b ? "true" : "false"), .null])
-                case .string(let s): rows.append([.text(c.tenant), .text(c.id), .text(key), .text(s), .null])
+                case .number(let n): attributes.append([.text(c.tenant), .text(c.id), .text(key), .text(item.text), .text(String(n))])
+                case .bool(let b): attributes.append([.text(c.tenant), .text(c.id), .text(key), .text(b ? "true" : "false"), .null])
+                case .string(let s): attributes.append([.text(c.tenant), .text(c.id), .text(key), .text(s), .null])
                 default: continue
                 }
             }
         }
-        for chunk in rows.chunked(200) {
+        return (tags, attributes)
+    }
+
+    func insertIndexRows(tags: [[SQLValue]], attributes: [[SQLValue]], _ db: any SQLExecutor) async throws {
+        for chunk in tags.chunked(300) {
+            _ = try await valuesStatement("INSERT INTO contact_tags (tenant_id, tag, contact_id)", tuple: "(?, ?, ?)", rows: Array(chunk), db)
+        }
+        for chunk in attributes.chunked(200) {
             _ = try await valuesStatement("INSERT INTO contact_attributes (tenant_id, contact_id, key, text_value, number_value)",
                                           tuple: "(?, ?, ?, ?, CAST(? AS DOUBLE PRECISION))", rows: Array(chunk), db)
         }

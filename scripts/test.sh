@@ -194,8 +194,11 @@ PY
 then pass; else fail "live server session"; cat "$srv/out.log"; fi
 echo "== schemathesis against /openapi.json of the live server"
 venv=.build-venv  # made by scripts/peers.sh
+# Left out: the event stream (it holds the connection open), and the CSV import, whose body JSON Schema cannot
+# describe (any string is "valid", but an unclosed quote is refused): ContactsTests drives it instead.
 if [ -x "$venv/bin/schemathesis" ] && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
-     -H "Authorization: Bearer $key" --checks all -n 50 --seed 1 --exclude-path /v1/events >"$tmp/schemathesis.log" 2>&1; then
+     -H "Authorization: Bearer $key" --checks all -n 50 --seed 1 --exclude-path /v1/events \
+     --exclude-name 'POST /v1/contacts/csv' >"$tmp/schemathesis.log" 2>&1; then
   pass
 else
   fail "schemathesis found server errors or responses that contradict /openapi.json"

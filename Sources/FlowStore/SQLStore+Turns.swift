@@ -95,7 +95,8 @@ extension SQLStore {
             // Reads are per batch, not per conversation: a batch of turns costs a handful of round trips
             // (see docs/engine.md, "Batched turns").
             let events = try await self.pendingEvents(of: records, db)
-            let known = try await self.contactDetails(of: records, db)
+            // Only a first turn reads who the contact is (the VM keeps it from then on).
+            let known = try await self.contactDetails(of: records.filter { $0.continuation == nil }, db)
             let works = records.map { record in
                 // `contact.phone`: the number stored with the contact (a WhatsApp contact keyed by its business-scoped
                 // user id has one when the notification carried it), else the address unless it is such an id.
@@ -170,6 +171,7 @@ extension SQLStore {
     func contactDetails(of records: [ConversationRecord], _ db: any SQLExecutor) async throws
         -> [ContactAddress: (name: String?, phone: String?, attributes: [String: Value], tags: [String])]
     {
+        guard !records.isEmpty else { return [:] }
         let (tuples, binds) = ContactAddress.values(Set(records.map(ContactAddress.init)))
         let rows = try await db.query(
             "SELECT tenant_id, channel, address, name, phone, attributes, tags FROM contacts WHERE (tenant_id, channel, address) IN (VALUES \(tuples))",

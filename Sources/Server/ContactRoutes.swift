@@ -118,9 +118,9 @@ struct ContactRoutes {
         let caller = try context.requireCaller(.supervisor, "editing contacts needs a supervisor or an admin")
         let body = try await request.jsonObject(context: context)
         guard !body.isEmpty else { throw Problem(.badRequest, "name at least one field to change") }
-        for key in body.keys.sorted() where !(Self.knownFields.subtracting(["channel", "address", "phone"]).union(["add_tags", "remove_tags"])).contains(key) {
-            throw Problem(.badRequest, ["channel", "address", "phone"].contains(key)
-                              ? "a contact's \(key) does not change: create a contact for the new one" : "unknown field \(key.prefix(64))")
+        let fixed: Set = ["channel", "address", "phone"]
+        if let key = body.keys.sorted().first(where: { !Self.knownFields.union(["add_tags", "remove_tags"]).contains($0) || fixed.contains($0) }) {
+            throw Problem(.badRequest, fixed.contains(key) ? "a contact's \(key) does not change: create a contact for the new one" : "unknown field \(key.prefix(64))")
         }
         let old = try await existing(context, caller)
         var contact = old
@@ -405,10 +405,8 @@ struct ContactRoutes {
                 throw Problem(.badRequest, "\(key) must be a list of tags")
             }
             let tags = items.map(\.text)
-            if let bad = tags.first(where: { !ContactAttributes.validTag($0) }) {
-                throw Problem(.badRequest, "tag \"\(bad.prefix(80))\" must be 1 to 64 ASCII letters, digits, '_' or '-', starting with a letter or digit")
-            }
-            guard tags.count <= ContactAttributes.maxTags else { throw Problem(.badRequest, "\(key) names at most \(ContactAttributes.maxTags) tags") }
+            // The shape and count of what was given (the count with what is kept is checked below, as a conflict).
+            if let p = ContactAttributes.check(attributes: [:], tags: tags) { throw Problem(.badRequest, p.message) }
             return tags
         }
         if let tags = try tagList("tags") { contact.tags = tags }

@@ -42,6 +42,9 @@ public enum BlockTypes {
                  "description": .string("WhatsApp shows at most \(WhatsApp.maxRows) rows, titles of \(WhatsApp.maxRowTitle) characters")],
     ], required: ["rows"])
 
+    /// Attribute names or tags: one, or a list (each may be a template).
+    static let names: Value = ["anyOf": [["type": "string"], ["type": "array", "items": ["type": "string"], "maxItems": 50]]]
+
     static func object(_ properties: [String: Value], required: [String]) -> Value {
         ["type": "object", "additionalProperties": false, "required": .list(required.map(Value.string)), "properties": .map(properties)]
     }
@@ -94,6 +97,15 @@ public enum BlockTypes {
         ], required: ["use"]),
         type("set", "Assign variables", ["set": ["type": "object", "description": "variable: expression"], "next": next, "on_error": identifier],
              required: ["set"]),
+        type("contact", "Change the contact's attributes and tags", [
+            "contact": object([
+                "set": ["type": "object", "maxProperties": .number(Double(ContactAttributes.maxAttributes)),
+                        "propertyNames": ["pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"],
+                        "description": "attribute: value or expression (null removes it)"],
+                "unset": names, "tag": names, "untag": names,
+            ], required: []),
+            "next": next, "on_error": identifier,
+        ], required: ["contact"]),
         type("goto", "Jump to a block", ["goto": identifier], required: ["goto"]),
         type("call", "Run a chain of blocks and come back", ["call": identifier, "next": next, "on_error": identifier], required: ["call"]),
         type("end", "End the conversation", [

@@ -172,6 +172,7 @@ struct Checker {
         case .handoff(_, let m): template(m)
         case .action(_, let p): if let p { out.append(Lowering.paramExpr(p)) }
         case .set(let a): out += a.map(\.2)
+        case .contact(let e): out.append(e)
         case .end(let m): template(m)
         default: break
         }
@@ -370,6 +371,7 @@ struct Checker {
                     report(.error, "type-mismatch", "'\(name)' is declared \(declared.type.rawValue) but is set to a \(t.rawValue)", at: l)
                 }
             }
+        case .contact(let e): type(e)
         case .end(let m): template(m)
         case .condition:
             if b.next.isEmpty { report(.error, "missing-action", "block '\(b.id)' does nothing", at: b.location) }

@@ -73,6 +73,7 @@ public enum Disassembler {
             return op("await_event", p.constants[Int(n)].text + (t == 0 ? "" : " timeout \(t)s → \(label(p, Int(to)))"))
         case .handoff(let q): return op("handoff", p.constants[Int(q)].text)
         case .perform(let a): return op("perform", p.constants[Int(a)].text)
+        case .updateContact: return op("update_contact")
         }
     }
 }

@@ -82,6 +82,8 @@ struct Block: Sendable {
         /// `ai:`, `webhook:` and `use:` all become a connector action.
         case action(name: Located<String>, parameters: ParamValue?)
         case set([(String, SourcePosition, Expr)])
+        /// `contact:`: the edit as a map expression of `set`, `unset`, `tag` and `untag`.
+        case contact(Expr)
         case goto(Located<String>)
         case call(Located<String>)
         case end(Template?)
@@ -132,6 +134,7 @@ struct Block: Sendable {
         case .handoff: "handoff"
         case .action(let name, _): name.value == "ai.chat" ? "ai" : (name.value == "http.request" ? "webhook" : "use")
         case .set: "set"
+        case .contact: "contact"
         case .goto: "goto"
         case .call: "call"
         case .end: "end"

@@ -376,6 +376,9 @@ struct FlowParser {
                 }
             }
             b.kind = .set(assignments)
+        case "contact":
+            guard let edit = contactEdit(primary!) else { return nil }
+            b.kind = .contact(edit)
         case "goto":
             guard let t = string(primary!, "goto") else { return nil }
             b.kind = .goto(t)
@@ -392,6 +395,71 @@ struct FlowParser {
             b.kind = .condition
         }
         return b
+    }
+
+    /// A `contact:` block's edit: `set` (attribute: value, a template or a fixed value; null removes it), `unset`,
+    /// `tag` and `untag` (a name, or a list of them; templates allowed). Fixed names are checked here, computed ones
+    /// when the block runs.
+    private mutating func contactEdit(_ node: SourceNode) -> Expr? {
+        guard let m = mapping(node, "contact") else { return nil }
+        checkKeys(m, allowed: ["set", "unset", "tag", "untag"], context: "contact")
+        if m.isEmpty {
+            error("missing-key", "contact needs set, unset, tag or untag", at: node.location, hint: "for example tag: [vip]")
+            return nil
+        }
+        var fields: [(String, Expr)] = []
+        if let s = node["set"], let entries = mapping(s, "contact set") {
+            var values: [(String, Expr)] = []
+            for e in entries {
+                guard ContactAttributes.validKey(e.key) else {
+                    error("invalid-value", ContactAttributes.keyProblem(e.key).message, at: e.keyLocation)
+                    continue
+                }
+                if let s = e.value.scalar, s.text.contains("{{") {
+                    if let t = template(e.value, "a value") { values.append((e.key, Lowering.templateExpr(t))) }
+                } else if let p = param(e.value) {
+                    if let v = FlowParser.constant(p), v != .null, let problem = ContactAttributes.check(e.key, v) {
+                        error("invalid-value", problem.message, at: e.value.location)
+                        continue
+                    }
+                    values.append((e.key, Lowering.paramExpr(p)))
+                }
+            }
+            if values.count > ContactAttributes.maxAttributes {
+                error("invalid-value", "a contact has at most \(ContactAttributes.maxAttributes) attributes", at: s.location)
+            }
+            fields.append(("set", .map(values, s.location)))
+        }
+        for (field, valid, problem) in [("unset", ContactAttributes.validKey, ContactAttributes.keyProblem),
+                                        ("tag", ContactAttributes.validTag, ContactAttributes.tagProblem),
+                                        ("untag", ContactAttributes.validTag, ContactAttributes.tagProblem)] {
+            guard let n = node[field] else { continue }
+            let items: [SourceNode]
+            switch n {
+            case .sequence(let list, _): items = list
+            case .scalar: items = [n]
+            default:
+                error("invalid-value", "\(field) must be a name or a list of names", at: n.location)
+                continue
+            }
+            var names: [Expr] = []
+            for item in items {
+                guard let s = item.scalar else {
+                    error("invalid-value", "\(field) must be a name or a list of names", at: item.location)
+                    continue
+                }
+                if s.text.contains("{{") {
+                    if let t = template(item, field) { names.append(Lowering.templateExpr(t)) }
+                } else {
+                    for name in ContactPatch.names(in: s.text) where !valid(name) {
+                        error("invalid-value", problem(name).message, at: s.location)
+                    }
+                    names.append(.literal(.string(s.text), s.location))
+                }
+            }
+            fields.append((field, .list(names, n.location)))
+        }
+        return .map(fields, node.location)
     }
 
     private func isIdentifier(_ s: String) -> Bool {

@@ -225,6 +225,9 @@ struct Lowering {
                 expr(e)
                 asm.emit(.store(slot(name)))
             }
+        case .contact(let edit):
+            expr(edit)
+            asm.emit(.updateContact)
         case .goto(let target):
             asm.emit(.jump(0), to: label(target.value))
             return

@@ -43,6 +43,8 @@ public enum TurnMachine {
         public var outbox: [OutboxEntry] = []
         public var messages: [MessageRecord] = []
         public var traces: [TraceEntry] = []
+        /// The flow's edits to its contact's record, in the order it made them; committed with the turn.
+        public var contactEdits: [ContactPatch] = []
         /// When this conversation needs a turn again without a new event: its wait's deadline, or the end of a
         /// debounce window. Nil when only a new event can move it.
         public var dueAt: Timestamp?
@@ -87,6 +89,8 @@ public enum TurnMachine {
                     out.outbox.append(OutboxEntry(kind: .perform, idempotencyKey: key, effectID: id, action: action, payload: parameters))
                 case .handoff:
                     break  // the conversation's status says it; agents see it in the handoff inbox
+                case .contact(_, let patch):
+                    out.contactEdits.append(patch)
                 }
             }
             let status = ConversationStatus(r.continuation.status)
@@ -237,6 +241,7 @@ public enum TurnMachine {
         case .send(let id, let m): ["send": m.value, "id": .number(Double(id))]
         case .perform(let id, let a, let p): ["perform": .string(a), "parameters": p, "id": .number(Double(id))]
         case .handoff(let id, let q): ["handoff": .string(q), "id": .number(Double(id))]
+        case .contact(let id, let patch): ["contact": patch.value, "id": .number(Double(id))]
         }
     }
 }

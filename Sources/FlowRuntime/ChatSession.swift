@@ -95,6 +95,7 @@ public struct ChatSession: Sendable {
                 switch e {
                 case .send(_, let m): lines.append(ChatSession.line(m))
                 case .handoff(_, let q): lines.append("handoff: queue \(q)")
+                case .contact(_, let patch): lines.append("contact: \(patch.value.jsonText)")
                 case .perform(let id, let action, let parameters):
                     let result = simulator.perform(action: action, parameters: parameters, id: id)
                     switch result {

@@ -159,12 +159,15 @@ extension SQLStore: ContactRecords {
 
     public func eraseContact(id: String, tenant: String) async throws -> (conversations: Int, messages: Int)? {
         try await driver.transaction { db in
-            guard let row = try await db.execute("SELECT channel, address FROM contacts WHERE id = $1 AND tenant_id = $2\(self.forUpdate)",
+            // Conversations are locked before the contact, as every writer takes them (a contact's channel and
+            // address never change, so reading them first without a lock is safe).
+            guard let row = try await db.execute("SELECT channel, address FROM contacts WHERE id = $1 AND tenant_id = $2",
                                                  .text(id), .text(tenant)).first,
                   let channel = row.text("channel"), let address = row.text("address") else { return nil }
             let conversations = try await db.execute(
-                "SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3\(self.forUpdate)",
+                "SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 ORDER BY id\(self.forUpdate)",
                 .text(tenant), .text(channel), .text(address)).compactMap { $0.text("id") }
+            guard try await !db.execute("SELECT id FROM contacts WHERE id = $1\(self.forUpdate)", .text(id)).isEmpty else { return nil }
             var messages = 0
             for chunk in conversations.chunked(200) {
                 let ids = chunk.map(SQLValue.text), list = Self.placeholders(chunk.count)

@@ -85,7 +85,7 @@ extension SQLStore {
         let stored = batch.indices.filter { seqs[$0] != nil }
         guard !stored.isEmpty else { return batch.map { _ in .duplicate } }
 
-        // 2. Contacts, once each; the last name and phone given win.
+        // 2. Contacts, once each; the last name and phone given win (written after step 3).
         var names: [ContactAddress: String] = [:], phones: [ContactAddress: String] = [:]
         var contacts: [ContactAddress] = []
         for i in stored {
@@ -94,21 +94,8 @@ extension SQLStore {
             if let name = batch[i].inbound.contactName { names[key] = name }
             if let phone = batch[i].inbound.contactPhone { phones[key] = phone }
         }
-        for chunk in contacts.chunked(200) {
-            try await valuesStatement(
-                "INSERT INTO contacts (id, tenant_id, channel, address, name, phone, created_at, updated_at, last_seen_at)",
-                tuple: "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows: chunk.map { k in
-                    [.text(ContactRecord.newID()), .text(k.tenant), .text(k.channel), .text(k.contact), names[k].map(SQLValue.text) ?? .null,
-                     phones[k].map(SQLValue.text) ?? .null, ms, ms, ms]
-                },
-                suffix: """
-                     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name),
-                      phone = COALESCE(EXCLUDED.phone, contacts.phone), last_seen_at = EXCLUDED.last_seen_at
-                    """, db)
-        }
-
-        // 3. Open conversations of these contacts, locked in id order (so concurrent batches cannot deadlock).
+        // 3. Open conversations of these contacts, locked in id order (so concurrent batches cannot deadlock), before
+        //    their contacts are: every writer takes conversations first, then contacts in address order.
         var open: [ContactAddress: String] = [:]
         for chunk in contacts.chunked(200) {
             let (tuples, binds) = ContactAddress.values(chunk)
@@ -121,6 +108,22 @@ extension SQLStore {
                 let key = ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("contact") ?? "")
                 open[key] = r.text("id")
             }
+        }
+
+        // Contacts, in address order (the order a turn's contact edits lock them in).
+        let ordered = contacts.sorted { ($0.tenant, $0.channel, $0.contact) < ($1.tenant, $1.channel, $1.contact) }
+        for chunk in ordered.chunked(200) {
+            try await valuesStatement(
+                "INSERT INTO contacts (id, tenant_id, channel, address, name, phone, created_at, updated_at, last_seen_at)",
+                tuple: "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows: chunk.map { k in
+                    [.text(ContactRecord.newID()), .text(k.tenant), .text(k.channel), .text(k.contact), names[k].map(SQLValue.text) ?? .null,
+                     phones[k].map(SQLValue.text) ?? .null, ms, ms, ms]
+                },
+                suffix: """
+                     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name),
+                      phone = COALESCE(EXCLUDED.phone, contacts.phone), last_seen_at = EXCLUDED.last_seen_at
+                    """, db)
         }
 
         // 4. Decide each message in order: its contact's open conversation, a new one of its start flow, or none.

@@ -13,13 +13,15 @@ extension SQLStore {
                         return seen.text("request_digest") == s.requestDigest ? .repeated(answer: Value(json: seen.text("result") ?? "") ?? .null) : .keyReused
                     }
                 }
-                let contact = try await db.execute(
-                    "SELECT opted_out_at FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3",
-                    .text(s.tenant), .text(s.channel), .text(s.contact)).first
-                if contact?.int("opted_out_at") != nil { return .optedOut }
+                // The conversations first, then the contact (locked, so an opt-out committing meanwhile is seen): the
+                // order every writer takes them in.
                 let open = try await db.execute(
                     "SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 AND status IN \(SQLStatus.open)\(self.forUpdate)",
                     .text(s.tenant), .text(s.channel), .text(s.contact))
+                let contact = try await db.execute(
+                    "SELECT opted_out_at FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3\(self.forUpdate)",
+                    .text(s.tenant), .text(s.channel), .text(s.contact)).first
+                if contact?.int("opted_out_at") != nil { return .optedOut }
                 if let id = open.first?.text("id") { return .busy(conversation: id) }
                 let ms = SQLValue.int(now.milliseconds)
                 if contact == nil {

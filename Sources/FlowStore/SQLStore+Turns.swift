@@ -131,6 +131,7 @@ extension SQLStore {
             var writes = TurnWrites()
             for item in fresh { try await self.write(item.outcome, now: now, into: &writes, db) }
             try await self.flush(writes, now: now, db)
+            try await self.applyContactEdits(writes.contactEdits, now: now, db)
             // Events stored while the turns ran (their due mark came before this write and was overwritten).
             let seen = Set(fresh.flatMap { $0.work.events.map(\.sequence) })
             let pending = try await db.query(
@@ -185,6 +186,68 @@ extension SQLStore {
         return details
     }
 
+    /// Merges flows' `contact:` edits into their contacts' records as they are now, locked in address order after the
+    /// conversations (the order ingest and erasure take them too, so no two writers wait on each other in a circle).
+    /// A contact deleted through the API while its conversation went on is created again: it is still talking to
+    /// the business. An edit the record cannot take (it would pass a contact's limits, because another conversation
+    /// added to it meanwhile) is left out, logged without its values, and the turn commits without it.
+    func applyContactEdits(_ edits: [ContactAddress: [ContactPatch]], now: Timestamp, _ db: any SQLExecutor) async throws {
+        guard !edits.isEmpty else { return }
+        let keys = edits.keys.sorted { ($0.tenant, $0.channel, $0.contact) < ($1.tenant, $1.channel, $1.contact) }
+        var records: [ContactAddress: ContactRecord] = [:]
+        for chunk in keys.chunked(200) {
+            let (tuples, binds) = ContactAddress.values(chunk)
+            let rows = try await db.query(
+                """
+                SELECT id, tenant_id, channel, address, attributes, tags FROM contacts
+                WHERE (tenant_id, channel, address) IN (VALUES \(tuples)) ORDER BY tenant_id, channel, address\(forUpdate)
+                """, binds)
+            for r in rows {
+                let key = ContactAddress(tenant: r.text("tenant_id") ?? "", channel: r.text("channel") ?? "", contact: r.text("address") ?? "")
+                records[key] = ContactRecord(id: r.text("id") ?? "", tenant: key.tenant, channel: key.channel, address: key.contact,
+                                             attributes: Self.jsonMap(r.text("attributes")),
+                                             tags: Self.jsonTexts(r.text("tags")), createdAt: now)
+            }
+        }
+        var changed: [ContactRecord] = []
+        for key in keys {
+            let existing = records[key]
+            var c = existing ?? ContactRecord(id: ContactRecord.newID(), tenant: key.tenant, channel: key.channel, address: key.contact, createdAt: now)
+            for patch in edits[key] ?? [] {
+                if let problem = patch.apply(attributes: &c.attributes, tags: &c.tags) {
+                    logger.warning("a flow's contact edit was left out: the record could not take it",
+                                   metadata: ["contact": "\(c.id)", "reason": "\(problem.message)"])
+                }
+            }
+            if let existing {
+                try await db.execute(
+                    "UPDATE contacts SET attributes = $2, tags = $3, updated_at = $4, revision = revision + 1 WHERE id = $1",
+                    .text(existing.id), .text(Value.map(c.attributes).jsonText),
+                    .text(Value.list(c.tags.map(Value.string)).jsonText), .int(now.milliseconds))
+            } else {
+                try await db.execute(
+                    """
+                    INSERT INTO contacts (id, tenant_id, channel, address, attributes, tags, created_at, updated_at, revision)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0)
+                    """, .text(c.id), .text(c.tenant), .text(c.channel), .text(c.address),
+                    .text(Value.map(c.attributes).jsonText), .text(Value.list(c.tags.map(Value.string)).jsonText), .int(now.milliseconds))
+            }
+            changed.append(c)
+        }
+        for chunk in changed.chunked(200) {
+            let ids = chunk.map { SQLValue.text($0.id) }, list = Self.placeholders(chunk.count)
+            try await db.query("DELETE FROM contact_tags WHERE contact_id IN (\(list))", ids)
+            try await db.query("DELETE FROM contact_attributes WHERE contact_id IN (\(list))", ids)
+            var tags: [[SQLValue]] = [], attributes: [[SQLValue]] = []
+            for c in chunk {
+                let rows = Self.indexRows(c)
+                tags += rows.tags
+                attributes += rows.attributes
+            }
+            try await insertIndexRows(tags: tags, attributes: attributes, db)
+        }
+    }
+
     static func placeholders(_ count: Int, from first: Int = 1) -> String {
         (first..<first + count).map { "$\($0)" }.joined(separator: ", ")
     }
@@ -198,6 +261,8 @@ extension SQLStore {
         var outbox: [[SQLValue]] = []
         var messages: [[SQLValue]] = []
         var traces: [[SQLValue]] = []
+        /// Flows' edits to their contacts, in the order the turns made them.
+        var contactEdits: [ContactAddress: [ContactPatch]] = [:]
     }
 
     /// Queues a turn's writes (its conversation row is locked by this transaction until the batch commits).
@@ -221,6 +286,7 @@ extension SQLStore {
             writes.messages.append([.text(c.tenant), .text(c.id), .text(m.direction.rawValue), .text(m.text), .text(m.extra.jsonText),
                                     .int(m.at.milliseconds)])
         }
+        if !o.contactEdits.isEmpty { writes.contactEdits[ContactAddress(c), default: []] += o.contactEdits }
         for t in o.traces {
             writes.traces.append([.text(c.tenant), .text(c.id), .text(t.event.jsonText), .text(Value.list(t.visited.map(Value.string)).jsonText),
                                   .text(t.effects.jsonText), .text(t.wait.jsonText), .text(t.status.rawValue), .int(t.at.milliseconds)])

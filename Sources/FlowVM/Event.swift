@@ -83,10 +83,12 @@ public enum Effect: Sendable, Hashable {
     case perform(id: UInt64, action: String, parameters: Value)
     /// Put the conversation in a human queue.
     case handoff(id: UInt64, queue: String)
+    /// Commit this edit to the contact's record with the turn.
+    case contact(id: UInt64, patch: ContactPatch)
 
     public var id: UInt64 {
         switch self {
-        case .send(let id, _), .perform(let id, _, _), .handoff(let id, _): id
+        case .send(let id, _), .perform(let id, _, _), .handoff(let id, _), .contact(let id, _): id
         }
     }
 }

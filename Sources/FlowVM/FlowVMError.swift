@@ -25,6 +25,8 @@ public struct FlowVMError: Error, Sendable, Hashable, CustomStringConvertible {
         case valueTooLarge = "value_too_large"
         /// An event cannot be applied to the continuation (for example, after the conversation ended).
         case invalidEvent = "invalid_event"
+        /// A `contact:` block's edit was refused (a malformed tag or attribute, or more than a contact may hold).
+        case contactInvalid = "contact_invalid"
         /// A flow raised an error on purpose.
         case raised = "raised"
     }

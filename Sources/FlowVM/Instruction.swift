@@ -70,6 +70,9 @@ public enum Instruction: Sendable, Hashable {
     /// Pops a parameter map, asks the engine to perform the connector action named by constant `action`,
     /// and suspends until its result arrives; pushes the result.
     case perform(action: UInt32)
+    /// Pops a contact edit (a map of `name`, `set`, `unset`, `tag`, `untag`), checks it, applies it to `contact` and
+    /// asks the engine to commit it to the contact's record with the turn. Does not wait.
+    case updateContact
 }
 
 /// Prefix operators.

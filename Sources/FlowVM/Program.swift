@@ -216,6 +216,7 @@ extension Instruction {
         case .handoff(let a): w.u8(46); w.uvarint(a)
         case .perform(let a): w.u8(47); w.uvarint(a)
         case .onMessage(let a): w.u8(48); w.uvarint(a)
+        case .updateContact: w.u8(49)
         }
     }
 
@@ -257,6 +258,7 @@ extension Instruction {
         case 46: self = .handoff(queue: try r.u32())
         case 47: self = .perform(action: try r.u32())
         case 48: self = .onMessage(try r.u32())
+        case 49: self = .updateContact
         default: throw FlowVMError(.corruptEncoding, "unknown opcode \(op)")
         }
     }

@@ -313,6 +313,22 @@ public struct VM: Sendable {
                     effects.append(.perform(id: c.step, action: constants[Int(action)].text, parameters: parameters))
                     c.status = .waiting(.effect(id: c.step))
                     return result(c, effects, visited, fuel)
+                case .updateContact:
+                    let given = c.stack.removeLast()
+                    let patch: ContactPatch
+                    do { patch = try ContactPatch(value: given) } catch { throw FlowVMError(.contactInvalid, error.message) }
+                    guard !patch.isEmpty else { break }
+                    var contact: [String: Value] = if case .map(let m) = c.variables[VM.contactSlot] { m } else { [:] }
+                    var attributes: [String: Value] = if case .map(let a) = contact["attributes"] ?? .null { a } else { [:] }
+                    var tags: [String] = if case .list(let t) = contact["tags"] ?? .null { t.map(\.text) } else { [] }
+                    if let problem = patch.apply(attributes: &attributes, tags: &tags) {
+                        throw FlowVMError(.contactInvalid, problem.message)
+                    }
+                    contact["attributes"] = .map(attributes)
+                    contact["tags"] = .list(tags.map(Value.string))
+                    c.variables[VM.contactSlot] = .map(contact)
+                    c.step += 1
+                    effects.append(.contact(id: c.step, patch: patch))
                 }
                 c.pc += 1
             } catch let error as FlowVMError {

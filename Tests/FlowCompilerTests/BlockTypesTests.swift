@@ -31,6 +31,9 @@ import Testing
                 for r in required where m[r.text] == nil { return "\(path): missing \(r.text)" }
             }
             for (k, sub) in m {
+                if case .string(let p) = schema["propertyNames"]["pattern"], k.range(of: p, options: .regularExpression) == nil {
+                    return "\(path): key \(k) does not match \(p)"
+                }
                 if case .map(let props) = schema["properties"], let s = props[k] {
                     if let p = problem(sub, s, path + "." + k) { return p }
                 } else if schema["additionalProperties"] == false {
@@ -79,6 +82,8 @@ import Testing
             (["webhook": ["url": "https://x.example", "method": "FETCH"]], "an unknown method"),
             (["goto": "not an id!"], "a goto that is no block id"),
             (["next": [["when": "x", "goto": "a", "else": "b"]]], "a branch with an unknown key"),
+            (["contact": ["set": ["bad name": 1]], "next": "b"], "an attribute name a filter could not name"),
+            (["contact": ["tag": "vip", "label": "x"], "next": "b"], "a contact edit with an unknown key"),
         ]
         for (block, what) in bad {
             let schema = try #require(BlockTypes.all.first { $0.name == Self.type(of: block) }?.schema)
@@ -91,7 +96,7 @@ import Testing
 
     @Test func theTableIsWhatTheParserTheGraphAndTheSchemasUse() {
         #expect(FlowParser.actionKeys == BlockTypes.actionKeys && FlowGraph.blockTypes == BlockTypes.actionKeys)
-        #expect(BlockTypes.all.count == 13)
+        #expect(BlockTypes.all.count == 14)
         for t in BlockTypes.all {
             guard case .map(let properties) = t.schema["properties"] else {
                 Issue.record("\(t.name) has no properties")

@@ -56,6 +56,44 @@ import Testing
         await rig.store.close()
     }
 
+    /// Messages arriving while turns write their contacts' records, on several contacts at once and two workers:
+    /// every writer takes conversations before contacts (in one order each), so none waits on another in a circle,
+    /// and every edit lands once, in the order the flow made it.
+    @Test(arguments: Backend.available)
+    func contactEditsAndArrivingMessagesInterleave(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish("""
+            flow: counter
+            trigger: { channel: api }
+            start: count
+            blocks:
+              count:
+                contact:
+                  set: { seen: "{{ (contact.attributes.seen ?? 0) + 1 }}", last: "{{ message.text }}" }
+                  tag: counted
+                next: ask
+              ask:
+                ask: "More?"
+                next: count
+            """)
+        let contacts = (1...6).map { "c\($0)" }, rounds = 8
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in contacts {
+                group.addTask {
+                    for i in 0..<rounds { _ = try await rig.engine.ingest(inbound("m\(i)", from: c, id: "\(c)-\(i)")) }
+                }
+            }
+            for _ in 0..<2 { group.addTask { for _ in 0..<100 { _ = try await rig.engine.step() } } }
+            try await group.waitForAll()
+        }
+        try await rig.engine.drain()
+        for c in contacts {
+            let record = try #require(try await rig.store.contact(tenant: "t1", channel: "api-main", address: c))
+            #expect(record.attributes == ["seen": .number(Double(rounds)), "last": .string("m\(rounds - 1)")] && record.tags == ["counted"], "\(c)")
+        }
+        await rig.store.close()
+    }
+
     @Test(arguments: Backend.available)
     func duplicatesAndUnroutedMessages(_ backend: Backend) async throws {
         let rig = try await Rig(backend)

@@ -449,6 +449,56 @@ import Testing
         #expect(h.isEnded)
     }
 
+    /// A `contact:` block changes what the flow sees of its contact at once, and asks the engine to commit the edit.
+    @Test func aContactBlockEditsTheContactAndSaysSo() throws {
+        let h = try Harness("""
+            flow: t
+            start: mark
+            blocks:
+              mark:
+                contact:
+                  set: { plan: gold, visits: "{{ (contact.attributes.visits ?? 0) + 1 }}", old: null, joined: "2026-12-02" }
+                  tag: [vip, "lead-{{ 'x' }}"]
+                  untag: prospect
+                next: say
+              say:
+                end: "{{ contact.attributes.plan }} {{ contact.attributes.visits }} {{ join(contact.tags, ',') }} {{ contact.attributes.old ?? 'gone' }} {{ contact.name }}"
+            """, contact: ["name": "Ana", "attributes": ["visits": 2, "old": "x"], "tags": ["prospect", "a"]])
+        #expect(h.lastText == "gold 3 a,vip,lead-x gone Ana")
+        let edits = h.effects.compactMap { e -> ContactPatch? in if case .contact(_, let p) = e { p } else { nil } }
+        #expect(edits == [ContactPatch(set: ["plan": "gold", "visits": 3, "joined": "2026-12-02"], unset: ["old"], tag: ["vip", "lead-x"],
+                                       untag: ["prospect"])])
+    }
+
+    /// A computed tag or name that breaks the rules is a runtime error the block's `on_error` takes, without the
+    /// text in the message (it may be what the contact wrote); nothing is edited.
+    @Test func aContactEditTheRulesRefuseGoesToOnError() throws {
+        var h = try Harness("""
+            flow: t
+            start: ask
+            blocks:
+              ask:
+                ask: "Interest?"
+                save: interest
+                next: mark
+              mark:
+                contact:
+                  tag: "interest-{{ interest }}"
+                next: ok
+                on_error: oops
+              ok:
+                end: "tagged {{ join(contact.tags, ',') }}"
+              oops:
+                end: "{{ error.code }}: {{ error.message }}"
+            """)
+        #expect(try h.say("my secret diagnosis"))
+        #expect(h.lastText == "contact_invalid: a tag must be 1 to 64 ASCII letters, digits, '_' or '-', starting with a letter or digit")
+        #expect(!h.effects.contains { if case .contact = $0 { true } else { false } })
+        var ok = Harness(program: h.vm.program)
+        #expect(try ok.say("dental"))
+        #expect(ok.lastText == "tagged interest-dental")
+    }
+
     @Test func variablesStartWithTheirDefaults() throws {
         let h = try Harness("""
             flow: t

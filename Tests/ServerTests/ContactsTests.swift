@@ -21,6 +21,17 @@ import Testing
         }
     }
 
+    static func publish(_ client: some TestClientProtocol, _ auth: HTTPFields, _ name: String, _ yaml: String) async throws {
+        try await client.execute(uri: "/v1/flows/\(name)", method: .put, headers: auth, body: RouterTests.body(yaml)) { #expect($0.status == .created) }
+        try await client.execute(uri: "/v1/flows/\(name)/publish", method: .post, headers: auth) { #expect($0.status == .created) }
+    }
+
+    /// The last message of a contact's latest conversation in tenant `a`.
+    static func lastMessage(_ store: SQLStore, to contact: String) async throws -> String? {
+        guard let c = try await store.conversations(tenant: "a", status: nil, contact: contact).first else { return nil }
+        return try await store.messages(conversation: c.id, tenant: "a").last?.text
+    }
+
     /// A clock a millisecond later at each reading, so contacts created one after another sort in that order
     /// (the list is oldest first; ties go by id, which is random).
     final class TickingClock: Sendable {
@@ -147,8 +158,7 @@ import Testing
         try await rig.app.test(.router) { client in
             let a = RouterTests.auth(rig.adminA)
             let channel = try await Self.channel(client, rig.adminA)
-            try await client.execute(uri: "/v1/flows/greet", method: .put, headers: a, body: RouterTests.body(Self.greeting)) { #expect($0.status == .created) }
-            try await client.execute(uri: "/v1/flows/greet/publish", method: .post, headers: a) { #expect($0.status == .created) }
+            try await Self.publish(client, a, "greet", Self.greeting)
             try await client.execute(uri: "/v1/contacts", method: .post, headers: a, body: RouterTests.body(
                 #"{"channel": "\#(channel)", "address": "77", "attributes": {"plan": "gold"}, "tags": ["vip"]}"#)) { #expect($0.status == .created) }
             for (from, id) in [("77", "m1"), ("78", "m2")] {
@@ -156,10 +166,7 @@ import Testing
                                          body: RouterTests.body(#"{"from": "\#(from)", "text": "hi", "id": "\#(id)", "name": "Caio"}"#)) { #expect($0.status == .accepted) }
             }
             try await rig.engine.drain()
-            func reply(_ contact: String) async throws -> String? {
-                guard let c = try await rig.store.conversations(tenant: "a", status: nil, contact: contact).first else { return nil }
-                return try await rig.store.messages(conversation: c.id, tenant: "a").last?.text
-            }
+            func reply(_ contact: String) async throws -> String? { try await Self.lastMessage(rig.store, to: contact) }
             #expect(try await reply("77") == "plan=gold vip=true name=Caio")
             #expect(try await reply("78") == "plan=none vip=false name=Caio")
 
@@ -181,6 +188,78 @@ import Testing
 }
 
 extension ContactsTests {
+    static let marking = """
+        flow: mark
+        trigger: { channel: api }
+        start: ask
+        blocks:
+          ask:
+            ask: "Plan?"
+            save: plan
+            next: mark
+          mark:
+            contact:
+              set: { plan: "{{ plan }}", visits: "{{ (contact.attributes.visits ?? 0) + 1 }}" }
+              tag: [customer]
+              untag: lead
+            next: done
+          done:
+            end: "ok {{ contact.attributes.visits }} {{ join(contact.tags, ',') }}"
+        """
+
+    /// A flow's `contact:` block is committed with its turn: the record, its revision and the filter tables change, so
+    /// the API finds the contact by what the flow wrote; a contact deleted meanwhile is written again.
+    @Test(arguments: Backend.available)
+    func aFlowEditsItsContactsRecordInTheTurn(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await Self.channel(client, rig.adminA)
+            try await Self.publish(client, a, "mark", Self.marking)
+            try await client.execute(uri: "/v1/contacts", method: .post, headers: a, body: RouterTests.body(
+                #"{"channel": "\#(channel)", "address": "77", "attributes": {"visits": 4}, "tags": ["lead", "vip"]}"#)) { #expect($0.status == .created) }
+            func say(_ from: String, _ text: String, _ id: String) async throws {
+                try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"from": "\#(from)", "text": "\#(text)", "id": "\#(id)"}"#)) { #expect($0.status == .accepted) }
+            }
+            func addresses(_ query: String) async throws -> [String] {
+                try await client.execute(uri: "/v1/contacts?\(query)", method: .get, headers: a) { r in
+                    guard case .list(let items) = RouterTests.json(r)["contacts"] else { return ["not a list"] }
+                    return items.map { $0["address"].text }.sorted()
+                }
+            }
+            try await say("77", "hi", "m1")
+            try await say("78", "hi", "m2")
+            try await rig.engine.drain()
+            // 78's record goes while its conversation waits for the answer.
+            let deleted = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "78"))
+            #expect(try await client.execute(uri: "/v1/contacts/\(deleted.id)", method: .delete, headers: a) { $0.status } == .noContent)
+            try await say("77", "gold", "m3")
+            try await say("78", "silver", "m4")
+            try await rig.engine.drain()
+
+            func reply(_ contact: String) async throws -> String? { try await Self.lastMessage(rig.store, to: contact) }
+            #expect(try await reply("77") == "ok 5 vip,customer")
+            #expect(try await reply("78") == "ok 1 customer")
+            let ana = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "77"))
+            #expect(ana.attributes == ["plan": "gold", "visits": 5] && ana.tags == ["vip", "customer"])
+            #expect(ana.revision == 1, "a flow's edit counts, so an API edit made from an older read is refused")
+            let again = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "78"))
+            #expect(again.id != deleted.id && again.attributes == ["plan": "silver", "visits": 1] && again.tags == ["customer"])
+
+            #expect(try await addresses("tag=customer&attribute=visits:gte:5") == ["77"])
+            #expect(try await addresses("tag=customer") == ["77", "78"])
+            #expect(try await addresses("tag=lead").isEmpty, "the removed tag is gone from the filter table too")
+            #expect(try await addresses("attribute=plan:eq:silver") == ["78"])
+            // The trace shows the edit the turn made.
+            let conversation = try #require(try await rig.store.conversations(tenant: "a", status: nil, contact: "77").first)
+            try await client.execute(uri: "/v1/conversations/\(conversation.id)", method: .get, headers: a) { r in
+                #expect(String(buffer: r.body).contains(#""untag":["lead"]"#), "\(String(buffer: r.body).prefix(400))")
+            }
+        }
+        await rig.store.close()
+    }
+
     static func importCSV(_ client: some TestClientProtocol, _ key: String, channel: String, _ csv: String) async throws -> (HTTPResponse.Status, Value) {
         var headers = RouterTests.auth(key)
         headers[.contentType] = "text/csv"

@@ -217,6 +217,9 @@ public enum ReceiveOutcome: Sendable, Hashable {
     case unrouted
     /// Seen before: nothing stored.
     case duplicate
+    /// Stored: it was one of the tenant's opt-out words, so the contact is opted out on the channel (and told so,
+    /// the first time) and no flow took it.
+    case optedOut
 }
 
 /// An action the driver queues in the outbox (durable and retried like any send): a read receipt, a template sent

@@ -33,6 +33,11 @@ public final class Engine: Sendable {
         public var resumeLinks: ResumeLinks?
         /// Opens sealed outbox payloads (`SealedPayload`) as they are delivered.
         public var secrets: SecretBox?
+        /// How often the engine purges what retention says to forget (ended conversations' messages past the tenant's
+        /// period, old idempotency keys). Idempotent, so several processes doing it cost only repeated queries.
+        public var maintenanceInterval: Duration = .seconds(3600)
+        /// How long an `Idempotency-Key` answers a repeated request with the first answer.
+        public var idempotencyKeyLifetime: Int64 = 24 * 3600
         public init() {}
     }
 
@@ -45,12 +50,16 @@ public final class Engine: Sendable {
     /// Published flows per tenant, for trigger matching. Other processes may publish, so entries expire.
     private let flows = Mutex<[String: (flows: [PublishedFlow], loaded: ContinuousClock.Instant)]>([:])
     private static let flowCacheLifetime: Duration = .seconds(5)
+    /// Tenants' settings (opt-out words), cached as flows are: a change made through another process counts within seconds.
+    private let settingsCache = Mutex<[String: (settings: TenantSettings, loaded: ContinuousClock.Instant)]>([:])
     /// Concurrent ingests share transactions (group commit): a burst of messages costs a few fsyncs, not one each.
     private let ingests: GroupCommit<IngestItem, IngestResult>
     /// Wakes the turn loop when events are stored.
     private let wake = WakeSignal()
     /// Wakes the delivery loop when turns have queued outbox rows.
     private let deliveryWake = WakeSignal()
+    /// Wakes the maintenance loop early (on stop).
+    private let maintenanceWake = WakeSignal()
     /// Passes the work loops have made (each asks the store for work once): an idle engine makes few.
     private let passCount = Atomic<Int>(0)
     public var passes: Int { passCount.load(ordering: .relaxed) }
@@ -66,9 +75,7 @@ public final class Engine: Sendable {
         ingests = GroupCommit(
             maxBatch: configuration.ingestBatch, maxLeaders: configuration.ingestCommits,
             batch: { [store] items in try await store.ingest(batch: items, now: clock()) },
-            single: { [store] item in
-                try await store.ingest(item.inbound, start: item.start, newConversationID: item.newConversationID, now: clock())
-            })
+            single: { [store] item in try await store.ingest(batch: [item], now: clock())[0] })
     }
 
     /// The engine's current time.
@@ -93,6 +100,28 @@ public final class Engine: Sendable {
         return loaded
     }
 
+    /// A tenant's settings, at most five seconds old.
+    public func settings(_ tenant: String) async throws -> TenantSettings {
+        if let cached = settingsCache.withLock({ $0[tenant] }), cached.loaded.duration(to: .now) < Engine.flowCacheLifetime {
+            return cached.settings
+        }
+        let loaded = try await store.settings(tenant: tenant)
+        settingsCache.withLock { $0[tenant] = (loaded, .now) }
+        return loaded
+    }
+
+    /// Saves a tenant's settings; this engine uses them at once, others within seconds.
+    public func saveSettings(_ settings: TenantSettings, tenant: String) async throws {
+        try await store.saveSettings(settings, tenant: tenant, now: now)
+        settingsCache.withLock { $0[tenant] = nil }
+    }
+
+    /// Whether a message opts its contact out, by the tenant's words.
+    private func optOut(_ inbound: Inbound) async throws -> OptOut? {
+        let s = try await settings(inbound.tenant)
+        return s.isOptOut(inbound.message.text) ? OptOut(reply: s.optOutReply) : nil
+    }
+
     private func vm(_ hash: String, _ load: @Sendable (String) async throws -> Program?) async throws -> VM {
         if let vm = vms.withLock({ $0[hash] }) { return vm }
         guard let program = try await load(hash) else { throw EngineError(.notFound, "program \(hash.prefix(12)) is not stored") }
@@ -107,9 +136,11 @@ public final class Engine: Sendable {
     public func ingest(_ inbound: Inbound) async throws -> IngestResult {
         let start = TriggerMatcher.match(text: inbound.message.text, channelKind: inbound.channelKind,
                                          flows: try await publishedFlows(inbound.tenant))
-        let result = try await ingests.submit(IngestItem(inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased()))
+        let result = try await ingests.submit(IngestItem(inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased(),
+                                                         optOut: try await optOut(inbound)))
         Failpoint.hit(.ingestAfterCommit)
         if case .accepted = result { wake.signal() }
+        if case .optedOut = result { deliveryWake.signal() }
         return result
     }
 
@@ -341,7 +372,8 @@ public final class Engine: Sendable {
         for (seq, inbound) in pending {
             let start = TriggerMatcher.match(text: inbound.message.text, channelKind: inbound.channelKind,
                                              flows: try await publishedFlows(inbound.tenant))
-            try await store.reroute(sequence: seq, inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased(), now: now)
+            try await store.reroute(sequence: seq, inbound: inbound, start: start, newConversationID: UUID().uuidString.lowercased(),
+                                    optOut: try await optOut(inbound), now: now)
         }
         return pending.count
     }
@@ -370,6 +402,7 @@ public final class Engine: Sendable {
         stopping.store(true, ordering: .relaxed)
         wake.signal()
         deliveryWake.signal()
+        maintenanceWake.signal()
     }
 
     /// Works until stopped or cancelled: the service loop of `flowline serve` and worker processes. Turns and
@@ -378,7 +411,34 @@ public final class Engine: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.loop(self.wake) { try await self.runTurns() + self.reroute() } }
             group.addTask { await self.loop(self.deliveryWake) { try await self.dispatch() } }
+            group.addTask {
+                while !Task.isCancelled, !self.stopping.load(ordering: .relaxed) {
+                    do { try await self.maintain() } catch { self.logger.warning("maintenance failed; it runs again later", metadata: ["error": "\(error)"]) }
+                    await self.maintenanceWake.wait(timeout: self.configuration.maintenanceInterval)
+                }
+            }
         }
+    }
+
+    /// Forgets what retention says to: the messages and traces of conversations that ended more than their
+    /// tenant's retention period ago, a page at a time, and idempotency keys past their lifetime. Returns how many
+    /// messages went.
+    @discardableResult
+    public func maintain() async throws -> Int {
+        var purged = 0
+        for (tenant, days) in try await store.retentionPeriods() {
+            let cutoff = now.adding(seconds: -Int64(days) * 86_400)
+            while !stopping.load(ordering: .relaxed) {
+                let page = try await store.purgeMessages(tenant: tenant, endedBefore: cutoff, limit: 200)
+                if page.conversations == 0 { break }
+                purged += page.messages
+            }
+        }
+        let keys = try await store.purgeIdempotencyKeys(before: now.adding(seconds: -configuration.idempotencyKeyLifetime))
+        if purged > 0 || keys > 0 {
+            logger.info("retention purge", metadata: ["messages": "\(purged)", "idempotency_keys": "\(keys)"])
+        }
+        return purged
     }
 
     /// Repeats `pass` while it finds work; then sleeps until woken or the poll interval passes.

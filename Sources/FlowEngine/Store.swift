@@ -76,11 +76,14 @@ public struct IngestItem: Sendable {
     /// The flow to start when the contact has no open conversation.
     public var start: PublishedFlow?
     public var newConversationID: String
+    /// Set when the message is one of the tenant's opt-out words: it opts the contact out instead of reaching a flow.
+    public var optOut: OptOut?
 
-    public init(inbound: Inbound, start: PublishedFlow?, newConversationID: String) {
+    public init(inbound: Inbound, start: PublishedFlow?, newConversationID: String, optOut: OptOut? = nil) {
         self.inbound = inbound
         self.start = start
         self.newConversationID = newConversationID
+        self.optOut = optOut
     }
 }
 
@@ -226,7 +229,19 @@ public protocol Store: Sendable {
     /// Messages that arrived after their conversation ended, waiting to be routed again.
     func messagesToReroute(limit: Int) async throws -> [(sequence: Int64, inbound: Inbound)]
     /// Routes one of them, like `ingest` does.
-    func reroute(sequence: Int64, inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws
+    func reroute(sequence: Int64, inbound: Inbound, start: PublishedFlow?, newConversationID: String, optOut: OptOut?,
+                 now: Timestamp) async throws
+
+    /// A tenant's settings (the defaults when it set none).
+    func settings(tenant: String) async throws -> TenantSettings
+    func saveSettings(_ settings: TenantSettings, tenant: String, now: Timestamp) async throws
+    /// Deletes the messages and traces of the tenant's conversations that ended before `endedBefore`, a page at a
+    /// time (up to `limit` conversations); returns how many conversations and messages went.
+    func purgeMessages(tenant: String, endedBefore: Timestamp, limit: Int) async throws -> (conversations: Int, messages: Int)
+    /// Tenants with a message retention period, and the period in days.
+    func retentionPeriods() async throws -> [(tenant: String, days: Int)]
+    /// Forgets `Idempotency-Key`s recorded before `before`; returns how many.
+    func purgeIdempotencyKeys(before: Timestamp) async throws -> Int
 
     /// Claims up to `limit` conversations that are due (pending events, a deadline passed) under a lease of `lease`
     /// seconds, runs `turn` for each outside any transaction, and writes the outcomes in one; a conversation whose

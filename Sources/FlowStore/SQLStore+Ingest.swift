@@ -133,9 +133,15 @@ extension SQLStore {
         var attach: [(seq: Int64, conversation: String)] = []
         var unrouted: [Int64] = []
         var due: [String] = []
+        var optingOut: [(seq: Int64, item: IngestItem, conversation: String?)] = []
         for i in stored {
             let item = batch[i], key = ContactAddress(item.inbound), seq = seqs[i]!
-            if let conversation = open[key] {
+            if item.optOut != nil {
+                // Ends the open conversation (below, once the batch's new ones exist); a later message starts afresh.
+                optingOut.append((seq, item, open[key]))
+                open[key] = nil
+                results[i] = .optedOut
+            } else if let conversation = open[key] {
                 attach.append((seq, conversation))
                 if !startedIDs.contains(conversation), !due.contains(conversation) { due.append(conversation) }
                 results[i] = .accepted(conversation: conversation, started: false)
@@ -172,6 +178,10 @@ extension SQLStore {
                 "UPDATE conversations SET due_at = CASE WHEN due_at IS NULL OR due_at > $1 THEN $1 ELSE due_at END WHERE id IN (\(Self.placeholders(chunk.count, from: 2)))",
                 [ms] + chunk.map(SQLValue.text))
         }
+        // Opt-outs are rare: a few statements each.
+        for o in optingOut {
+            try await optOut(seq: o.seq, o.item.inbound, conversation: o.conversation, reply: o.item.optOut?.reply, now: now, db)
+        }
         return results
     }
 
@@ -193,7 +203,7 @@ extension SQLStore {
     }
 
     /// Attaches event `seq` to the contact's open conversation, or to a new one of `start`, or marks it unrouted.
-    func route(seq: Int64, _ inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp,
+    func route(seq: Int64, _ inbound: Inbound, start: PublishedFlow?, newConversationID: String, optOut opting: OptOut?, now: Timestamp,
                        _ db: any SQLExecutor) async throws -> IngestResult {
         let open = try await db.execute(
             """
@@ -201,6 +211,10 @@ extension SQLStore {
             AND status IN \(SQLStatus.open)\(forUpdate)
             """, .text(inbound.tenant), .text(inbound.channel), .text(inbound.contact))
         var conversation = open.first?.text("id")
+        if let opting {
+            try await optOut(seq: seq, inbound, conversation: conversation, reply: opting.reply, now: now, db)
+            return .optedOut
+        }
         var started = false
         if conversation == nil, let start {
             try await db.execute(
@@ -317,14 +331,16 @@ extension SQLStore {
         }
     }
 
-    public func reroute(sequence: Int64, inbound: Inbound, start: PublishedFlow?, newConversationID: String, now: Timestamp) async throws {
+    public func reroute(sequence: Int64, inbound: Inbound, start: PublishedFlow?, newConversationID: String, optOut: OptOut?,
+                        now: Timestamp) async throws {
         _ = try await retryingConflicts {
             try await self.driver.transaction { db in
                 let still = try await db.execute(
                     "SELECT seq FROM events WHERE seq = $1 AND disposition = 'reroute' AND processed_at IS NULL\(self.forUpdate)",
                     .int(sequence))
                 guard !still.isEmpty else { return IngestResult.duplicate }
-                return try await self.route(seq: sequence, inbound, start: start, newConversationID: newConversationID, now: now, db)
+                return try await self.route(seq: sequence, inbound, start: start, newConversationID: newConversationID, optOut: optOut,
+                                            now: now, db)
             }
         }
     }

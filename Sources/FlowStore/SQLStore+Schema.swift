@@ -170,6 +170,15 @@ extension SQLStore {
             CREATE TABLE idempotency_keys (tenant_id TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL, request_digest TEXT NOT NULL,
               result TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, scope, key))
             """,
+        ], [
+            // A tenant's settings: the words that opt a contact out and what they are told, how long ended
+            // conversations keep their messages. No row: the defaults.
+            """
+            CREATE TABLE tenant_settings (tenant_id TEXT PRIMARY KEY, opt_out_words TEXT, opt_out_reply TEXT, opt_out_reply_set BIGINT NOT NULL DEFAULT 0,
+              message_retention_days BIGINT, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX conversations_ended ON conversations (tenant_id, updated_at) WHERE status = 'ended'",
+            "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
         ]]
     }
 

@@ -96,7 +96,7 @@ enum SQLStatus {
     static func literal(_ s: DeliveryRecord.State) -> String { "'\(s.rawValue)'" }
     /// The statuses that hold a contact's slot (`ConversationStatus.isOpen`), as a parenthesised list.
     static let open = "(" + ConversationStatus.allCases.filter(\.isOpen).map(literal).joined(separator: ", ") + ")"
-    static let active = literal(.active), handoff = literal(.handoff), failed = literal(.failed)
+    static let active = literal(.active), handoff = literal(.handoff), failed = literal(.failed), ended = literal(.ended)
     static let pending = literal(DeliveryRecord.State.pending), done = literal(DeliveryRecord.State.done), dead = literal(DeliveryRecord.State.dead)
 }
 

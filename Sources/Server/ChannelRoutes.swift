@@ -249,6 +249,8 @@ struct ChannelRoutes {
             return try InboundAnswer(status: "duplicate").response(status: .accepted)
         case .unrouted:
             return try InboundAnswer(status: "unrouted", detail: "no open conversation and no published flow's trigger matched").response(status: .accepted)
+        case .optedOut:
+            return try InboundAnswer(status: "opted_out", detail: "one of the tenant's opt-out words: the contact is opted out on this channel").response(status: .accepted)
         }
     }
 

@@ -177,6 +177,7 @@ public enum FlowlineServer {
         AuditRoutes(store: store).addRoutes(to: v1)
         ContactRoutes(store: store, engine: engine).addRoutes(to: v1)
         StartRoutes(store: store, engine: engine, channels: channels).addRoutes(to: v1)
+        SettingsRoutes(store: store, engine: engine).addRoutes(to: v1)
         let mail = PeopleMail(store: store, engine: engine, secrets: secrets, publicURL: people.publicURL)
         MemberRoutes(store: store, engine: engine, mail: mail).addRoutes(to: v1, public: router)
         SignUpRoutes(store: store, engine: engine, mail: mail, operatorTenant: people.firstTenant, open: people.signUp,

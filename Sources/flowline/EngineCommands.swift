@@ -180,6 +180,7 @@ struct Send: AsyncParsableCommand {
         case .accepted(let conversation, let started): print("\(started ? "started" : "queued for") conversation \(conversation)")
         case .unrouted: print("stored; no open conversation and no flow's trigger matched")
         case .duplicate: print("duplicate message id: ignored")
+        case .optedOut: print("stored; an opt-out word: the contact is opted out on this channel")
         }
     }
 }

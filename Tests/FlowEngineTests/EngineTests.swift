@@ -94,6 +94,92 @@ import Testing
         await rig.store.close()
     }
 
+    /// A contact who writes one of the tenant's opt-out words is opted out on the channel, told so once, and their
+    /// open conversation ends (a campaign's follow-up must not reach them); writing again still gets answers.
+    @Test(arguments: Backend.available)
+    func anOptOutWordOptsTheContactOutOnceAndEndsItsConversation(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        let reply = TenantSettings.defaultOptOutReply
+        guard case .accepted(let first, true) = try await rig.engine.ingest(inbound("oi", from: "1", id: "a1")) else {
+            Issue.record("the greeter should start")
+            return
+        }
+        try await rig.engine.drain()
+        #expect(try await rig.engine.ingest(inbound(" Sair! ", from: "1", id: "a2")) == .optedOut)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "1") == ["Name?", reply])
+        let ended = try #require(try await rig.store.conversation(id: first, tenant: "t1"))
+        #expect(ended.status == .ended && ended.continuation?.status == .ended)
+        #expect(try await rig.store.messages(conversation: first, tenant: "t1").map(\.text) == ["oi", "Name?", " Sair! ", reply])
+        let record = try #require(try await rig.store.contact(tenant: "t1", channel: "api-main", address: "1"))
+        #expect(record.optedOutAt == rig.clock.now && record.revision == 1)
+
+        // Told once; the word again changes nothing and reaches no flow.
+        #expect(try await rig.engine.ingest(inbound("STOP", from: "1", id: "a3")) == .optedOut)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "1").count == 2)
+        #expect(try await rig.store.contact(tenant: "t1", channel: "api-main", address: "1")?.optedOutAt == record.optedOutAt)
+        // Writing again is answered: opting out is from what the business starts, not from replies.
+        guard case .accepted(_, true) = try await rig.engine.ingest(inbound("oi", from: "1", id: "a4")) else {
+            Issue.record("a new message should start the greeter again")
+            return
+        }
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "1").last == "Name?")
+
+        // A contact with no conversation at all is told too.
+        #expect(try await rig.engine.ingest(inbound("parar", from: "2", id: "b1")) == .optedOut)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "2") == [reply])
+
+        // The tenant's own words, and no reply; another tenant keeps the defaults.
+        try await rig.engine.saveSettings(TenantSettings(optOutWords: ["Cancelar"], optOutReply: nil), tenant: "t1")
+        #expect(try await rig.engine.ingest(inbound("CANCELAR", from: "3", id: "c1")) == .optedOut)
+        #expect(try await rig.engine.ingest(inbound("stop", from: "4", id: "d1")) == .unrouted, "no longer one of t1's words")
+        #expect(try await rig.engine.ingest(inbound("stop", from: "5", id: "e1", tenant: "t2")) == .optedOut)
+        try await rig.engine.drain()
+        #expect(rig.channel.texts(to: "3").isEmpty && rig.channel.texts(to: "5") == [reply])
+        #expect(try await rig.store.contact(tenant: "t1", channel: "api-main", address: "3")?.optedOutAt != nil)
+        #expect(try await rig.store.contact(tenant: "t1", channel: "api-main", address: "4")?.optedOutAt == nil)
+        #expect(try await rig.store.backlog(now: rig.clock.now) == (0, 0))
+        await rig.store.close()
+    }
+
+    /// Past a tenant's retention period, ended conversations lose their messages and traces; open ones, recent ones
+    /// and other tenants' keep theirs.
+    @Test(arguments: Backend.available)
+    func retentionPurgesEndedConversationsMessages(_ backend: Backend) async throws {
+        let rig = try await Rig(backend)
+        try await rig.publish(Self.greeter)
+        try await rig.publish(Self.greeter, tenant: "t2")
+        func talk(_ text: String, _ contact: String, _ id: String, tenant: String = "t1") async throws -> String {
+            guard case .accepted(let c, _) = try await rig.engine.ingest(inbound(text, from: contact, id: id, tenant: tenant)) else { return "" }
+            try await rig.engine.drain()
+            return c
+        }
+        let old = try await talk("oi", "1", "a1")
+        _ = try await talk("Bia", "1", "a2")
+        let other = try await talk("oi", "9", "z1", tenant: "t2")
+        _ = try await talk("Zé", "9", "z2", tenant: "t2")
+        rig.clock.advance(seconds: 20 * 86_400)
+        let recent = try await talk("oi", "2", "b1")
+        _ = try await talk("Caio", "2", "b2")
+        let open = try await talk("oi", "3", "c1")
+        try await rig.engine.saveSettings(TenantSettings(messageRetentionDays: 15), tenant: "t1")
+        rig.clock.advance(seconds: 10 * 86_400)
+
+        #expect(try await rig.engine.maintain() == 5, "the first conversation's five messages")
+        #expect(try await rig.store.messages(conversation: old, tenant: "t1").isEmpty)
+        #expect(try await rig.store.traces(conversation: old, tenant: "t1").isEmpty)
+        #expect(try await rig.store.conversation(id: old, tenant: "t1")?.status == .ended, "the conversation itself stays, for counts")
+        #expect(try await rig.store.messages(conversation: recent, tenant: "t1").count == 5)
+        #expect(try await rig.store.messages(conversation: open, tenant: "t1").count == 2)
+        #expect(try await rig.store.messages(conversation: other, tenant: "t2").count == 5)
+        #expect(try await rig.engine.maintain() == 0, "nothing is left to purge")
+        await rig.store.close()
+    }
+
     @Test(arguments: Backend.available)
     func duplicatesAndUnroutedMessages(_ backend: Backend) async throws {
         let rig = try await Rig(backend)

@@ -260,6 +260,58 @@ extension ContactsTests {
         await rig.store.close()
     }
 
+    /// The tenant's settings through the API: admins change the opt-out words and reply and the retention period,
+    /// supervisors read them, every change is checked and audited, and inbound messages follow them at once.
+    @Test(arguments: Backend.available)
+    func settingsChooseTheOptOutWordsAndReply(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await Self.channel(client, rig.adminA)
+            func settings(_ key: String) async throws -> (HTTPResponse.Status, Value) {
+                try await client.execute(uri: "/v1/settings", method: .get, headers: RouterTests.auth(key)) { ($0.status, RouterTests.json($0)) }
+            }
+            func patch(_ body: String, _ key: String? = nil) async throws -> (HTTPResponse.Status, Value) {
+                try await client.execute(uri: "/v1/settings", method: .patch, headers: key.map(RouterTests.auth) ?? a,
+                                         body: RouterTests.body(body)) { ($0.status, RouterTests.json($0)) }
+            }
+            func say(_ from: String, _ text: String, _ id: String) async throws -> String {
+                try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                         body: RouterTests.body(#"{"from": "\#(from)", "text": "\#(text)", "id": "\#(id)"}"#)) { RouterTests.json($0)["status"].text }
+            }
+            let defaults = try await settings(rig.adminA)
+            #expect(defaults.0 == .ok && defaults.1["opt_out"]["words"] == ["STOP", "SAIR", "PARAR"])
+            #expect(defaults.1["opt_out"]["reply"].text == TenantSettings.defaultOptOutReply && defaults.1["retention"]["messages_days"] == .null)
+            #expect(try await settings(rig.agentA).0 == .forbidden)
+            #expect(try await patch(#"{"opt_out": {"words": ["x"]}}"#, rig.agentA).0 == .forbidden)
+            for bad in [#"{}"#, #"{"opt_out": {}}"#, #"{"opt_out": {"words": []}}"#, #"{"opt_out": {"words": ["!!"]}}"#,
+                        #"{"opt_out": {"words": ["a\nb"]}}"#, #"{"opt_out": {"reply": 3}}"#, #"{"opt_out": {"reply": ""}}"#,
+                        #"{"retention": {"messages_days": 0}}"#, #"{"retention": {"messages_days": 1.5}}"#, #"{"colour": {"x": 1}}"#,
+                        #"{"opt_out": {"language": "pt"}}"#] {
+                #expect(try await patch(bad).0 == .badRequest, "refused: \(bad)")
+            }
+            let changed = try await patch(#"{"opt_out": {"words": ["Cancelar", "não quero"], "reply": null}, "retention": {"messages_days": 90}}"#)
+            #expect(changed.0 == .ok && changed.1["opt_out"]["words"] == ["Cancelar", "não quero"] && changed.1["opt_out"]["reply"] == .null)
+            #expect(try await settings(rig.adminA).1 == changed.1)
+            #expect(try await settings(rig.adminB).1 == defaults.1, "another tenant's settings are its own")
+            // Only what is named changes.
+            #expect(try await patch(#"{"retention": {"messages_days": null}}"#).1["opt_out"]["words"] == ["Cancelar", "não quero"])
+
+            #expect(try await say("60", "NAO QUERO!", "m1") == "opted_out")
+            #expect(try await say("61", "stop", "m2") == "unrouted", "no longer one of this tenant's words")
+            try await rig.engine.drain()
+            #expect(try await rig.store.contact(tenant: "a", channel: channel, address: "60")?.optedOutAt != nil)
+            #expect(try await rig.store.deliveries(tenant: "a", state: nil).isEmpty, "no reply when it is null")
+            try await client.execute(uri: "/v1/contacts?opted_in=false&q=60", method: .get, headers: a) { r in
+                #expect(RouterTests.json(r)["contacts"][0]["opted_out_at"] != .null, "\(String(buffer: r.body).prefix(300))")
+            }
+            let audited = try await rig.store.auditLog(tenant: "a").filter { $0.action == "settings.update" }
+            #expect(audited.count == 2)
+            #expect(try await rig.store.auditLog(tenant: "b").isEmpty)
+        }
+        await rig.store.close()
+    }
+
     static func importCSV(_ client: some TestClientProtocol, _ key: String, channel: String, _ csv: String) async throws -> (HTTPResponse.Status, Value) {
         var headers = RouterTests.auth(key)
         headers[.contentType] = "text/csv"

@@ -460,7 +460,7 @@ import Prometheus
                     Issue.record("catalog shape")
                     return
                 }
-                #expect(blocks.count == 13)
+                #expect(blocks.count == 14)
                 #expect(actions.contains { $0["name"] == "stripe.checkout" && $0["parameters"]["required"] == ["amount", "currency", "description"] })
                 // The channel's limits are in the schema a form is drawn from, and each port names its place in the block.
                 let ask = blocks.first { $0["type"] == "ask" } ?? .null

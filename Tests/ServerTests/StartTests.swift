@@ -116,9 +116,15 @@ import Testing
             let refused = try await start(#"{"contact": {"id": "\#(bia)"}}"#)
             #expect(refused.status == .conflict && refused.body["code"] == "opted_out")
             #expect(try await rig.store.conversations(tenant: "a", status: nil, contact: "904").isEmpty)
+
+            // A key is kept for a day (`idempotencyKeyLifetime`); once purged, it starts a conversation again.
+            #expect(try await rig.store.purgeIdempotencyKeys(before: rig.engine.now.adding(seconds: -3600)) == 0)
+            #expect(try await rig.store.purgeIdempotencyKeys(before: rig.engine.now.adding(seconds: 1)) == 1)
+            let anew = try await start(#"{"contact": {"channel": "\#(channel)", "address": "900"}, "variables": {"appointment": "10:00"}}"#, key: "reminder-900")
+            #expect(anew.status == .created && !anew.replayed && anew.body["conversation"] != first.body["conversation"])
         }
         let starts = try await rig.store.auditLog(tenant: "a").filter { $0.action == "flow.start" }
-        #expect(starts.count == 3, "one entry per conversation started, none for a replay")
+        #expect(starts.count == 4, "one entry per conversation started, none for a replay")
         await rig.store.close()
     }
 

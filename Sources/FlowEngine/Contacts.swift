@@ -117,3 +117,38 @@ public protocol ContactRecords: Sendable {
     /// contact; else how many conversations and messages went.
     func eraseContact(id: String, tenant: String) async throws -> (conversations: Int, messages: Int)?
 }
+
+/// A saved contact filter, evaluated each time it is used (so it always means who matches now): a campaign's audience,
+/// a list an agent opens. `filter` is the contacts list's query as an object (`{"tag": ["vip"], "attribute":
+/// ["plan:eq:gold"], "opted_in": true}`), checked when it is saved.
+public struct SegmentRecord: Sendable, Hashable {
+    public var id: String
+    public var tenant: String
+    public var name: String
+    public var filter: Value
+    public var createdAt: Timestamp
+    public var updatedAt: Timestamp
+
+    /// A new segment id: `sg_` and 20 hex digits.
+    public static func newID() -> String { "sg_" + ContactRecord.newID().dropFirst(3) }
+
+    public init(id: String, tenant: String, name: String, filter: Value, createdAt: Timestamp, updatedAt: Timestamp) {
+        self.id = id
+        self.tenant = tenant
+        self.name = name
+        self.filter = filter
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// Segments as the API reads and writes them, scoped by tenant. Names are unique per tenant.
+public protocol SegmentRecords: Sendable {
+    func segments(tenant: String, limit: Int, offset: Int) async throws -> (items: [SegmentRecord], total: Int)
+    func segment(id: String, tenant: String) async throws -> SegmentRecord?
+    /// False (nothing written) when the tenant has a segment by that name.
+    func insertSegment(_ s: SegmentRecord) async throws -> Bool
+    /// Nil when there is no such segment; false when another has the new name.
+    func updateSegment(_ s: SegmentRecord) async throws -> Bool?
+    func deleteSegment(id: String, tenant: String) async throws -> Bool
+}

@@ -179,6 +179,12 @@ extension SQLStore {
             """,
             "CREATE INDEX conversations_ended ON conversations (tenant_id, updated_at) WHERE status = 'ended'",
             "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
+            // Saved contact filters (the list's query as JSON), evaluated when used.
+            """
+            CREATE TABLE segments (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL, filter TEXT NOT NULL,
+              created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE UNIQUE INDEX segments_name ON segments (tenant_id, name)",
         ]]
     }
 

@@ -40,12 +40,23 @@ struct ContactRoutes {
     /// `attribute` may repeat.
     static func filter(_ request: Request) throws -> ContactFilter {
         let q = request.uri.queryParameters
+        return try filter { name in q.getAll(name).map { String($0) } }
+    }
+
+    /// The filter the named values make (each name's values, in order): the list's query parameters, or a saved
+    /// segment's `filter` object, which uses the same names.
+    static func filter(_ values: (String) throws -> [String]) throws -> ContactFilter {
+        func single(_ name: String) throws -> String? {
+            let all = try values(name)
+            guard all.count <= 1 else { throw Problem(.badRequest, "\(name) is given once") }
+            return all.first
+        }
         var f = ContactFilter()
-        for tag in q.getAll("tag") {
+        for tag in try values("tag") {
             guard ContactAttributes.validTag(tag) else { throw Problem(.badRequest, "tag \"\(tag.prefix(80))\" is not a tag's shape") }
             f.tags.append(tag)
         }
-        for text in q.getAll("attribute") {
+        for text in try values("attribute") {
             _ = try BodyText.identifier(text, "attribute", max: 300)
             switch AttributeCondition.parse(text) {
             case .success(let c): f.attributes.append(c)
@@ -53,14 +64,17 @@ struct ContactRoutes {
             }
         }
         guard f.tags.count <= 20, f.attributes.count <= 20 else { throw Problem(.badRequest, "a filter has at most 20 tags and 20 attribute conditions") }
-        if let channel = q["channel"].map(String.init) { f.channel = try BodyText.identifier(channel, "channel", max: 64) }
-        if let optedIn = q["opted_in"].map(String.init) {
+        if let channel = try single("channel") { f.channel = try BodyText.identifier(channel, "channel", max: 64) }
+        if let optedIn = try single("opted_in") {
             guard let b = ["true": true, "false": false][optedIn] else { throw Problem(.badRequest, "opted_in must be true or false") }
             f.optedIn = b
         }
-        f.seenAfter = try request.queryTime("seen_after")
-        f.seenBefore = try request.queryTime("seen_before")
-        if let search = q["q"].map(String.init), !search.isEmpty { f.search = try BodyText.identifier(search, "q", max: 200) }
+        for (name, field) in [("seen_after", \ContactFilter.seenAfter), ("seen_before", \.seenBefore)] {
+            guard let v = try single(name) else { continue }
+            guard let t = DataDocument.timestamp(v) else { throw Problem(.badRequest, "\(name) must be an ISO 8601 time") }
+            f[keyPath: field] = t
+        }
+        if let search = try single("q"), !search.isEmpty { f.search = try BodyText.identifier(search, "q", max: 200) }
         return f
     }
 

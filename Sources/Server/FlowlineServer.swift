@@ -178,6 +178,7 @@ public enum FlowlineServer {
         ContactRoutes(store: store, engine: engine).addRoutes(to: v1)
         StartRoutes(store: store, engine: engine, channels: channels).addRoutes(to: v1)
         SettingsRoutes(store: store, engine: engine).addRoutes(to: v1)
+        SegmentRoutes(store: store, engine: engine).addRoutes(to: v1)
         let mail = PeopleMail(store: store, engine: engine, secrets: secrets, publicURL: people.publicURL)
         MemberRoutes(store: store, engine: engine, mail: mail).addRoutes(to: v1, public: router)
         SignUpRoutes(store: store, engine: engine, mail: mail, operatorTenant: people.firstTenant, open: people.signUp,

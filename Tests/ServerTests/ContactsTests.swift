@@ -312,6 +312,63 @@ extension ContactsTests {
         await rig.store.close()
     }
 
+    /// Segments save a filter under a name and evaluate it each time: the count and the contacts follow the records.
+    @Test(arguments: Backend.available)
+    func segmentsAreSavedFiltersEvaluatedWhenUsed(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await Self.channel(client, rig.adminA)
+            func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil, _ key: String? = nil) async throws -> (HTTPResponse.Status, Value) {
+                try await client.execute(uri: uri, method: method, headers: key.map(RouterTests.auth) ?? a, body: body.map(RouterTests.body)) {
+                    ($0.status, RouterTests.json($0))
+                }
+            }
+            var ids: [String: String] = [:]
+            for (address, extra) in [("1", #""tags": ["vip"], "attributes": {"plan": "gold"}"#), ("2", #""tags": ["vip"], "attributes": {"plan": "silver"}"#),
+                                     ("3", #""attributes": {"plan": "gold"}"#)] {
+                ids[address] = try await call(.post, "/v1/contacts", #"{"channel": "\#(channel)", "address": "\#(address)", \#(extra)}"#).1["id"].text
+            }
+            let created = try await call(.post, "/v1/segments", #"{"name": "gold vip", "filter": {"tag": "vip", "attribute": ["plan:eq:gold"]}}"#)
+            #expect(created.0 == .created && created.1["filter"] == ["tag": ["vip"], "attribute": ["plan:eq:gold"]])
+            let id = created.1["id"].text
+            func members() async throws -> (count: Value, addresses: [String]) {
+                let one = try await call(.get, "/v1/segments/\(id)")
+                let page = try await call(.get, "/v1/segments/\(id)/contacts")
+                guard case .list(let items) = page.1["contacts"] else { return (one.1["count"], ["not a list"]) }
+                return (one.1["count"], items.map { $0["address"].text }.sorted())
+            }
+            #expect(try await members() == (1, ["1"]))
+            // Evaluated when used: a contact that comes to match is in it.
+            #expect(try await call(.patch, "/v1/contacts/\(ids["2"]!)", #"{"attributes": {"plan": "gold"}}"#).0 == .ok)
+            #expect(try await members() == (2, ["1", "2"]))
+
+            #expect(try await call(.post, "/v1/segments", #"{"name": "gold vip", "filter": {}}"#).1["code"] == "name_taken")
+            for bad in [#"{"name": "x", "filter": {"tag": "no spaces!"}}"#, #"{"name": "x", "filter": {"colour": "red"}}"#,
+                        #"{"name": "x", "filter": {"opted_in": "yes"}}"#, #"{"name": "x", "filter": {"attribute": ["plan:between:1"]}}"#,
+                        #"{"name": "x", "filter": "vip"}"#, #"{"name": "x"}"#, #"{"name": "x", "filter": {}, "colour": 1}"#,
+                        #"{"name": "", "filter": {}}"#, #"{"name": "x", "filter": {"seen_after": "yesterday"}}"#] {
+                #expect(try await call(.post, "/v1/segments", bad).0 == .badRequest, "refused: \(bad)")
+            }
+            #expect(try await call(.post, "/v1/segments", #"{"name": "x", "filter": {}}"#, rig.agentA).0 == .forbidden)
+            #expect(try await call(.get, "/v1/segments", nil, rig.agentA).1["total"] == 1)
+            let everyone = try await call(.post, "/v1/segments", #"{"name": "everyone", "filter": {}}"#)
+            #expect(try await call(.get, "/v1/segments/\(everyone.1["id"].text)").1["count"] == 3)
+            #expect(try await call(.patch, "/v1/segments/\(everyone.1["id"].text)", #"{"name": "gold vip"}"#).1["code"] == "name_taken")
+            #expect(try await call(.patch, "/v1/segments/\(id)", #"{}"#).0 == .badRequest)
+            let renamed = try await call(.patch, "/v1/segments/\(id)", #"{"name": "vips", "filter": {"tag": ["vip"]}}"#)
+            #expect(renamed.0 == .ok && renamed.1["name"] == "vips")
+            #expect(try await members() == (2, ["1", "2"]))
+            #expect(try await call(.get, "/v1/segments/\(id)", nil, rig.adminB).0 == .notFound, "another tenant's segment does not exist for b")
+            #expect(try await call(.delete, "/v1/segments/\(id)", nil, rig.agentA).0 == .forbidden)
+            #expect(try await call(.delete, "/v1/segments/\(id)").0 == .noContent)
+            #expect(try await call(.get, "/v1/segments/\(id)").0 == .notFound)
+            let actions = try await rig.store.auditLog(tenant: "a").map(\.action).filter { $0.hasPrefix("segment.") }
+            #expect(actions.sorted() == ["segment.create", "segment.create", "segment.delete", "segment.update"])
+        }
+        await rig.store.close()
+    }
+
     static func importCSV(_ client: some TestClientProtocol, _ key: String, channel: String, _ csv: String) async throws -> (HTTPResponse.Status, Value) {
         var headers = RouterTests.auth(key)
         headers[.contentType] = "text/csv"

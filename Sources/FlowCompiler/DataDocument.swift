@@ -14,7 +14,15 @@ public enum DataDocument {
     }
 
     /// Reads an ISO 8601 instant (`2026-01-05T12:00:00Z`).
-    public static func timestamp(_ text: String) -> Timestamp? {
+    public static func timestamp(_ given: String) -> Timestamp? {
+        // RFC 3339 exactly, as JSON Schema's date-time says (the formatter alone takes February 30 as March 2).
+        guard given.utf8.count <= 64,
+              given.range(of: #"^\d{4}-\d{2}-\d{2}[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"#,
+                          options: .regularExpression) != nil,
+              ContactAttributes.isDate(String(given.prefix(10))) else { return nil }
+        // A leap second is read as the second before it.
+        var text = given.uppercased()
+        if text.dropFirst(17).hasPrefix("60") { text = String(text.prefix(17)) + "59" + text.dropFirst(19) }
         let f = ISO8601DateFormatter()
         if let d = f.date(from: text) { return Timestamp(d) }
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]

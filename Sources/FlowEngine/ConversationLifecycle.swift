@@ -13,6 +13,8 @@ public enum ConversationLifecycle {
     /// Why an operator's `request` cannot be posted to a conversation in `status`, or nil when it can. Messages,
     /// results, events and hand-backs are always stored (a turn decides what they mean).
     public static func refusal(_ request: EventBody, status: ConversationStatus, otherOpenConversation: Bool) -> EngineError? {
+        // Before its time a scheduled conversation can only be cancelled (which ends it without a turn).
+        if status == .scheduled, request != .cancel { return EngineError(.conflict, "the conversation has not started yet") }
         switch request {
         case .retry:
             guard status == .failed else { return EngineError(.conflict, "only a failed conversation can be retried") }

@@ -11,6 +11,9 @@ public enum ConversationStatus: String, Sendable, Hashable, CaseIterable {
     /// Stopped on an error, with the reason; can be retried or ended.
     case failed
     case ended
+    /// Started from outside for a later time (`POST /v1/flows/{name}/start` with `at`): its first turn runs then, when
+    /// the contact can still be reached. It does not hold the contact's slot until it starts.
+    case scheduled
 
     /// Whether the conversation still holds its contact's slot (one open conversation per contact and channel).
     public var isOpen: Bool { self == .active || self == .waiting || self == .handoff }

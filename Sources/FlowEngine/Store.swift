@@ -105,9 +105,13 @@ public struct ConversationStart: Sendable, Hashable {
     public var newContactID: String
     /// What the start answers, kept with the idempotency key so a repeat answers the same.
     public var answer: Value
+    /// When the conversation starts, if later than now: it is stored `scheduled` and its first turn runs then.
+    public var at: Timestamp?
 
     public init(tenant: String, channel: String, channelKind: String, contact: String, flow: PublishedFlow, variables: [String: Value],
-                idempotencyKey: String?, requestDigest: String, newConversationID: String, newContactID: String, answer: Value) {
+                idempotencyKey: String?, requestDigest: String, newConversationID: String, newContactID: String, answer: Value,
+                at: Timestamp? = nil) {
+        self.at = at
         self.newContactID = newContactID
         self.answer = answer
         self.tenant = tenant

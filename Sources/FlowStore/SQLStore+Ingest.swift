@@ -257,6 +257,17 @@ extension SQLStore {
                     """, .text(tenant), .text(channel), .text(row.text("contact") ?? ""), .text(conversation)).isEmpty
             }
             if let refusal = ConversationLifecycle.refusal(body, status: status, otherOpenConversation: otherOpen) { throw refusal }
+            if status == .scheduled {
+                // Cancelled before its time: it ends here, and its start is never run.
+                try await db.execute(
+                    """
+                    UPDATE conversations SET status = \(SQLStatus.ended), failure = 'cancelled before it started', due_at = NULL,
+                      row_version = row_version + 1, updated_at = $2 WHERE id = $1
+                    """, .text(conversation), .int(now.milliseconds))
+                try await db.execute("UPDATE events SET processed_at = $2, disposition = 'ignored' WHERE conversation_id = $1 AND processed_at IS NULL",
+                                     .text(conversation), .int(now.milliseconds))
+                return true
+            }
             try await self.insertEvent(body, tenant: tenant, channel: channel, conversation: conversation, providerID: providerID, now: now, db)
             return true
         }

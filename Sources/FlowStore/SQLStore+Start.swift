@@ -22,8 +22,10 @@ extension SQLStore {
                     "SELECT opted_out_at FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3\(self.forUpdate)",
                     .text(s.tenant), .text(s.channel), .text(s.contact)).first
                 if contact?.int("opted_out_at") != nil { return .optedOut }
-                if let id = open.first?.text("id") { return .busy(conversation: id) }
-                let ms = SQLValue.int(now.milliseconds)
+                // A conversation for later does not need the contact's slot now: whether it is free is decided then.
+                let at = s.at.flatMap { $0 > now ? $0 : nil }
+                if at == nil, let id = open.first?.text("id") { return .busy(conversation: id) }
+                let ms = SQLValue.int(now.milliseconds), startsAt = SQLValue.int((at ?? now).milliseconds)
                 if contact == nil {
                     try await db.execute(
                         """
@@ -34,17 +36,18 @@ extension SQLStore {
                 try await db.execute(
                     """
                     INSERT INTO conversations (id, tenant_id, channel, channel_kind, contact, flow, program_hash, status, due_at,
-                      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \(SQLStatus.active), $8, $8, $8)
+                      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
                     """,
                     .text(s.newConversationID), .text(s.tenant), .text(s.channel), .text(s.channelKind), .text(s.contact),
-                    .text(s.flow.name), .text(s.flow.programHash), ms)
+                    .text(s.flow.name), .text(s.flow.programHash), .text((at == nil ? ConversationStatus.active : .scheduled).rawValue),
+                    startsAt, ms)
                 try await db.execute(
                     """
                     INSERT INTO events (tenant_id, channel, channel_kind, contact, conversation_id, kind, body, received_at)
                     VALUES ($1, $2, $3, $4, $5, 'start', $6, $7)
                     """,
                     .text(s.tenant), .text(s.channel), .text(s.channelKind), .text(s.contact), .text(s.newConversationID),
-                    .text(EventBody.start(variables: s.variables).value.jsonText), ms)
+                    .text(EventBody.start(variables: s.variables).value.jsonText), startsAt)
                 if let key = s.idempotencyKey {
                     try await db.execute(
                         "INSERT INTO idempotency_keys (tenant_id, scope, key, request_digest, result, created_at) VALUES ($1, 'start', $2, $3, $4, $5)",

@@ -88,6 +88,7 @@ extension SQLStore {
                       wait_key = NULL, lease_until = NULL, row_version = row_version + 1, updated_at = $3 WHERE id = $1
                     """, .text(record.id), .text(unreadable), .int(now.milliseconds))
             }
+            records = try await self.startScheduled(records, now: now, db)
             guard !records.isEmpty else { return ([], poisoned) }
             try await db.query(
                 "UPDATE conversations SET lease_until = $1 WHERE id IN (\(Self.placeholders(records.count, from: 2)))",
@@ -108,6 +109,42 @@ extension SQLStore {
             }
             return (works, poisoned)
         }
+    }
+
+    /// Scheduled conversations whose time has come take their contact's slot and run, unless the contact opted out
+    /// or is in another open conversation on the channel meanwhile: then it ends unstarted, with the reason. (Two
+    /// starts racing for one slot: the unique index refuses the second, this claim rolls back, and the next one
+    /// finds the slot taken.)
+    func startScheduled(_ records: [ConversationRecord], now: Timestamp, _ db: any SQLExecutor) async throws -> [ConversationRecord] {
+        var kept: [ConversationRecord] = []
+        for var r in records {
+            guard r.status == .scheduled else {
+                kept.append(r)
+                continue
+            }
+            let other = try await db.execute(
+                "SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 AND status IN \(SQLStatus.open) LIMIT 1",
+                .text(r.tenant), .text(r.channel), .text(r.contact)).first?.text("id")
+            let optedOut = try await db.execute(
+                "SELECT opted_out_at FROM contacts WHERE tenant_id = $1 AND channel = $2 AND address = $3",
+                .text(r.tenant), .text(r.channel), .text(r.contact)).first?.int("opted_out_at") != nil
+            if optedOut || other != nil {
+                let reason = optedOut ? "not started at its time: the contact opted out" : "not started at its time: the contact was in conversation \(other!)"
+                try await db.execute(
+                    """
+                    UPDATE conversations SET status = \(SQLStatus.ended), failure = $2, due_at = NULL, row_version = row_version + 1, updated_at = $3
+                    WHERE id = $1
+                    """, .text(r.id), .text(reason), .int(now.milliseconds))
+                try await db.execute("UPDATE events SET processed_at = $2, disposition = 'ignored' WHERE conversation_id = $1 AND processed_at IS NULL",
+                                     .text(r.id), .int(now.milliseconds))
+                continue
+            }
+            try await db.execute("UPDATE conversations SET status = \(SQLStatus.active), row_version = row_version + 1 WHERE id = $1", .text(r.id))
+            r.status = .active
+            r.version += 1
+            kept.append(r)
+        }
+        return kept
     }
 
     /// Writes turns' outcomes in one transaction. A conversation changed since its claim (its lease ran out and

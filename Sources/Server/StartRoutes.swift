@@ -1,4 +1,5 @@
 import Crypto
+import FlowCompiler
 import FlowEngine
 import FlowRuntime
 import FlowVM
@@ -23,7 +24,7 @@ struct StartRoutes {
         let name = try BodyText.pathIdentifier(context, "name", max: 200)
         let key = try request.headers[HTTPField.Name("Idempotency-Key")!].map { try BodyText.identifier($0, "Idempotency-Key", max: 255) }
         let body = try await request.jsonObject(context: context)
-        if let stray = body.keys.sorted().first(where: { !["contact", "variables"].contains($0) }) {
+        if let stray = body.keys.sorted().first(where: { !["contact", "variables", "at"].contains($0) }) {
             throw Problem(.badRequest, "unknown field \(stray.prefix(64))")
         }
         guard case .map(let who)? = body["contact"] else {
@@ -35,6 +36,15 @@ struct StartRoutes {
             variables = v
         }
         guard Value.map(variables).jsonText.utf8.count <= 64 * 1024 else { throw Problem(.badRequest, "variables hold at most 64 KiB of JSON") }
+        // Later: the conversation is stored scheduled and starts then; a time already past starts it now.
+        let now = engine.now
+        var at: Timestamp?
+        if let given = body["at"] {
+            guard case .string(let text) = given, let t = DataDocument.timestamp(text) else {
+                throw Problem(.badRequest, "at must be an ISO 8601 time (2026-12-24T09:00:00-03:00)")
+            }
+            if t > now { at = t }
+        }
 
         // The contact: a record by id, or a channel and address (a record is made when there is none).
         let channelID: String, address: String
@@ -68,26 +78,30 @@ struct StartRoutes {
         // A channel with a reply window (WhatsApp: 24 hours from the contact's last message) takes only a template
         // once it has closed: the flow must name one to open with.
         if let window = channels[channel.kind]?.replyWindow, program.metadata["whatsapp_template"] == .null,
-           (contact?.lastSeenAt).map({ $0.adding(seconds: window) <= engine.now }) ?? true {
+           (contact?.lastSeenAt).map({ $0.adding(seconds: window) <= at ?? now }) ?? true {
             throw Problem(.conflict, "the contact has not written in the last \(window / 3600) hours, so \(channel.kind) takes only an approved "
                 + "template: give flow \(name) a whatsapp_template to open with", extra: ["code": "template_required"])
         }
 
         let digest = SHA256.hash(data: Data(Value.map(["flow": .string(name), "channel": .string(channelID), "address": .string(address),
-                                                        "variables": .map(variables)]).jsonText.utf8))
+                                                        "variables": .map(variables), "at": body["at"] ?? .null]).jsonText.utf8))
             .map { String(format: "%02x", $0) }.joined()
         let conversationID = UUID().uuidString.lowercased(), contactID = contact?.id ?? ContactRecord.newID()
-        let answer: Value = ["conversation": .string(conversationID), "contact": .string(contactID), "flow": .string(name),
+        var answer: Value = ["conversation": .string(conversationID), "contact": .string(contactID), "flow": .string(name),
                              "version": .number(Double(flow.version))]
+        if let at, case .map(var m) = answer {
+            m["scheduled_at"] = .string(at.iso8601)
+            answer = .map(m)
+        }
         let outcome = try await engine.start(ConversationStart(
             tenant: caller.tenant, channel: channelID, channelKind: channel.kind, contact: address, flow: flow, variables: variables,
-            idempotencyKey: key, requestDigest: digest, newConversationID: conversationID, newContactID: contactID, answer: answer))
+            idempotencyKey: key, requestDigest: digest, newConversationID: conversationID, newContactID: contactID, answer: answer, at: at))
         switch outcome {
         case .started(let conversation):
             try await store.audit(context, caller, "flow.start", conversation, at: engine.now)
-            return json(answer, status: .created)
+            return json(answer, status: at == nil ? .created : .accepted)
         case .repeated(let first):
-            var response = json(first, status: .created)
+            var response = json(first, status: first["scheduled_at"] == .null ? .created : .accepted)
             response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
             return response
         case .busy(let conversation):

@@ -23,12 +23,15 @@ import Testing
         }
     }
 
-    @Test func messagesResultsAndHandBacksAreAlwaysStored() {
+    @Test func messagesResultsAndHandBacksAreAlwaysStoredOnceAConversationHasStarted() {
         let bodies: [EventBody] = [.message(InboundMessage(text: "hi")), .handback, .external(name: "stripe.paid", key: "cs_1", payload: [:])]
         for body in bodies {
-            for status in ConversationStatus.allCases {
+            for status in ConversationStatus.allCases where status != .scheduled {
                 #expect(ConversationLifecycle.refusal(body, status: status, otherOpenConversation: true) == nil, "\(body.kind) \(status)")
             }
+            // Before its time, nothing but a cancel reaches a scheduled conversation: it would start it early.
+            #expect(ConversationLifecycle.refusal(body, status: .scheduled, otherOpenConversation: false)
+                    == EngineError(.conflict, "the conversation has not started yet"))
         }
     }
 

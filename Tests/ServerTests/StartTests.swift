@@ -7,6 +7,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 @testable import Server
+import Synchronization
 import Testing
 
 /// `POST /v1/flows/{name}/start`: the business starts a conversation, once per Idempotency-Key, never for a contact
@@ -125,6 +126,74 @@ import Testing
         }
         let starts = try await rig.store.auditLog(tenant: "a").filter { $0.action == "flow.start" }
         #expect(starts.count == 4, "one entry per conversation started, none for a replay")
+        await rig.store.close()
+    }
+
+    /// With `at`, the conversation is stored scheduled: it holds no slot and sends nothing until its time, then runs
+    /// as if started then, unless the contact opted out or is in another conversation by then; it can be cancelled.
+    @Test(arguments: Backend.available)
+    func aStartForLaterRunsAtItsTime(_ backend: Backend) async throws {
+        let time = Mutex(Timestamp(milliseconds: 1_800_000_000_000))
+        let rig = try await RouterTests.Rig(backend: backend, clock: { time.withLock { $0 } })
+        let t0 = time.withLock { $0 }, later = t0.adding(seconds: 3600)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await ContactsTests.channel(client, rig.adminA)
+            try await Self.publish(client, rig.adminA, "remind", Self.reminder)
+            func start(_ address: String, at: String?, key: String? = nil) async throws -> (status: HTTPResponse.Status, body: Value) {
+                var headers = a
+                if let key { headers[HTTPField.Name("Idempotency-Key")!] = key }
+                let when = at.map { #", "at": "\#($0)""# } ?? ""
+                let body = #"{"contact": {"channel": "\#(channel)", "address": "\#(address)"}, "variables": {"appointment": "9:00"}\#(when)}"#
+                return try await client.execute(uri: "/v1/flows/remind/start", method: .post, headers: headers, body: RouterTests.body(body)) {
+                    ($0.status, RouterTests.json($0))
+                }
+            }
+            func conversation(_ id: String) async throws -> ConversationRecord { try #require(try await rig.store.conversation(id: id, tenant: "a")) }
+            func messages(_ id: String) async throws -> [MessageRecord] { try await rig.store.messages(conversation: id, tenant: "a") }
+
+            let first = try await start("920", at: later.iso8601, key: "k-920")
+            #expect(first.status == .accepted && first.body["scheduled_at"].text == later.iso8601)
+            let replay = try await start("920", at: later.iso8601, key: "k-920")
+            #expect(replay.status == .accepted && replay.body == first.body)
+            let waiting = first.body["conversation"].text
+            let runs = try await start("921", at: "2027-01-15T06:00:00-03:00")  // the same instant, written in São Paulo time
+            #expect(runs.status == .accepted && runs.body["scheduled_at"].text == later.iso8601)
+            let optingOut = try await start("922", at: later.iso8601).body["conversation"].text
+            let cancelled = try await start("923", at: later.iso8601).body["conversation"].text
+            try await rig.engine.drain()
+            #expect(try await conversation(waiting).status == .scheduled, "nothing runs before its time")
+            #expect(try await messages(waiting).isEmpty)
+            try await client.execute(uri: "/v1/conversations/\(waiting)", method: .get, headers: a) { #expect(RouterTests.json($0)["status"] == "scheduled") }
+
+            // It holds no slot: the contact can be started now too (and will be busy at the scheduled time).
+            let now = try await start("920", at: nil)
+            #expect(now.status == .created)
+            let contact = try #require(try await rig.store.contact(tenant: "a", channel: channel, address: "922"))
+            #expect(try await client.execute(uri: "/v1/contacts/\(contact.id)", method: .patch, headers: a,
+                                             body: RouterTests.body(#"{"opted_out": true}"#)) { $0.status } == .ok)
+            #expect(try await client.execute(uri: "/v1/conversations/\(cancelled)/cancel", method: .post, headers: a) { $0.status } == .accepted)
+            #expect(try await client.execute(uri: "/v1/conversations/\(runs.body["conversation"].text)/handback", method: .post, headers: a) { $0.status }
+                    == .conflict, "before its time a scheduled conversation can only be cancelled")
+            for bad in ["tomorrow", "2027-02-30T09:00:00Z"] {
+                #expect(try await start("924", at: bad).status == .badRequest, "refused: at \(bad)")
+            }
+            #expect(try await start("925", at: t0.adding(seconds: -60).iso8601).status == .created, "a time already past starts it now")
+
+            time.withLock { $0 = later.adding(seconds: 1) }
+            try await rig.engine.drain()
+            let ran = try await messages(runs.body["conversation"].text)
+            #expect(ran.map(\.text) == ["Hi there, your appointment is 9:00 (3)", "Can you come?"])
+            #expect(ran.first?.at == later, "the first turn runs as of its time")
+            #expect(try await conversation(runs.body["conversation"].text).status == .waiting)
+            let busy = try await conversation(waiting)
+            #expect(busy.status == .ended && busy.failure == "not started at its time: the contact was in conversation \(now.body["conversation"].text)")
+            #expect(try await conversation(optingOut).failure == "not started at its time: the contact opted out")
+            #expect(try await conversation(cancelled).status == .ended)
+            #expect(try await messages(cancelled).isEmpty)
+            #expect(try await messages(optingOut).isEmpty)
+            #expect(try await rig.store.backlog(now: later.adding(seconds: 1)).events == 0)
+        }
         await rig.store.close()
     }
 

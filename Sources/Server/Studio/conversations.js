@@ -7,7 +7,7 @@ import { h, replace } from './dom.js';
 export async function render(main, ctx) {
   if (ctx.id) return detail(main, ctx);
   const filters = h('form', { class: 'inline filters', 'aria-label': 'Filters' },
-    h('select', { name: 'status', 'aria-label': 'Status' }, ['', 'active', 'waiting', 'handoff', 'failed', 'ended'].map((s) => h('option', { value: s }, s || 'any status'))),
+    h('select', { name: 'status', 'aria-label': 'Status' }, ['', 'active', 'waiting', 'handoff', 'failed', 'ended', 'scheduled'].map((s) => h('option', { value: s }, s || 'any status'))),
     h('input', { name: 'flow', placeholder: 'flow', 'aria-label': 'Flow' }),
     h('input', { name: 'channel', placeholder: 'channel id', 'aria-label': 'Channel' }),
     h('input', { name: 'contact', placeholder: 'contact', 'aria-label': 'Contact' }),

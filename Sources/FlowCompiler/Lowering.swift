@@ -167,10 +167,35 @@ struct Lowering {
         }
         if let d = ast.debounce { metadata["debounce"] = .number(Double(d)) }
         if let t = ast.whatsappTemplate { metadata["whatsapp_template"] = ["name": .string(t.name), "language": .string(t.language)] }
+        if let start = ast.start?.value, Self.opensWithTemplate(ast, from: start) { metadata["opens_with_template"] = true }
         return Program(
             name: ast.name?.value ?? "", sourceFile: file, metadata: .map(metadata), instructions: instructions,
             constants: asm.constants, variables: variables, blocks: blocks, sourceMap: asm.sourceMap
         )
+    }
+
+    /// Whether every way from `start` to the flow's first message goes through a `whatsapp.template` action first:
+    /// such a flow may open a conversation outside WhatsApp's 24-hour window without a flow-level template. A flow
+    /// that can end, or wait, before sending anything counts as opening with a template on that path (it sends
+    /// nothing the window could refuse there).
+    static func opensWithTemplate(_ ast: FlowAST, from start: String) -> Bool {
+        var seen: Set<String> = [], stack = [start]
+        var reachedTemplate = false
+        while let id = stack.popLast() {
+            guard seen.insert(id).inserted, let b = ast.block(id) else { continue }
+            switch b.kind {
+            case .action(let name, _) where name.value == "whatsapp.template":
+                reachedTemplate = true
+                continue  // what follows is inside the window the template opened
+            case .text, .ask, .end(.some), .handoff(_, .some):
+                return false
+            case .action(let name, _) where name.value == "whatsapp.media" || name.value == "channel.send":
+                return false
+            default:
+                stack += b.successors.map(\.value)
+            }
+        }
+        return reachedTemplate
     }
 
     private mutating func store(_ save: Located<String>?) {

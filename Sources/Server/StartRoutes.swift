@@ -78,6 +78,7 @@ struct StartRoutes {
         // A channel with a reply window (WhatsApp: 24 hours from the contact's last message) takes only a template
         // once it has closed: the flow must name one to open with.
         if let window = channels[channel.kind]?.replyWindow, program.metadata["whatsapp_template"] == .null,
+           program.metadata["opens_with_template"] != true,
            (contact?.lastSeenAt).map({ $0.adding(seconds: window) <= at ?? now }) ?? true {
             throw Problem(.conflict, "the contact has not written in the last \(window / 3600) hours, so \(channel.kind) takes only an approved "
                 + "template: give flow \(name) a whatsapp_template to open with", extra: ["code": "template_required"])

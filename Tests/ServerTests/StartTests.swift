@@ -208,15 +208,46 @@ import Testing
                 """)) { RouterTests.json($0)["id"].text }
             let plain = "flow: news\ntrigger: { channel: whatsapp }\nstart: hi\nblocks:\n  hi:\n    text: \"News!\"\n"
             try await Self.publish(client, rig.adminA, "news", plain)
-            func start(_ flow: String) async throws -> (HTTPResponse.Status, Value) {
+            func start(_ flow: String, _ address: String = "5511988887777") async throws -> (HTTPResponse.Status, Value) {
                 try await client.execute(uri: "/v1/flows/\(flow)/start", method: .post, headers: a, body: RouterTests.body(
-                    #"{"contact": {"channel": "\#(wa)", "address": "5511988887777"}}"#)) { ($0.status, RouterTests.json($0)) }
+                    #"{"contact": {"channel": "\#(wa)", "address": "\#(address)"}}"#)) { ($0.status, RouterTests.json($0)) }
             }
             let (status, problem) = try await start("news")
             #expect(status == .conflict && problem["code"] == "template_required", "\(problem)")
             let templated = "flow: news2\ntrigger: { channel: whatsapp }\nwhatsapp_template: { name: news_update, language: pt_BR }\nstart: hi\nblocks:\n  hi:\n    text: \"News!\"\n"
             try await Self.publish(client, rig.adminA, "news2", templated)
             #expect(try await start("news2").0 == .created)
+            // The compiler knows what a flow sends first: a whatsapp.template on every way to the first message is
+            // enough; one way that sends text first is not.
+            let opening = """
+                flow: news3
+                trigger: { channel: whatsapp }
+                start: route
+                blocks:
+                  route:
+                    next:
+                      - when: "contact.attributes.vip == true"
+                        goto: vip
+                      - goto: plain
+                  vip:
+                    use: whatsapp.template
+                    with: { name: vip_news, language: pt_BR }
+                    next: more
+                  plain:
+                    contact: { tag: news }
+                    next: templated
+                  templated:
+                    use: whatsapp.template
+                    with: { name: news_update, language: pt_BR }
+                    next: more
+                  more:
+                    text: "Reply to read more"
+                """
+            try await Self.publish(client, rig.adminA, "news3", opening)
+            #expect(try await start("news3", "5511988880003").0 == .created, "both ways open with a template")
+            try await Self.publish(client, rig.adminA, "news4", opening.replacingOccurrences(of: "flow: news3", with: "flow: news4")
+                .replacingOccurrences(of: "next: templated", with: "next: more"))
+            #expect(try await start("news4", "5511988880004").1["code"] == "template_required", "one way sends text first")
             // An api flow does not start on a WhatsApp channel.
             try await Self.publish(client, rig.adminA, "remind", Self.reminder)
             let (wrong, why) = try await start("remind")

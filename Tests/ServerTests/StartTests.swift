@@ -129,6 +129,47 @@ import Testing
         await rig.store.close()
     }
 
+    /// A start and the contact's own message arriving together: whichever commits first takes the contact's slot, the
+    /// other joins it (the message) or is refused (the start, 409 in_conversation); one conversation, nothing lost.
+    @Test(arguments: Backend.available)
+    func aStartRacingTheContactsMessageMakesOneConversation(_ backend: Backend) async throws {
+        let rig = try await RouterTests.Rig(backend: backend)
+        try await rig.app.test(.router) { client in
+            let a = RouterTests.auth(rig.adminA)
+            let channel = try await ContactsTests.channel(client, rig.adminA)
+            try await Self.publish(client, rig.adminA, "remind", Self.reminder)
+            let addresses = (0..<12).map { "95\($0)" }
+            let starts = try await withThrowingTaskGroup(of: HTTPResponse.Status?.self) { group in
+                for address in addresses {
+                    group.addTask {
+                        try await client.execute(uri: "/v1/flows/remind/start", method: .post, headers: a, body: RouterTests.body(
+                            #"{"contact": {"channel": "\#(channel)", "address": "\#(address)"}, "variables": {"appointment": "9:00"}}"#)) { $0.status }
+                    }
+                    group.addTask {
+                        try await client.execute(uri: "/v1/channels/\(channel)/inbound", method: .post, headers: a,
+                                                 body: RouterTests.body(#"{"from": "\#(address)", "text": "hello there", "id": "m-\#(address)"}"#)) {
+                            #expect($0.status == .accepted)
+                        }
+                        return nil
+                    }
+                }
+                var statuses: [HTTPResponse.Status] = []
+                for try await s in group { if let s { statuses.append(s) } }
+                return statuses
+            }
+            #expect(starts.allSatisfy { $0 == .created || $0 == .conflict }, "\(starts)")
+            try await rig.engine.drain()
+            for address in addresses {
+                let conversations = try await rig.store.conversations(tenant: "a", status: nil, contact: address)
+                #expect(conversations.count == 1, "\(address): \(conversations.count) conversations")
+                let texts = try await rig.store.messages(conversation: conversations.first?.id ?? "", tenant: "a").map(\.text)
+                #expect(texts.contains("hello there"), "\(address): the message is in the one conversation: \(texts)")
+            }
+            #expect(try await rig.store.backlog(now: rig.engine.now).events == 0)
+        }
+        await rig.store.close()
+    }
+
     /// With `at`, the conversation is stored scheduled: it holds no slot and sends nothing until its time, then runs
     /// as if started then, unless the contact opted out or is in another conversation by then; it can be cancelled.
     @Test(arguments: Backend.available)

@@ -178,7 +178,9 @@ import Testing
             } catch let e as ConnectorError {
                 #expect(e.code == "unreachable" && e.retryable, "hang up: \(hangUp)")
             }
-            #expect(ContinuousClock.now - start < .seconds(5), "the deadline ends the wait")
+            // Well under the 30 s a context gives by default, so only the 500 ms deadline can end it this soon; not
+            // a speed promise (7.5 s was seen on a loaded CI machine).
+            #expect(ContinuousClock.now - start < .seconds(20), "the deadline ends the wait")
             try await server.close()
         }
     }

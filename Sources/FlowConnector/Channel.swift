@@ -276,7 +276,8 @@ public protocol ChannelStore: Sendable {
     var now: Timestamp { get }
     /// The conversation's contact.
     var contact: String { get }
-    /// When the contact last wrote in this conversation.
+    /// When the contact last wrote on this channel: in this conversation, or in an earlier one (the contact record's
+    /// last message); nil when they never did, as for a conversation the business started for a new contact.
     func lastInboundAt() async throws -> Timestamp?
     /// The phone number stored for a contact of this channel.
     func contactPhone(_ contact: String) async throws -> String?

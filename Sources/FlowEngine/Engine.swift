@@ -38,6 +38,12 @@ public final class Engine: Sendable {
         public var maintenanceInterval: Duration = .seconds(3600)
         /// How long an `Idempotency-Key` answers a repeated request with the first answer.
         public var idempotencyKeyLifetime: Int64 = 24 * 3600
+        /// Seconds a worker holds a campaign for one batch; a worker that dies mid-batch delays it this long.
+        public var campaignLease: Int64 = 30
+        /// Most contacts one campaign batch starts (a second's worth at the campaign's rate, up to this).
+        public var campaignBatch = 200
+        /// How long a campaign waits to try a contact who was in another conversation (`if_busy: queue`).
+        public var campaignRetryBusy: Int64 = 60
         public init() {}
     }
 
@@ -58,6 +64,8 @@ public final class Engine: Sendable {
     private let wake = WakeSignal()
     /// Wakes the delivery loop when turns have queued outbox rows.
     private let deliveryWake = WakeSignal()
+    /// Wakes the campaign loop when a campaign is made or resumed.
+    private let campaignWake = WakeSignal()
     /// Wakes the maintenance loop early (on stop).
     private let maintenanceWake = WakeSignal()
     /// Passes the work loops have made (each asks the store for work once): an idle engine makes few.
@@ -150,6 +158,54 @@ public final class Engine: Sendable {
         let outcome = try await store.start(start, now: now)
         if case .started = outcome { wake.signal() }
         return outcome
+    }
+
+    /// Wakes the campaign loop: a campaign was made, resumed or is due sooner.
+    public func campaignsChanged() {
+        campaignWake.signal()
+    }
+
+    /// Runs one batch of the campaign most overdue: leases it, starts the contacts its rate allows now (each start
+    /// marks its contact's row in its own transaction, so a batch redone after a crash starts nobody twice), and
+    /// records what became of the others. Returns how many contacts it handled (1 for a due campaign with none).
+    @discardableResult
+    public func runCampaigns() async throws -> Int {
+        guard let batch = try await store.claimCampaign(now: now, lease: configuration.campaignLease, maxBatch: configuration.campaignBatch)
+        else { return 0 }
+        let campaign = batch.campaign
+        guard let flow = try await publishedFlows(campaign.tenant).first(where: { $0.name == campaign.flow }) else {
+            try await store.finishCampaignBatch(batch, outcomes: [], started: 0, failure: "flow \(campaign.flow) has no published version", now: now)
+            logger.warning("campaign failed: its flow is not published", metadata: ["campaign": "\(campaign.id)", "tenant": "\(campaign.tenant)"])
+            return 1
+        }
+        var outcomes: [CampaignTargetOutcome] = [], started = 0
+        do {
+            for target in batch.targets {
+                let outcome = try await store.start(ConversationStart(
+                    tenant: campaign.tenant, channel: campaign.channel, channelKind: campaign.channelKind, contact: target.address, flow: flow,
+                    variables: campaign.variables, idempotencyKey: nil, requestDigest: "", newConversationID: UUID().uuidString.lowercased(),
+                    newContactID: target.contact, answer: .null, campaign: CampaignMark(campaign: campaign.id, contact: target.contact)), now: now)
+                switch outcome {
+                case .started:
+                    started += 1
+                    outcomes.append(.done)
+                    Failpoint.hit(.campaignAfterStart)
+                case .notQueued, .repeated, .keyReused: outcomes.append(.done)
+                case .optedOut: outcomes.append(.skipped(reason: "opted_out"))
+                case .busy:
+                    outcomes.append(campaign.ifBusy == .skip ? .skipped(reason: "in_conversation")
+                                                             : .later(at: now.adding(seconds: configuration.campaignRetryBusy)))
+                }
+            }
+        } catch {
+            // The contacts not reached stay queued for the next batch; what was done is recorded.
+            if started > 0 { wake.signal() }
+            try? await store.finishCampaignBatch(batch, outcomes: outcomes, started: started, failure: nil, now: now)
+            throw error
+        }
+        try await store.finishCampaignBatch(batch, outcomes: outcomes, started: started, failure: nil, now: now)
+        if started > 0 { wake.signal() }
+        return max(1, batch.targets.count)
     }
 
     /// Hands a conversation back from a human agent to its flow.
@@ -380,7 +436,7 @@ public final class Engine: Sendable {
 
     /// One pass over all kinds of work; returns how much was done.
     public func step() async throws -> Int {
-        try await runTurns() + dispatch() + reroute()
+        try await runTurns() + dispatch() + reroute() + runCampaigns()
     }
 
     /// Works until nothing is left to do now (tests, `flowline chat`-like drivers).
@@ -402,6 +458,7 @@ public final class Engine: Sendable {
         stopping.store(true, ordering: .relaxed)
         wake.signal()
         deliveryWake.signal()
+        campaignWake.signal()
         maintenanceWake.signal()
     }
 
@@ -411,6 +468,7 @@ public final class Engine: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.loop(self.wake) { try await self.runTurns() + self.reroute() } }
             group.addTask { await self.loop(self.deliveryWake) { try await self.dispatch() } }
+            group.addTask { await self.loop(self.campaignWake) { try await self.runCampaigns() } }
             group.addTask {
                 while !Task.isCancelled, !self.stopping.load(ordering: .relaxed) {
                     do { try await self.maintain() } catch { self.logger.warning("maintenance failed; it runs again later", metadata: ["error": "\(error)"]) }

@@ -24,6 +24,9 @@ public enum Failpoint: String, CaseIterable, Sendable {
     case turnAfterRun = "turn.after-run"
     /// Inside a group-committed ingest transaction, every row written, before `COMMIT`.
     case ingestBeforeCommit = "ingest.before-commit"
+    /// A campaign's start of one contact's conversation is committed (and the contact's row marked with it), and
+    /// the batch's other contacts are not yet started.
+    case campaignAfterStart = "campaign.after-start"
     /// The ingest is committed and its caller (an HTTP request, a webhook) has not been answered.
     case ingestAfterCommit = "ingest.after-commit"
 

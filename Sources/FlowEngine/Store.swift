@@ -107,11 +107,15 @@ public struct ConversationStart: Sendable, Hashable {
     public var answer: Value
     /// When the conversation starts, if later than now: it is stored `scheduled` and its first turn runs then.
     public var at: Timestamp?
+    /// The campaign row this start marks started, in its own transaction; the start happens only while that row is
+    /// queued and its campaign running.
+    public var campaign: CampaignMark?
 
     public init(tenant: String, channel: String, channelKind: String, contact: String, flow: PublishedFlow, variables: [String: Value],
                 idempotencyKey: String?, requestDigest: String, newConversationID: String, newContactID: String, answer: Value,
-                at: Timestamp? = nil) {
+                at: Timestamp? = nil, campaign: CampaignMark? = nil) {
         self.at = at
+        self.campaign = campaign
         self.newContactID = newContactID
         self.answer = answer
         self.tenant = tenant
@@ -137,6 +141,9 @@ public enum StartOutcome: Sendable, Hashable {
     case optedOut
     /// The `Idempotency-Key` was used before for a different request.
     case keyReused
+    /// A campaign's start whose row is no longer queued (another worker started it, or the campaign was cancelled)
+    /// or whose campaign is not running (paused): nothing was written.
+    case notQueued
 }
 
 /// What storing an inbound message did: the same answer a channel driver's inbox gives (`ReceiveOutcome`).
@@ -246,6 +253,15 @@ public protocol Store: Sendable {
     func retentionPeriods() async throws -> [(tenant: String, days: Int)]
     /// Forgets `Idempotency-Key`s recorded before `before`; returns how many.
     func purgeIdempotencyKeys(before: Timestamp) async throws -> Int
+
+    /// Leases the campaign most overdue for `lease` seconds (choosing its contacts first if it is beginning) with the
+    /// contacts its rate allows now, at most `maxBatch`; nil when none is due.
+    func claimCampaign(now: Timestamp, lease: Int64, maxBatch: Int) async throws -> CampaignBatch?
+    /// Records a leased batch: what became of each contact not started (one outcome per target, in order), how
+    /// many were started (spent from the bucket), and when the campaign is due next; ends it when none is left
+    /// queued, or as failed with `failure`. Releases the lease.
+    func finishCampaignBatch(_ batch: CampaignBatch, outcomes: [CampaignTargetOutcome], started: Int, failure: String?,
+                             now: Timestamp) async throws
 
     /// Claims up to `limit` conversations that are due (pending events, a deadline passed) under a lease of `lease`
     /// seconds, runs `turn` for each outside any transaction, and writes the outcomes in one; a conversation whose

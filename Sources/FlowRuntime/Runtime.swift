@@ -44,6 +44,8 @@ public final class Runtime: Sendable {
         public var webhookSigningSecret: String?
         /// Seconds a claimed delivery stays with this process; a connector call gets at most half (and 30 s).
         public var deliveryLease: Int64
+        /// Seconds a campaign's batch stays with this process; after a crash, the wait before another goes on with it.
+        public var campaignLease: Int64 = 30
         /// Custom connectors: their actions join the catalog and may replace a built-in one.
         public var connectors: [any Connector]
         /// Custom channel kinds, after the built-in ones (`BuiltinChannels.all`); one of a built-in kind replaces it.
@@ -99,6 +101,7 @@ public final class Runtime: Sendable {
         var engineConfiguration = Engine.Configuration()
         engineConfiguration.http = http
         engineConfiguration.delivery.lease = configuration.deliveryLease
+        engineConfiguration.campaignLease = configuration.campaignLease
         engineConfiguration.connectorTimeout = min(.seconds(30), .milliseconds(configuration.deliveryLease * 500))
         if let secrets { engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL, secrets: secrets) }
         engineConfiguration.secrets = secrets

@@ -164,6 +164,9 @@ extension SQLStore: ContactRecords {
             guard let row = try await db.execute("SELECT channel, address FROM contacts WHERE id = $1 AND tenant_id = $2",
                                                  .text(id), .text(tenant)).first,
                   let channel = row.text("channel"), let address = row.text("address") else { return nil }
+            // Its campaign rows go first: a campaign's start locks the row before the conversations, so this is the
+            // order both take.
+            try await db.execute("DELETE FROM campaign_targets WHERE contact_id = $1 AND tenant_id = $2", .text(id), .text(tenant))
             let conversations = try await db.execute(
                 "SELECT id FROM conversations WHERE tenant_id = $1 AND channel = $2 AND contact = $3 ORDER BY id\(self.forUpdate)",
                 .text(tenant), .text(channel), .text(address)).compactMap { $0.text("id") }

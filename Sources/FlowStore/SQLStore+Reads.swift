@@ -128,8 +128,16 @@ extension SQLStore {
     /// When the contact last wrote in this conversation; nil when never. WhatsApp's 24-hour window runs from it.
     public func lastInboundAt(conversation: String, tenant: String) async throws -> Timestamp? {
         try await driver.transaction { db in
-            try await db.execute("SELECT MAX(at) AS at FROM messages WHERE conversation_id = $1 AND tenant_id = $2 AND direction = 'in'",
-                                 .text(conversation), .text(tenant)).first?.int("at").map(Timestamp.init(milliseconds:))
+            // The conversation's last message from the contact, or the contact's last message on the channel in any
+            // conversation (a conversation started from outside opens in the window of one they wrote in).
+            let row = try await db.execute(
+                """
+                SELECT (SELECT MAX(at) FROM messages WHERE conversation_id = $1 AND tenant_id = $2 AND direction = 'in') AS here,
+                  (SELECT k.last_seen_at FROM conversations c JOIN contacts k ON k.tenant_id = c.tenant_id AND k.channel = c.channel
+                     AND k.address = c.contact WHERE c.id = $1 AND c.tenant_id = $2) AS seen
+                """, .text(conversation), .text(tenant)).first
+            let latest = [row?.int("here"), row?.int("seen")].compactMap { $0 }.max()
+            return latest.map(Timestamp.init(milliseconds:))
         }
     }
 

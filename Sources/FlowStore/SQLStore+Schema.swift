@@ -185,6 +185,28 @@ extension SQLStore {
               created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
             """,
             "CREATE UNIQUE INDEX segments_name ON segments (tenant_id, name)",
+        ], [
+            // Campaigns: a flow sent to a filter's contacts on a channel, paced by a token bucket kept on the row
+            // (thousandths of a conversation; the rate in thousandths per second) and leased by one worker at a time.
+            """
+            CREATE TABLE campaigns (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL, flow TEXT NOT NULL,
+              channel TEXT NOT NULL, channel_kind TEXT NOT NULL, segment_id TEXT, filter TEXT NOT NULL, variables TEXT NOT NULL,
+              starts_at BIGINT NOT NULL, rate_milli BIGINT NOT NULL, daily_limit BIGINT, if_busy TEXT NOT NULL, status TEXT NOT NULL, failure TEXT,
+              total BIGINT NOT NULL DEFAULT 0, tokens_milli BIGINT NOT NULL DEFAULT 0, refilled_at BIGINT, next_at BIGINT,
+              lease_until BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, finished_at BIGINT)
+            """,
+            "CREATE INDEX campaigns_due ON campaigns (next_at) WHERE status IN ('scheduled', 'running')",
+            "CREATE INDEX campaigns_tenant ON campaigns (tenant_id, created_at, id)",
+            // One row per contact a campaign reaches: queued, then started (with its conversation, marked in the
+            // start's own transaction) or skipped with a reason.
+            """
+            CREATE TABLE campaign_targets (campaign_id TEXT NOT NULL, tenant_id TEXT NOT NULL, channel TEXT NOT NULL,
+              contact_id TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, conversation_id TEXT,
+              next_at BIGINT NOT NULL, started_at BIGINT, PRIMARY KEY (campaign_id, contact_id))
+            """,
+            "CREATE INDEX campaign_targets_queued ON campaign_targets (campaign_id, next_at, contact_id) WHERE status = 'queued'",
+            "CREATE INDEX campaign_targets_started ON campaign_targets (tenant_id, channel, started_at) WHERE status = 'started'",
+            "CREATE INDEX campaign_targets_contact ON campaign_targets (contact_id)",
         ]]
     }
 

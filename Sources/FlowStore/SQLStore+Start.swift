@@ -13,6 +13,16 @@ extension SQLStore {
                         return seen.text("request_digest") == s.requestDigest ? .repeated(answer: Value(json: seen.text("result") ?? "") ?? .null) : .keyReused
                     }
                 }
+                // A campaign's contact: its row first (locked: another worker redoing the batch waits, then finds it
+                // started), and only while it is queued and the campaign running.
+                if let mark = s.campaign {
+                    let row = try await db.execute(
+                        """
+                        SELECT t.status, c.status AS campaign_status FROM campaign_targets t JOIN campaigns c ON c.id = t.campaign_id
+                        WHERE t.campaign_id = $1 AND t.contact_id = $2 AND c.tenant_id = $3\(self.postgres ? " FOR UPDATE OF t" : "")
+                        """, .text(mark.campaign), .text(mark.contact), .text(s.tenant)).first
+                    guard row?.text("status") == "queued", row?.text("campaign_status") == "running" else { return .notQueued }
+                }
                 // The conversations first, then the contact (locked, so an opt-out committing meanwhile is seen): the
                 // order every writer takes them in.
                 let open = try await db.execute(
@@ -52,6 +62,11 @@ extension SQLStore {
                     try await db.execute(
                         "INSERT INTO idempotency_keys (tenant_id, scope, key, request_digest, result, created_at) VALUES ($1, 'start', $2, $3, $4, $5)",
                         .text(s.tenant), .text(key), .text(s.requestDigest), .text(s.answer.jsonText), ms)
+                }
+                if let mark = s.campaign {
+                    try await db.execute(
+                        "UPDATE campaign_targets SET status = 'started', conversation_id = $3, started_at = $4 WHERE campaign_id = $1 AND contact_id = $2",
+                        .text(mark.campaign), .text(mark.contact), .text(s.newConversationID), ms)
                 }
                 return .started(conversation: s.newConversationID)
             }

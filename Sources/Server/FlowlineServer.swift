@@ -46,14 +46,19 @@ public struct ServerConfiguration: Sendable {
     /// (`FLOWLINE_DELIVERY_LEASE`, 60 by default): after a crash, the wait before a send is retried. A connector call
     /// gets at most half of it (and never more than 30 s), so a slow call is never attempted twice at once.
     public var deliveryLease: Int64 = 60
+    /// Seconds a campaign's batch stays with this process (`FLOWLINE_CAMPAIGN_LEASE`, 30 by default): after a crash,
+    /// the wait before another process goes on with the campaign.
+    public var campaignLease: Int64 = 30
 
     public init() {}
 
     /// What the engine's side shares with `flowline work`: everything but HTTP and auth.
     public var runtime: Runtime.Configuration {
-        Runtime.Configuration(database: database, secretKey: secretKey, publicURL: publicURL ?? "http://\(host):\(port)",
-                              webhookSigningSecret: webhookSigningSecret, deliveryLease: deliveryLease, connectors: connectors,
-                              channels: channels)
+        var c = Runtime.Configuration(database: database, secretKey: secretKey, publicURL: publicURL ?? "http://\(host):\(port)",
+                                      webhookSigningSecret: webhookSigningSecret, deliveryLease: deliveryLease, connectors: connectors,
+                                      channels: channels)
+        c.campaignLease = campaignLease
+        return c
     }
 
     /// How people sign in, as the router needs it.
@@ -81,6 +86,9 @@ public struct ServerConfiguration: Sendable {
             // The provider sends people back to the public URL: it must be known, and https.
             guard let url = people.publicURL else { throw StartupError("single sign-on needs FLOWLINE_PUBLIC_URL when the port is chosen at start") }
             guard SingleSignOn.trusted(url) else { throw StartupError("single sign-on needs FLOWLINE_PUBLIC_URL to be https (http only on loopback), not \(url)") }
+        }
+        guard (2...3600).contains(campaignLease) else {
+            throw StartupError("the campaign lease must be from 2 to 3600 seconds, not \(campaignLease)")
         }
         guard (2...86_400).contains(deliveryLease) else {
             throw StartupError("the delivery lease must be from 2 to 86400 seconds, not \(deliveryLease)")
@@ -179,6 +187,7 @@ public enum FlowlineServer {
         StartRoutes(store: store, engine: engine, channels: channels).addRoutes(to: v1)
         SettingsRoutes(store: store, engine: engine).addRoutes(to: v1)
         SegmentRoutes(store: store, engine: engine).addRoutes(to: v1)
+        CampaignRoutes(store: store, engine: engine, channels: channels).addRoutes(to: v1)
         let mail = PeopleMail(store: store, engine: engine, secrets: secrets, publicURL: people.publicURL)
         MemberRoutes(store: store, engine: engine, mail: mail).addRoutes(to: v1, public: router)
         SignUpRoutes(store: store, engine: engine, mail: mail, operatorTenant: people.firstTenant, open: people.signUp,

@@ -30,21 +30,10 @@ struct StartRoutes {
         guard case .map(let who)? = body["contact"] else {
             throw Problem(.badRequest, "contact is required: {\"id\"} or {\"channel\", \"address\"}")
         }
-        var variables: [String: Value] = [:]
-        if let given = body["variables"] {
-            guard case .map(let v) = given else { throw Problem(.badRequest, "variables must be an object of name to value") }
-            variables = v
-        }
-        guard Value.map(variables).jsonText.utf8.count <= 64 * 1024 else { throw Problem(.badRequest, "variables hold at most 64 KiB of JSON") }
+        let variables = try Self.variables(body)
         // Later: the conversation is stored scheduled and starts then; a time already past starts it now.
         let now = engine.now
-        var at: Timestamp?
-        if let given = body["at"] {
-            guard case .string(let text) = given, let t = DataDocument.timestamp(text) else {
-                throw Problem(.badRequest, "at must be an ISO 8601 time (2026-12-24T09:00:00-03:00)")
-            }
-            if t > now { at = t }
-        }
+        let at = try Self.at(body).flatMap { $0 > now ? $0 : nil }
 
         // The contact: a record by id, or a channel and address (a record is made when there is none).
         let channelID: String, address: String
@@ -72,9 +61,7 @@ struct StartRoutes {
             throw Problem(.conflict, "flow \(name) runs on \(kind) channels; channel \(channelID) is \(channel.kind)", extra: ["code": "wrong_channel"])
         }
         guard let program = try await store.program(hash: flow.programHash) else { throw Problem(.internalError, "the flow's program is missing") }
-        if let stray = variables.keys.sorted().first(where: { !program.variables.contains($0) || Program.builtinVariables.contains($0) }) {
-            throw Problem(.badRequest, "flow \(name) has no variable \(stray.prefix(64)) to start with")
-        }
+        try Self.check(variables, of: program, flow: name)
         // A channel with a reply window (WhatsApp: 24 hours from the contact's last message) takes only a template
         // once it has closed: the flow must name one to open with.
         if let window = channels[channel.kind]?.replyWindow, program.metadata["whatsapp_template"] == .null,
@@ -110,8 +97,34 @@ struct StartRoutes {
                           extra: ["code": "in_conversation", "conversation": .string(conversation)])
         case .optedOut:
             throw Problem(.conflict, "the contact opted out on this channel", extra: ["code": "opted_out"])
+        case .notQueued:
+            throw Problem(.internalError, "a start outside a campaign was taken for a campaign's")
         case .keyReused:
             throw Problem(.conflict, "this Idempotency-Key was used for a different start", extra: ["code": "idempotency_key_reused"])
+        }
+    }
+
+    /// The `variables` a start or a campaign gives: an object of name to value, at most 64 KiB of JSON.
+    static func variables(_ body: [String: Value]) throws -> [String: Value] {
+        guard let given = body["variables"] else { return [:] }
+        guard case .map(let v) = given else { throw Problem(.badRequest, "variables must be an object of name to value") }
+        guard given.jsonText.utf8.count <= 64 * 1024 else { throw Problem(.badRequest, "variables hold at most 64 KiB of JSON") }
+        return v
+    }
+
+    /// The `at` a start or a campaign gives, read as RFC 3339 exactly.
+    static func at(_ body: [String: Value]) throws -> Timestamp? {
+        guard let given = body["at"] else { return nil }
+        guard case .string(let text) = given, let t = DataDocument.timestamp(text) else {
+            throw Problem(.badRequest, "at must be an ISO 8601 time (2026-12-24T09:00:00-03:00)")
+        }
+        return t
+    }
+
+    /// Refuses a variable the flow does not declare (or a built-in one) to start with.
+    static func check(_ variables: [String: Value], of program: Program, flow name: String) throws {
+        if let stray = variables.keys.sorted().first(where: { !program.variables.contains($0) || Program.builtinVariables.contains($0) }) {
+            throw Problem(.badRequest, "flow \(name) has no variable \(stray.prefix(64)) to start with")
         }
     }
 }

@@ -61,6 +61,7 @@ extension ServerConfiguration {
         config.webhookSigningSecret = env["FLOWLINE_WEBHOOK_SIGNING_SECRET"]
         config.publicURL = env["FLOWLINE_PUBLIC_URL"]
         config.deliveryLease = env["FLOWLINE_DELIVERY_LEASE"].flatMap(Int64.init) ?? config.deliveryLease
+        config.campaignLease = env["FLOWLINE_CAMPAIGN_LEASE"].flatMap(Int64.init) ?? config.campaignLease
         // The example custom connector (docs/connectors.md), when a CRM is configured.
         if let url = env["FLOWLINE_CRM_URL"] {
             config.connectors.append(CRMConnector(baseURL: url, apiKey: env["FLOWLINE_CRM_API_KEY"] ?? ""))

@@ -320,7 +320,12 @@ import Testing
             } else {
                 #expect(p.delivered().last?.type == "text", "a channel without a reply window always sends")
             }
-            #expect(p.delivered().count == 2)
+            // A contact who never wrote (a conversation the business started): no window was ever open.
+            if driver.replyWindow != nil {
+                _ = try await driver.send(send, account: account, context: Self.context(), store: Store(lastInbound: nil, template: template))
+                #expect(p.delivered().last?.type == "template", "a contact who never wrote gets the template")
+            }
+            #expect(p.delivered().count == (driver.replyWindow == nil ? 2 : 3))
 
             // What the provider says later about a sent message reaches the conversation.
             guard let failedStatus = fixture.failedStatus else { return }

@@ -109,7 +109,9 @@ public struct WhatsAppChannel: ChannelDriver {
             return ["id": answer["id"], "template": .string(name)]
         }
         let answer: Value
-        if let last = try await store.lastInboundAt(), last.adding(seconds: replyWindow ?? 0) <= store.now {
+        // A contact who never wrote (a conversation the business started) has no window open at all.
+        let last = try await store.lastInboundAt()
+        if last.map({ $0.adding(seconds: replyWindow ?? 0) <= store.now }) ?? true {
             answer = try await sendTemplate()
         } else {
             do {

@@ -1,0 +1,86 @@
+import FlowEngine
+import FlowStore
+import FlowVM
+import FlowlineTestKit
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// A campaign through real `flowline serve` processes on PostgreSQL: the one running it is killed (SIGKILL) in the
+/// middle of a batch, another takes over once the lease runs out, and every contact gets the campaign's template
+/// exactly once, as the fake Graph API counts.
+@Suite struct CampaignProcessTests {
+    static let flow = """
+        flow: offer
+        trigger: { channel: whatsapp }
+        whatsapp_template: { name: december_offer, language: pt_BR }
+        start: hi
+        blocks:
+          hi:
+            text: "Oferta de dezembro"
+        """
+
+    @Test func aCampaignKilledMidwayReachesEveryContactOnce() async throws {
+        guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
+            Issue.record("build flowline first: \(ServeProcess.binary) is missing")
+            return
+        }
+        let dir = try ProcessTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let database = try await SQLStore.createPostgresDatabase(nextTo: try Peer.value("FLOWLINE_TEST_POSTGRES_URL"), prefix: "campaign_")
+        let secret = SecretBox.generateKey()
+        let graph = FakeGraphAPI(token: "EAAG-campaign-token")
+        // Nothing the first process sends gets through, so the kill cannot land between a send and its done mark (a
+        // repeat the outbox allows, under the same key): what is counted is the campaign's own exactly-once.
+        graph.mode.withLock { $0 = .failing }
+        let contacts = (0..<30).map { String(format: "55119888800%02d", $0) }
+        try await graph.app.test(.live) { graphPeer in
+            let leases = ["FLOWLINE_CAMPAIGN_LEASE": "2", "FLOWLINE_DELIVERY_LEASE": "2"]
+            let first = try await ServeProcess(database: database, log: dir + "/serve.log", secretKey: secret, flows: dir + "/flows",
+                                               environment: leases.merging(["FLOWLINE_FAILPOINTS": "campaign.after-start@12"]) { a, _ in a })
+            defer { if first.isRunning { first.kill() } }
+            #expect(try await first.api.call(.PUT, "/v1/flows/offer", Self.flow, headers: [("Content-Type", "application/yaml")]).status == 201)
+            #expect(try await first.api.call(.POST, "/v1/flows/offer/publish").status == 201)
+            let channel = try await first.api.call(.POST, "/v1/channels", Value.map([
+                "kind": "whatsapp", "name": "wa", "phone_number_id": .string(graph.phoneNumberID), "verify_token": "verify-campaign",
+                "app_secret": "app-secret-campaign", "access_token": "EAAG-campaign-token", "graph_url": .string("http://127.0.0.1:\(graphPeer.port!)"),
+            ]).jsonText)
+            #expect(channel.status == 201)
+            let channelID = channel.body["id"].text
+            for address in contacts {
+                let made = try await first.api.call(.POST, "/v1/contacts", Value.map(["channel": .string(channelID), "address": .string(address)]).jsonText)
+                #expect(made.status == 201, "\(made.body)")
+            }
+            let campaign = try await first.api.call(.POST, "/v1/campaigns", Value.map([
+                "name": "december", "flow": "offer", "channel": .string(channelID), "filter": .map([:]), "rate": 20,
+            ]).jsonText)
+            #expect(campaign.status == 201, "\(campaign.body)")
+            let id = campaign.body["id"].text
+
+            _ = try await Peers.eventually("the first server dies at its twelfth start", seconds: 30) { first.isRunning ? nil : true }
+            #expect(first.wasKilled, "ended by SIGKILL")
+            #expect(first.output.contains("failpoint campaign.after-start"), "its log names the failpoint")
+
+            graph.mode.withLock { $0 = .normal }
+            let second = try await ServeProcess(database: database, log: dir + "/serve.log", secretKey: secret, flows: dir + "/flows", environment: leases)
+            defer { if second.isRunning { second.kill() } }
+            let view = try await Peers.eventually("the campaign finishes and every template is sent", seconds: 90) { () -> Value? in
+                let v = try await second.api.call(.GET, "/v1/campaigns/\(id)").body
+                guard v["status"] == "finished", graph.messages.count >= contacts.count else { return nil }
+                let metrics = try await second.api.call(.GET, "/metrics", auth: false).body.text
+                return metrics.contains("flowline_outbox_pending 0") ? v : nil
+            }
+            #expect(view["counts"]["total"] == 30 && view["counts"]["started"] == 30 && view["counts"]["queued"] == 0, "\(view["counts"])")
+            #expect(view["counts"]["sent"] == 30)
+
+            // Each contact got the template once: none twice, none left out.
+            let sent = graph.messages
+            #expect(sent.allSatisfy { $0["type"] == "template" && $0["template"]["name"] == "december_offer" }, "\(sent.first ?? .null)")
+            let perContact = Dictionary(grouping: sent, by: { $0["to"].text }).mapValues(\.count)
+            #expect(perContact.keys.sorted() == contacts, "every contact reached")
+            #expect(perContact.values.allSatisfy { $0 == 1 }, "none reached twice: \(perContact.filter { $0.value > 1 })")
+            #expect(!second.output.contains("failpoint"), "the restarted server has none armed")
+        }
+    }
+}

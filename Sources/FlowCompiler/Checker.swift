@@ -72,6 +72,15 @@ struct Checker {
             report(.error, "unknown-channel", "unknown channel '\(channel.value)'", at: channel.location,
                    hint: Suggest.hint(channel.value, channels) ?? "channels: \(channels.joined(separator: ", "))")
         }
+        // A webhook fills only variables the flow declares (as a start from the API does), never a built-in one.
+        for (name, _) in ast.trigger?.webhook?.variables ?? [] {
+            if Program.builtinVariables.contains(name.value) {
+                report(.error, "invalid-value", "trigger.webhook cannot set the built-in variable '\(name.value)'", at: name.location)
+            } else if !ast.variables.contains(where: { $0.name == name.value }) {
+                report(.error, "undefined-variable", "trigger.webhook sets '\(name.value)', which is not declared in variables:", at: name.location,
+                       hint: "declare it: variables: { \(name.value): string }")
+            }
+        }
         for b in ast.blocks {
             block = b.id
             for target in b.successors where ast.block(target.value) == nil && !ast.brokenBlocks.contains(target.value) {
@@ -138,7 +147,8 @@ struct Checker {
     }
 
     private mutating func checkUnassigned() {
-        var assigned = Set<String>()
+        // What the flow's webhook fills counts as assigned.
+        var assigned = Set((ast.trigger?.webhook?.variables ?? []).map(\.name.value))
         for b in ast.blocks {
             if let s = b.save { assigned.insert(s.value) }
             if case .set(let a) = b.kind { for (n, _, _) in a { assigned.insert(n) } }

@@ -26,6 +26,13 @@ struct FlowAST: Sendable {
     struct Trigger: Sendable {
         var channel: Located<String>?
         var keywords: [String]
+        var webhook: Webhook?
+    }
+    /// `trigger.webhook`: where in a JSON body posted to the flow's hook the contact and the variables are.
+    struct Webhook: Sendable {
+        var address: Located<String>
+        var name: Located<String>?
+        var variables: [(name: Located<String>, path: Located<String>)]
     }
     struct Variable: Sendable {
         var name: String

@@ -222,8 +222,9 @@ struct FlowParser {
 
     private mutating func trigger(_ node: SourceNode) -> FlowAST.Trigger? {
         guard let entries = mapping(node, "trigger") else { return nil }
-        checkKeys(entries, allowed: ["channel", "keywords"], context: "trigger")
+        checkKeys(entries, allowed: ["channel", "keywords", "webhook"], context: "trigger")
         var t = FlowAST.Trigger(channel: nil, keywords: [])
+        if let w = node["webhook"] { t.webhook = webhook(w) }
         if let c = node["channel"] { t.channel = string(c, "trigger channel") }
         if let k = node["keywords"] {
             switch k {
@@ -233,6 +234,42 @@ struct FlowParser {
             }
         }
         return t
+    }
+
+    /// `{ address: customer.phone, name?: customer.name, variables?: { order: order.id } }`: paths into the posted
+    /// JSON (names and list indexes joined by dots).
+    private mutating func webhook(_ node: SourceNode) -> FlowAST.Webhook? {
+        guard let entries = mapping(node, "trigger.webhook") else { return nil }
+        checkKeys(entries, allowed: ["address", "name", "variables"], context: "trigger.webhook")
+        func path(_ n: SourceNode, _ what: String) -> Located<String>? {
+            guard let p = string(n, what) else { return nil }
+            guard p.value.utf8.count <= 200,
+                  p.value.range(of: #"^[A-Za-z_][A-Za-z0-9_-]*(\.([A-Za-z_][A-Za-z0-9_-]*|[0-9]+))*$"#, options: .regularExpression) != nil else {
+                error("invalid-value", "\(what) '\(p.value.prefix(60))' is not a path into the posted JSON", at: p.location,
+                      hint: "names and list indexes joined by dots: customer.phone, items.0.sku")
+                return nil
+            }
+            return p
+        }
+        var name: Located<String>?
+        if let n = node["name"] { name = path(n, "trigger.webhook name") }
+        var variables: [(name: Located<String>, path: Located<String>)] = []
+        if let v = node["variables"], let pairs = mapping(v, "trigger.webhook variables") {
+            for e in pairs {
+                if let p = path(e.value, "trigger.webhook variable '\(e.key)'") {
+                    variables.append((Located(value: e.key, location: e.keyLocation), p))
+                }
+            }
+        }
+        // A wrong or missing address is reported and the rest still checked (the program is not made either way).
+        var address = Located(value: "", location: node.location)
+        if let a = node["address"] {
+            if let p = path(a, "trigger.webhook address") { address = p }
+        } else {
+            error("missing-key", "trigger.webhook needs an 'address': where the contact's address is in the posted JSON", at: node.location,
+                  hint: "for example address: customer.phone")
+        }
+        return FlowAST.Webhook(address: address, name: name, variables: variables)
     }
 
     private mutating func variables(_ node: SourceNode) -> [FlowAST.Variable] {

@@ -164,6 +164,12 @@ struct Lowering {
                 "channel": t.channel.map { .string($0.value) } ?? .null,
                 "keywords": .list(t.keywords.map(Value.string)),
             ])
+            if let w = t.webhook {
+                var m: [String: Value] = ["address": .string(w.address.value)]
+                if let n = w.name { m["name"] = .string(n.value) }
+                m["variables"] = .map(Dictionary(w.variables.map { ($0.name.value, Value.string($0.path.value)) }) { a, _ in a })
+                metadata["webhook"] = .map(m)
+            }
         }
         if let d = ast.debounce { metadata["debounce"] = .number(Double(d)) }
         if let t = ast.whatsappTemplate { metadata["whatsapp_template"] = ["name": .string(t.name), "language": .string(t.language)] }

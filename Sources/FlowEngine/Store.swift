@@ -110,6 +110,8 @@ public struct ConversationStart: Sendable, Hashable {
     /// The campaign row this start marks started, in its own transaction; the start happens only while that row is
     /// queued and its campaign running.
     public var campaign: CampaignMark?
+    /// The name a contact record made for this start gets (a webhook's `name`); an existing record keeps its own.
+    public var contactName: String?
 
     public init(tenant: String, channel: String, channelKind: String, contact: String, flow: PublishedFlow, variables: [String: Value],
                 idempotencyKey: String?, requestDigest: String, newConversationID: String, newContactID: String, answer: Value,

@@ -110,7 +110,8 @@ extension SQLStore {
             }
         }
 
-        // Contacts, in address order (the order a turn's contact edits lock them in).
+        // Contacts, in address order (the order a turn's contact edits lock them in). The channel's profile name fills
+        // a record that has none; a name the business gave (or the first one the channel reported) is kept.
         let ordered = contacts.sorted { ($0.tenant, $0.channel, $0.contact) < ($1.tenant, $1.channel, $1.contact) }
         for chunk in ordered.chunked(200) {
             try await valuesStatement(
@@ -121,7 +122,7 @@ extension SQLStore {
                      phones[k].map(SQLValue.text) ?? .null, ms, ms, ms]
                 },
                 suffix: """
-                     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(EXCLUDED.name, contacts.name),
+                     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET name = COALESCE(contacts.name, EXCLUDED.name),
                       phone = COALESCE(EXCLUDED.phone, contacts.phone), last_seen_at = EXCLUDED.last_seen_at
                     """, db)
         }

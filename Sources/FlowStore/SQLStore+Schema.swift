@@ -207,6 +207,14 @@ extension SQLStore {
             "CREATE INDEX campaign_targets_queued ON campaign_targets (campaign_id, next_at, contact_id) WHERE status = 'queued'",
             "CREATE INDEX campaign_targets_started ON campaign_targets (tenant_id, channel, started_at) WHERE status = 'started'",
             "CREATE INDEX campaign_targets_contact ON campaign_targets (contact_id)",
+        ], [
+            // A flow's inbound webhook: found by its token's SHA-256 (the token itself is shown once and never
+            // stored), one per flow, with the channel its contacts are on and an optional signing secret, sealed.
+            """
+            CREATE TABLE flow_hooks (token_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, flow TEXT NOT NULL, channel TEXT NOT NULL,
+              signing_secret TEXT, created_at BIGINT NOT NULL)
+            """,
+            "CREATE UNIQUE INDEX flow_hooks_flow ON flow_hooks (tenant_id, flow)",
         ]]
     }
 

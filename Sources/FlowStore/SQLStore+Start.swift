@@ -39,9 +39,9 @@ extension SQLStore {
                 if contact == nil {
                     try await db.execute(
                         """
-                        INSERT INTO contacts (id, tenant_id, channel, address, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+                        INSERT INTO contacts (id, tenant_id, channel, address, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $6, $5, $5)
                         ON CONFLICT (tenant_id, channel, address) DO NOTHING
-                        """, .text(s.newContactID), .text(s.tenant), .text(s.channel), .text(s.contact), ms)
+                        """, .text(s.newContactID), .text(s.tenant), .text(s.channel), .text(s.contact), ms, s.contactName.map(SQLValue.text) ?? .null)
                 }
                 try await db.execute(
                     """

@@ -52,9 +52,22 @@ struct StartRoutes {
             address = try BodyText.identifier(who, "address", max: 128, what: "the address the channel knows the contact by")
             contact = try await store.contact(tenant: caller.tenant, channel: channelID, address: address)
         }
-        guard let channel = try await store.channel(id: channelID, tenant: caller.tenant) else { throw Problem(.notFound, "no channel \(channelID)") }
+        let started = try await begin(tenant: caller.tenant, flow: name, channelID: channelID, address: address, contact: contact,
+                                      variables: variables, at: at, key: key, asked: body["at"] ?? .null)
+        if started.new { try await store.audit(context, caller, "flow.start", started.answer["conversation"].text, at: engine.now) }
+        return started.response
+    }
 
-        guard let flow = try await store.publishedFlows(tenant: caller.tenant).first(where: { $0.name == name }) else {
+    /// What a start does once its request is read (`POST /v1/flows/{name}/start`, a flow's webhook): checks the flow,
+    /// the channel and the window, and starts the conversation once per `key`. `asked` is the `at` as given, part of
+    /// what a key's reuse is compared on. The response is 201 (202 for later), or the first answer again for a key
+    /// seen before; `new` says whether a conversation was made.
+    func begin(tenant: String, flow name: String, channelID: String, address: String, contact: ContactRecord?, variables: [String: Value],
+               at: Timestamp?, key: String?, asked: Value, contactName: String? = nil) async throws -> (response: Response, answer: Value, new: Bool) {
+        let now = engine.now
+        guard let channel = try await store.channel(id: channelID, tenant: tenant) else { throw Problem(.notFound, "no channel \(channelID)") }
+
+        guard let flow = try await store.publishedFlows(tenant: tenant).first(where: { $0.name == name }) else {
             throw Problem(.notFound, "flow \(name) has no published version")
         }
         if let kind = flow.triggerChannel, kind != channel.kind {
@@ -72,7 +85,7 @@ struct StartRoutes {
         }
 
         let digest = SHA256.hash(data: Data(Value.map(["flow": .string(name), "channel": .string(channelID), "address": .string(address),
-                                                        "variables": .map(variables), "at": body["at"] ?? .null]).jsonText.utf8))
+                                                        "variables": .map(variables), "at": asked]).jsonText.utf8))
             .map { String(format: "%02x", $0) }.joined()
         let conversationID = UUID().uuidString.lowercased(), contactID = contact?.id ?? ContactRecord.newID()
         var answer: Value = ["conversation": .string(conversationID), "contact": .string(contactID), "flow": .string(name),
@@ -81,17 +94,18 @@ struct StartRoutes {
             m["scheduled_at"] = .string(at.iso8601)
             answer = .map(m)
         }
-        let outcome = try await engine.start(ConversationStart(
-            tenant: caller.tenant, channel: channelID, channelKind: channel.kind, contact: address, flow: flow, variables: variables,
-            idempotencyKey: key, requestDigest: digest, newConversationID: conversationID, newContactID: contactID, answer: answer, at: at))
+        var start = ConversationStart(
+            tenant: tenant, channel: channelID, channelKind: channel.kind, contact: address, flow: flow, variables: variables,
+            idempotencyKey: key, requestDigest: digest, newConversationID: conversationID, newContactID: contactID, answer: answer, at: at)
+        start.contactName = contactName
+        let outcome = try await engine.start(start)
         switch outcome {
-        case .started(let conversation):
-            try await store.audit(context, caller, "flow.start", conversation, at: engine.now)
-            return json(answer, status: at == nil ? .created : .accepted)
+        case .started:
+            return (json(answer, status: at == nil ? .created : .accepted), answer, true)
         case .repeated(let first):
             var response = json(first, status: first["scheduled_at"] == .null ? .created : .accepted)
             response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
-            return response
+            return (response, first, false)
         case .busy(let conversation):
             throw Problem(.conflict, "the contact is in conversation \(conversation) on this channel",
                           extra: ["code": "in_conversation", "conversation": .string(conversation)])

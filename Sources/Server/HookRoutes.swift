@@ -29,12 +29,6 @@ struct HookRoutes {
          "created_at": .string(h.createdAt.iso8601)]
     }
 
-    /// A random secret: a prefix and 32 random bytes in hex.
-    static func secret(_ prefix: String) -> String {
-        var g = SystemRandomNumberGenerator()
-        return prefix + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
-    }
-
     @Sendable func show(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
         let caller = try context.requireCaller()
         let name = try BodyText.pathIdentifier(context, "name", max: 200)
@@ -69,12 +63,12 @@ struct HookRoutes {
         if let kind = flow.triggerChannel, kind != channel.kind {
             throw Problem(.conflict, "flow \(name) runs on \(kind) channels; channel \(channelID) is \(channel.kind)", extra: ["code": "wrong_channel"])
         }
-        let token = Self.secret("fh_")
+        let token = "fh_" + APIKeys.random(43)  // ~256 random bits, as an API key
         var hook = FlowHook(tenant: caller.tenant, flow: name, channel: channelID, sealedSigningSecret: nil, createdAt: engine.now)
         var answer = Self.view(hook)
         if signed {
             guard let secrets else { throw Problem(.unavailable, "this server has no FLOWLINE_SECRET_KEY, so it cannot keep a signing secret") }
-            let secret = Self.secret("fhs_")
+            let secret = "fhs_" + APIKeys.random(43)
             hook.sealedSigningSecret = try secrets.seal(secret, context: hook.secretContext)
             answer["signing_secret"] = .string(secret)
             answer["signed"] = true

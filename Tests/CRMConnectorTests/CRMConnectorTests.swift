@@ -14,7 +14,7 @@ import Testing
 
 /// The example custom connector against a fake CRM on 127.0.0.1, alone and through the engine.
 @Suite struct CRMConnectorTests {
-    /// A CRM: Ana (gold) by phone, Bruno by email; `busy` is rate-limited, `down` fails, `slow` takes 2 s.
+    /// A CRM: Ana (gold) by phone, Bruno by email; `busy` is rate-limited, `down` fails, `slow` takes 6 s.
     static var crm: some ApplicationProtocol {
         let router = Router()
         router.get("customers") { request, _ -> Response in
@@ -30,7 +30,7 @@ import Testing
             case ("busy", _): return Response(status: .tooManyRequests, headers: [HTTPField.Name("Retry-After")!: "7"])
             case ("down", _): return Response(status: .internalServerError)
             case ("slow", _):
-                try await Task.sleep(for: .seconds(2))
+                try await Task.sleep(for: .seconds(6))
                 return json(#"{"id": "c-3"}"#)
             default: return Response(status: .notFound)
             }
@@ -121,7 +121,8 @@ import Testing
             try await store.migrate()
             try await store.ensureTenant(id: "t1", name: "t1")
             var configuration = Engine.Configuration()
-            configuration.connectorTimeout = .milliseconds(500)
+            // Generous for the fast calls on a loaded CI machine (500 ms was missed), well under the slow one's 6 s.
+            configuration.connectorTimeout = .seconds(2)
             let engine = Engine(store: store, connectors: registry, configuration: configuration)
             _ = try await engine.publish(tenant: "t1", program: try compiler.program(source: Self.flow, file: "vip.yaml"), source: Self.flow)
             for (contact, id) in [("5511", "m1"), ("777", "m2"), ("slow", "m3")] {

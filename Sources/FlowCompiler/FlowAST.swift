@@ -27,6 +27,18 @@ struct FlowAST: Sendable {
         var channel: Located<String>?
         var keywords: [String]
         var webhook: Webhook?
+        var schedule: Schedule?
+    }
+    /// `trigger.schedule`: when the flow starts itself, and for whom (a segment's contacts or a fixed list).
+    struct Schedule: Sendable {
+        var cron: [Located<String>]
+        var timezone: String
+        var segment: Located<String>?
+        var contacts: [String]
+        var channel: Located<String>?
+        var missed: String
+        var rate: Double?
+        var location: SourcePosition
     }
     /// `trigger.webhook`: where in a JSON body posted to the flow's hook the contact and the variables are.
     struct Webhook: Sendable {

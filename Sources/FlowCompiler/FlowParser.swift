@@ -222,9 +222,10 @@ struct FlowParser {
 
     private mutating func trigger(_ node: SourceNode) -> FlowAST.Trigger? {
         guard let entries = mapping(node, "trigger") else { return nil }
-        checkKeys(entries, allowed: ["channel", "keywords", "webhook"], context: "trigger")
+        checkKeys(entries, allowed: ["channel", "keywords", "webhook", "schedule"], context: "trigger")
         var t = FlowAST.Trigger(channel: nil, keywords: [])
         if let w = node["webhook"] { t.webhook = webhook(w) }
+        if let s = node["schedule"] { t.schedule = schedule(s) }
         if let c = node["channel"] { t.channel = string(c, "trigger channel") }
         if let k = node["keywords"] {
             switch k {
@@ -270,6 +271,72 @@ struct FlowParser {
                   hint: "for example address: customer.phone")
         }
         return FlowAST.Webhook(address: address, name: name, variables: variables)
+    }
+
+    /// `{ cron: "0 9 * * 1-5" | [...], timezone: America/Sao_Paulo, segment: parents | contacts: [...], channel?: ch_…,
+    /// missed?: run_once | skip, rate?: 5 }`.
+    private mutating func schedule(_ node: SourceNode) -> FlowAST.Schedule? {
+        guard let entries = mapping(node, "trigger.schedule") else { return nil }
+        checkKeys(entries, allowed: ["cron", "timezone", "segment", "contacts", "channel", "missed", "rate"], context: "trigger.schedule")
+        var s = FlowAST.Schedule(cron: [], timezone: "UTC", segment: nil, contacts: [], channel: nil, missed: "run_once", location: node.location)
+        var zone: TimeZone?
+        if let t = node["timezone"], let name = string(t, "trigger.schedule timezone") {
+            zone = TimeZone(identifier: name.value)
+            if zone == nil {
+                error("unknown-timezone", "unknown time zone '\(name.value.prefix(60))'", at: name.location,
+                      hint: "use an IANA name such as America/Sao_Paulo or Europe/Lisbon")
+            }
+            s.timezone = name.value
+        } else if node["timezone"] == nil {
+            // 09:00 in whose day? Guessing UTC would run a clinic's reminders hours off.
+            error("missing-key", "trigger.schedule needs a 'timezone': the zone its times are in", at: node.location,
+                  hint: "for example timezone: America/Sao_Paulo")
+        }
+        switch node["cron"] {
+        case .sequence(let items, let l)?:
+            s.cron = items.compactMap { string($0, "a cron expression") }
+            if s.cron.isEmpty || s.cron.count > 10 { error("invalid-value", "cron takes one to ten expressions", at: l) }
+        case let c?: if let text = string(c, "cron") { s.cron = [text] }
+        case nil: error("missing-key", "trigger.schedule needs a 'cron': when it fires", at: node.location, hint: #"for example cron: "0 9 * * 1-5""#)
+        }
+        for c in s.cron {
+            do throws(CronExpression.Invalid) {
+                _ = try CronExpression(c.value, timeZone: zone ?? TimeZone(identifier: "UTC")!)
+            } catch let invalid {
+                error("invalid-cron", invalid.description, at: c.location, hint: "five fields: minute hour day-of-month month day-of-week")
+            }
+        }
+        if let g = node["segment"] { s.segment = string(g, "trigger.schedule segment") }
+        if let c = node["contacts"] {
+            if case .sequence(let items, _) = c {
+                s.contacts = items.compactMap { string($0, "a contact's address")?.value }
+                if s.contacts.count > 1000 { error("invalid-value", "a fixed list holds at most 1,000 contacts; use a segment", at: c.location) }
+                if s.contacts.contains(where: { $0.isEmpty || $0.utf8.count > 200 }) {
+                    error("invalid-value", "a contact's address is 1–200 characters", at: c.location)
+                }
+            } else {
+                error("invalid-value", "contacts is a list of the contacts' addresses", at: c.location)
+            }
+        }
+        switch (s.segment != nil || node["segment"] != nil, node["contacts"] != nil) {
+        case (true, true):
+            error("conflicting-keys", "trigger.schedule has 'segment' or 'contacts', not both", at: node["contacts"]?.location ?? node.location)
+        case (false, false):
+            error("missing-key", "trigger.schedule needs a 'segment' (a segment's name) or 'contacts' (a list of addresses)", at: node.location)
+        default: break
+        }
+        if let c = node["channel"] { s.channel = string(c, "trigger.schedule channel") }
+        if let m = node["missed"], let text = string(m, "missed") {
+            if ["run_once", "skip"].contains(text.value) { s.missed = text.value } else {
+                error("invalid-value", "missed is run_once (one late run for the occurrences missed) or skip", at: m.location)
+            }
+        }
+        if let r = node["rate"] {
+            if case .scalar(let text) = r, let n = Double(text.text), n >= 0.01, n <= 1000 { s.rate = n } else {
+                error("invalid-value", "rate is conversations started per second, from 0.01 to 1000", at: r.location)
+            }
+        }
+        return s
     }
 
     private mutating func variables(_ node: SourceNode) -> [FlowAST.Variable] {

@@ -170,6 +170,14 @@ struct Lowering {
                 m["variables"] = .map(Dictionary(w.variables.map { ($0.name.value, Value.string($0.path.value)) }) { a, _ in a })
                 metadata["webhook"] = .map(m)
             }
+            if let s = t.schedule {
+                var m: [String: Value] = ["cron": .list(s.cron.map { .string($0.value) }), "timezone": .string(s.timezone),
+                                          "missed": .string(s.missed)]
+                if let g = s.segment { m["segment"] = .string(g.value) } else { m["contacts"] = .list(s.contacts.map(Value.string)) }
+                if let c = s.channel { m["channel"] = .string(c.value) }
+                if let r = s.rate { m["rate"] = .number(r) }
+                metadata["schedule"] = .map(m)
+            }
         }
         if let d = ast.debounce { metadata["debounce"] = .number(Double(d)) }
         if let t = ast.whatsappTemplate { metadata["whatsapp_template"] = ["name": .string(t.name), "language": .string(t.language)] }

@@ -169,5 +169,6 @@ extension ContactFilter {
         seenAfter = time("seen_after")
         seenBefore = time("seen_before")
         search = value["q"].nonEmptyText
+        addresses = texts("address")
     }
 }

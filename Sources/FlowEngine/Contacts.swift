@@ -96,6 +96,8 @@ public struct ContactFilter: Sendable, Hashable {
     public var seenBefore: Timestamp?
     /// Text in the name, the address or the phone (case-insensitive for ASCII letters).
     public var search: String?
+    /// Contacts at one of these addresses (a schedule's fixed list; not a filter the API offers).
+    public var addresses: [String] = []
 
     public init() {}
 }

@@ -44,6 +44,9 @@ public final class Engine: Sendable {
         public var campaignBatch = 200
         /// How long a campaign waits to try a contact who was in another conversation (`if_busy: queue`).
         public var campaignRetryBusy: Int64 = 60
+        /// Channel kinds that take only approved templates outside a reply window (WhatsApp): a schedule on one fires
+        /// only a flow that opens with a template.
+        public var templateKinds: Set<String> = ["whatsapp"]
         public init() {}
     }
 
@@ -206,6 +209,80 @@ public final class Engine: Sendable {
         try await store.finishCampaignBatch(batch, outcomes: outcomes, started: started, failure: nil, now: now)
         if started > 0 { wake.signal() }
         return max(1, batch.targets.count)
+    }
+
+    /// Fires the schedules that are due: each occurrence makes one campaign (the flow sent to the segment or the
+    /// fixed list, paced like any campaign), once across all processes; occurrences missed while none ran are run
+    /// once, late, or skipped, as the schedule says. Returns how many schedules it handled.
+    @discardableResult
+    public func runSchedules() async throws -> Int {
+        let due = try await store.claimSchedules(now: now, lease: configuration.campaignLease, limit: 16)
+        var made = false
+        for schedule in due {
+            let firing = try await firing(of: schedule)
+            if try await store.finishSchedule(schedule, firing, now: now), firing.campaign != nil { made = true }
+            if let error = firing.error {
+                logger.warning("schedule made no campaign", metadata: ["tenant": "\(schedule.tenant)", "flow": "\(schedule.flow)", "reason": "\(error)"])
+            }
+        }
+        if made { campaignWake.signal() }
+        return due.count
+    }
+
+    /// What a due schedule does now: the occurrence it runs and the campaign that makes, or why it makes none.
+    private func firing(of schedule: ScheduleRecord) async throws -> ScheduleFiring {
+        let now = self.now
+        guard let spec = ScheduleSpec(schedule.spec), let due = schedule.nextAt else {
+            return ScheduleFiring(occurrence: nil, campaign: nil, contacts: [], missed: 0, next: nil, error: "the schedule cannot be read")
+        }
+        let (occurrence, missed, next) = spec.decide(due: due, now: now)
+        guard let occurrence else { return ScheduleFiring(occurrence: nil, campaign: nil, contacts: [], missed: missed, next: next, error: nil) }
+        func failed(_ why: String) -> ScheduleFiring {
+            ScheduleFiring(occurrence: occurrence, campaign: nil, contacts: [], missed: missed, next: next, error: why)
+        }
+        // The channel: the one it names, else the tenant's only channel of the flow's kind.
+        let kind = schedule.spec["trigger_channel"].nonEmptyText
+        let channels = try await store.channels(tenant: schedule.tenant, limit: 1000, offset: 0).items
+        let channel: ChannelRecord
+        if let id = spec.channel {
+            guard let c = channels.first(where: { $0.id == id }) else { return failed("no channel \(id)") }
+            channel = c
+        } else {
+            let candidates = channels.filter { kind == nil || $0.kind == kind }
+            guard candidates.count == 1 else {
+                return failed(candidates.isEmpty ? "no \(kind ?? "") channel to send on" : "several \(kind ?? "") channels: name one in trigger.schedule.channel")
+            }
+            channel = candidates[0]
+        }
+        if let kind, kind != channel.kind { return failed("the flow runs on \(kind) channels; channel \(channel.id) is \(channel.kind)") }
+        if configuration.templateKinds.contains(channel.kind), schedule.spec["opens_with_template"] != true {
+            return failed("template_required: \(channel.kind) takes only approved templates outside its reply window; the flow must open with one")
+        }
+        // Whom: the segment as it is now, or the fixed list.
+        var segmentID: String?
+        var filter: Value
+        if let name = spec.segment {
+            let segments = try await store.segments(tenant: schedule.tenant, limit: 10_000, offset: 0).items
+            guard let s = segments.first(where: { $0.name == name }) ?? segments.first(where: { $0.id == name }) else {
+                return failed("no segment \(name)")
+            }
+            segmentID = s.id
+            filter = s.filter
+        } else {
+            filter = ["address": .list(spec.contacts.map(Value.string))]
+        }
+        if case .map(var m) = filter {
+            if let other = m["channel"]?.nonEmptyText, other != channel.id { return failed("segment \(spec.segment ?? "") picks channel \(other)") }
+            m["channel"] = nil
+            filter = .map(m)
+        }
+        let campaign = CampaignRecord(
+            id: ScheduleSpec.campaignID(tenant: schedule.tenant, flow: schedule.flow, occurrence: occurrence), tenant: schedule.tenant,
+            name: "\(schedule.flow) at \(occurrence.iso8601)", flow: schedule.flow, channel: channel.id, channelKind: channel.kind,
+            segment: segmentID, filter: filter, variables: [:], startsAt: now,
+            rate: spec.rate ?? (configuration.templateKinds.contains(channel.kind) ? 80 : 10), dailyLimit: nil, ifBusy: .skip, createdAt: now)
+        return ScheduleFiring(occurrence: occurrence, campaign: campaign, contacts: spec.segment == nil ? spec.contacts : [],
+                              missed: missed, next: next, error: nil)
     }
 
     /// Hands a conversation back from a human agent to its flow.
@@ -436,7 +513,7 @@ public final class Engine: Sendable {
 
     /// One pass over all kinds of work; returns how much was done.
     public func step() async throws -> Int {
-        try await runTurns() + dispatch() + reroute() + runCampaigns()
+        try await runTurns() + dispatch() + reroute() + runSchedules() + runCampaigns()
     }
 
     /// Works until nothing is left to do now (tests, `flowline chat`-like drivers).
@@ -468,7 +545,7 @@ public final class Engine: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.loop(self.wake) { try await self.runTurns() + self.reroute() } }
             group.addTask { await self.loop(self.deliveryWake) { try await self.dispatch() } }
-            group.addTask { await self.loop(self.campaignWake) { try await self.runCampaigns() } }
+            group.addTask { await self.loop(self.campaignWake) { try await self.runSchedules() + self.runCampaigns() } }
             group.addTask {
                 while !Task.isCancelled, !self.stopping.load(ordering: .relaxed) {
                     do { try await self.maintain() } catch { self.logger.warning("maintenance failed; it runs again later", metadata: ["error": "\(error)"]) }

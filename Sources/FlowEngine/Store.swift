@@ -9,14 +9,20 @@ public struct PublishedFlow: Sendable, Hashable {
     /// `trigger.channel` of the flow (`api`, `whatsapp`), if it has a trigger.
     public var triggerChannel: String?
     public var keywords: [String]
+    /// Whether a message with none of the channel's keywords may start it. A flow with no keywords is its channel's
+    /// catch-all unless something else starts it (`trigger.schedule`, `trigger.webhook`): a reply to a reminder
+    /// that has ended must not start the reminder again.
+    public var catchAll: Bool
 
-    public init(tenant: String, name: String, version: Int, programHash: String, triggerChannel: String?, keywords: [String]) {
+    public init(tenant: String, name: String, version: Int, programHash: String, triggerChannel: String?, keywords: [String],
+                catchAll: Bool = true) {
         self.tenant = tenant
         self.name = name
         self.version = version
         self.programHash = programHash
         self.triggerChannel = triggerChannel
         self.keywords = keywords
+        self.catchAll = catchAll && keywords.isEmpty
     }
 
     public init(tenant: String, version: Int, program: Program) {
@@ -24,7 +30,8 @@ public struct PublishedFlow: Sendable, Hashable {
         var keywords: [String] = []
         if case .list(let k) = trigger["keywords"] { keywords = k.map(\.text) }
         self.init(tenant: tenant, name: program.name, version: version, programHash: program.hash,
-                  triggerChannel: trigger == .null ? nil : trigger["channel"].text, keywords: keywords)
+                  triggerChannel: trigger == .null ? nil : trigger["channel"].text, keywords: keywords,
+                  catchAll: program.metadata["schedule"] == .null && program.metadata["webhook"] == .null)
     }
 }
 
@@ -264,6 +271,19 @@ public protocol Store: Sendable {
     /// queued, or as failed with `failure`. Releases the lease.
     func finishCampaignBatch(_ batch: CampaignBatch, outcomes: [CampaignTargetOutcome], started: Int, failure: String?,
                              now: Timestamp) async throws
+
+    /// Leases up to `limit` schedules due at `now` (their `nextAt` passed) for `lease` seconds, so that one process
+    /// works on each; the firing itself is made once by `finishSchedule`'s check, whatever the leases do.
+    func claimSchedules(now: Timestamp, lease: Int64, limit: Int) async throws -> [ScheduleRecord]
+    /// Records a claimed schedule's firing if it is still as claimed (the same version, due at the same instant), with
+    /// the campaign it makes and the fixed list's contacts, in one transaction; false (nothing written) when another
+    /// process fired it first or a new version replaced it.
+    func finishSchedule(_ claimed: ScheduleRecord, _ firing: ScheduleFiring, now: Timestamp) async throws -> Bool
+    /// A flow's schedule, for the API.
+    func schedule(tenant: String, flow: String) async throws -> ScheduleRecord?
+    /// What a firing resolves its channel and segment from.
+    func channels(tenant: String, limit: Int, offset: Int) async throws -> (items: [ChannelRecord], total: Int)
+    func segments(tenant: String, limit: Int, offset: Int) async throws -> (items: [SegmentRecord], total: Int)
 
     /// Claims up to `limit` conversations that are due (pending events, a deadline passed) under a lease of `lease`
     /// seconds, runs `turn` for each outside any transaction, and writes the outcomes in one; a conversation whose

@@ -3,7 +3,7 @@ import Foundation
 
 /// Picks the published flow an inbound message starts: a flow on the message's channel kind whose keyword
 /// appears in the text as a whole word (ignoring case and accents) wins; otherwise a flow on that channel with no
-/// keywords (a catch-all). Ties go to the flow whose name sorts first, so routing is predictable.
+/// keywords (a catch-all) that nothing else starts (`PublishedFlow.catchAll`). Ties go to the flow whose name sorts first, so routing is predictable.
 public enum TriggerMatcher {
     public static func match(text: String, channelKind: String, flows: [PublishedFlow]) -> PublishedFlow? {
         let candidates = flows.filter { $0.triggerChannel == channelKind }.sorted { $0.name < $1.name }
@@ -16,7 +16,7 @@ public enum TriggerMatcher {
         }) {
             return hit
         }
-        return candidates.first { $0.keywords.isEmpty }
+        return candidates.first { $0.catchAll }
     }
 
     static func fold(_ s: String) -> String {

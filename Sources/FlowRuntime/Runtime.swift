@@ -105,6 +105,7 @@ public final class Runtime: Sendable {
         engineConfiguration.connectorTimeout = min(.seconds(30), .milliseconds(configuration.deliveryLease * 500))
         if let secrets { engineConfiguration.resumeLinks = ResumeLinks(baseURL: configuration.publicURL, secrets: secrets) }
         engineConfiguration.secrets = secrets
+        engineConfiguration.templateKinds = Set(channels.drivers.filter { $0.replyWindow != nil }.map(\.kind))
         tune(&engineConfiguration)
         let engine = Engine(store: store, connectors: registry, configuration: engineConfiguration, logger: logger)
         return Runtime(store: store, secrets: secrets, http: http, connectors: registry, channels: channels, engine: engine,

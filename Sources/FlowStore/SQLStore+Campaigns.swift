@@ -25,17 +25,20 @@ extension SQLStore: CampaignRecords {
     }
 
     public func insertCampaign(_ c: CampaignRecord) async throws {
-        try await driver.transaction { db in
-            try await db.execute(
-                """
-                INSERT INTO campaigns (id, tenant_id, name, flow, channel, segment_id, filter, variables, starts_at, rate_milli, daily_limit,
-                  if_busy, status, next_at, created_at, updated_at, channel_kind)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $9, $14, $14, $15)
-                """, .text(c.id), .text(c.tenant), .text(c.name), .text(c.flow), .text(c.channel), c.segment.map(SQLValue.text) ?? .null,
-                .text(c.filter.jsonText), .text(Value.map(c.variables).jsonText), .int(c.startsAt.milliseconds),
-                .int(Int64((c.rate * 1000).rounded())), c.dailyLimit.map { .int(Int64($0)) } ?? .null, .text(c.ifBusy.rawValue),
-                .text(c.status.rawValue), .int(c.createdAt.milliseconds), .text(c.channelKind))
-        }
+        try await driver.transaction { db in _ = try await self.insertCampaign(c, db) }
+    }
+
+    /// Inserts a campaign unless one has its id (a schedule's occurrence fired twice); true when it did.
+    func insertCampaign(_ c: CampaignRecord, _ db: any SQLExecutor) async throws -> Bool {
+        try await !db.execute(
+            """
+            INSERT INTO campaigns (id, tenant_id, name, flow, channel, segment_id, filter, variables, starts_at, rate_milli, daily_limit,
+              if_busy, status, next_at, created_at, updated_at, channel_kind)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $9, $14, $14, $15) ON CONFLICT (id) DO NOTHING RETURNING id
+            """, .text(c.id), .text(c.tenant), .text(c.name), .text(c.flow), .text(c.channel), c.segment.map(SQLValue.text) ?? .null,
+            .text(c.filter.jsonText), .text(Value.map(c.variables).jsonText), .int(c.startsAt.milliseconds),
+            .int(Int64((c.rate * 1000).rounded())), c.dailyLimit.map { .int(Int64($0)) } ?? .null, .text(c.ifBusy.rawValue),
+            .text(c.status.rawValue), .int(c.createdAt.milliseconds), .text(c.channelKind)).isEmpty
     }
 
     public func campaigns(tenant: String, limit: Int, offset: Int) async throws -> (items: [CampaignRecord], total: Int) {

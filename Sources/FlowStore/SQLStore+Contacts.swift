@@ -42,6 +42,7 @@ extension SQLStore: ContactRecords {
             return "$\(binds.count)"
         }
         if let channel = f.channel { conditions.append("c.channel = \(bind(.text(channel)))") }
+        if !f.addresses.isEmpty { conditions.append("c.address IN (\(f.addresses.map { bind(.text($0)) }.joined(separator: ", ")))") }
         for tag in f.tags {
             conditions.append("c.id IN (SELECT contact_id FROM contact_tags WHERE tenant_id = $1 AND tag = \(bind(.text(tag))))")
         }

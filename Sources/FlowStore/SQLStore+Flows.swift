@@ -43,12 +43,13 @@ extension SQLStore {
             let flow = PublishedFlow(tenant: tenant, version: version, program: program)
             try await db.execute(
                 """
-                INSERT INTO flow_versions (tenant_id, flow, version, program_hash, source, trigger_channel, keywords, published_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                INSERT INTO flow_versions (tenant_id, flow, version, program_hash, source, trigger_channel, keywords, published_at, catch_all)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 """,
                 .text(tenant), .text(program.name), .int(Int64(version)), .text(program.hash), .text(source),
                 flow.triggerChannel.map(SQLValue.text) ?? .null, .text(Value.list(flow.keywords.map(Value.string)).jsonText),
-                .int(at.milliseconds))
+                .int(at.milliseconds), .int(flow.catchAll ? 1 : 0))
+            try await self.replaceSchedule(tenant: tenant, version: version, program: program, at: at, db)
             return version
         }
     }
@@ -57,7 +58,7 @@ extension SQLStore {
         try await driver.transaction { db in
             try await db.execute(
                 """
-                SELECT f.flow, f.version, f.program_hash, f.trigger_channel, f.keywords FROM flow_versions f
+                SELECT f.flow, f.version, f.program_hash, f.trigger_channel, f.keywords, f.catch_all FROM flow_versions f
                 WHERE f.tenant_id = $1 AND f.version = (SELECT MAX(version) FROM flow_versions g
                   WHERE g.tenant_id = f.tenant_id AND g.flow = f.flow)
                 ORDER BY f.flow
@@ -67,7 +68,7 @@ extension SQLStore {
                 if case .list(let k)? = Value(json: r.text("keywords") ?? "[]") { keywords = k.map(\.text) }
                 return PublishedFlow(tenant: tenant, name: r.text("flow") ?? "", version: Int(r.int("version") ?? 0),
                                      programHash: r.text("program_hash") ?? "", triggerChannel: r.text("trigger_channel"),
-                                     keywords: keywords)
+                                     keywords: keywords, catchAll: r.int("catch_all") != 0)
             }
         }
     }

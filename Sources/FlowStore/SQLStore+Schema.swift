@@ -215,6 +215,18 @@ extension SQLStore {
               signing_secret TEXT, created_at BIGINT NOT NULL)
             """,
             "CREATE UNIQUE INDEX flow_hooks_flow ON flow_hooks (tenant_id, flow)",
+        ], [
+            // A published flow's `trigger.schedule`: the spec its version states and its next occurrence, a durable
+            // timer the engines poll (leased; fired by compare-and-set on next_at), and what its last firing did.
+            """
+            CREATE TABLE schedules (tenant_id TEXT NOT NULL, flow TEXT NOT NULL, version BIGINT NOT NULL, spec TEXT NOT NULL,
+              next_at BIGINT, lease_until BIGINT, last_occurrence BIGINT, last_campaign TEXT, last_error TEXT,
+              missed BIGINT NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, flow))
+            """,
+            "CREATE INDEX schedules_due ON schedules (next_at) WHERE next_at IS NOT NULL",
+            // Whether a flow with no keywords catches its channel's other messages: not when a schedule or a webhook
+            // starts it (versions published before say yes, as they did).
+            "ALTER TABLE flow_versions ADD COLUMN catch_all BIGINT NOT NULL DEFAULT 1",
         ]]
     }
 

@@ -19,6 +19,7 @@ struct CampaignRoutes {
         group.post("campaigns/{id}/pause", use: pause)
         group.post("campaigns/{id}/resume", use: resume)
         group.post("campaigns/{id}/cancel", use: cancel)
+        group.get("flows/{name}/schedule", use: schedule)
     }
 
     static let fields = ["name", "flow", "channel", "segment", "filter", "variables", "at", "rate", "daily_limit", "if_busy"]
@@ -39,6 +40,25 @@ struct CampaignRoutes {
             "read": .number(Double(counts.read)), "replied": .number(Double(counts.replied)), "failed": tally(counts.failed),
         ]
         return .map(m)
+    }
+
+    /// A published flow's `trigger.schedule`: what it says, when it fires next and what its last firing made.
+    @Sendable func schedule(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller()
+        let name = try BodyText.pathIdentifier(context, "name", max: 200)
+        guard let s = try await engine.store.schedule(tenant: caller.tenant, flow: name) else {
+            throw Problem(.notFound, "flow \(name) has no published schedule")
+        }
+        var m: [String: Value] = [
+            "flow": .string(s.flow), "version": .number(Double(s.version)), "cron": s.spec["cron"], "timezone": s.spec["timezone"],
+            "missed": s.spec["missed"], "channel": s.spec["channel"], "rate": s.spec["rate"],
+            "next_at": s.nextAt.map { .string($0.iso8601) } ?? .null,
+            "last_occurrence": s.lastOccurrence.map { .string($0.iso8601) } ?? .null,
+            "last_campaign": s.lastCampaign.map(Value.string) ?? .null, "last_error": s.lastError.map(Value.string) ?? .null,
+            "missed_count": .number(Double(s.missed)),
+        ]
+        if s.spec["segment"] != .null { m["segment"] = s.spec["segment"] } else { m["contacts"] = s.spec["contacts"] }
+        return json(.map(m))
     }
 
     private func existing(_ context: FlowlineRequestContext, _ caller: Caller) async throws -> CampaignRecord {

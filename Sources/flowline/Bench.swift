@@ -31,7 +31,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "HTTP message rates per second, comma-separated.") var rates = "250,500,1000"
     @Option(help: "Seconds per HTTP rate and for the ceiling.") var seconds = 10
     @Option(help: "Contacts in the contact-filter run.") var contacts = 1_000_000
-    @Option(help: "Sections to run, comma-separated: durable,ceiling,http,timers,memory,contacts (default: all).") var only = ""
+    @Option(help: "Flows with a schedule due together, in the schedules run.") var schedules = 1_000
+    @Option(help: "Contacts one scheduled campaign reaches, in the schedules run.") var audience = 20_000
+    @Option(help: "Sections to run, comma-separated: durable,ceiling,http,timers,memory,contacts,schedules (default: all).") var only = ""
     @Option(help: "Append the results table (Markdown) to this file.") var output: String?
 
     func run() async throws {
@@ -82,6 +84,14 @@ struct Bench: AsyncParsableCommand {
                 for (name, result) in r.filters { table.add("contact filter, \(label), \(contacts) contacts: \(name)", result, unit: "queries/s") }
             }
         }
+        if wanted("schedules") {
+            for (label, url) in [("PostgreSQL", try await pg.freshDatabase()),
+                                 ("SQLite", "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("flowline-bench-\(UUID().uuidString).db").path)] {
+                let r = try await schedulesRun(url: url)
+                table.add("schedules, \(label): \(schedules) due together, each making its campaign", r.fired, unit: "schedules/s")
+                table.add("scheduled campaign, \(label): \(audience) contacts at rate 1000/s (beside the one-contact ones), all started", r.started, unit: "starts/s")
+            }
+        }
         let text = table.markdown(header: "Flowline \(BenchTable.machine())")
         print(text)
         if let output {
@@ -92,6 +102,61 @@ struct Bench: AsyncParsableCommand {
             handle.seekToEndOfFile()
             handle.write(Data((text + "\n").utf8))
         }
+    }
+
+    // MARK: Schedules
+
+    /// `schedules` flows with a schedule due at the same minute (a fixed list of one contact each), plus one whose
+    /// segment is `audience` contacts at the highest rate: how fast due schedules become campaigns, and how fast one
+    /// campaign starts its contacts' conversations (each start its own transaction, as the exactly-once rule needs).
+    func schedulesRun(url: String) async throws -> (fired: BenchResult, started: BenchResult) {
+        // A real clock shifted to just before the next 09:00 UTC, so the campaign's bucket fills in real time.
+        let now = Timestamp(Date()).milliseconds
+        let nine = (now / 86_400_000) * 86_400_000 + 9 * 3_600_000
+        let shift = Locked((nine > now + 60_000 ? nine : nine + 86_400_000) - now - 30_000)
+        let clock: @Sendable () -> Timestamp = { Timestamp(milliseconds: Timestamp(Date()).milliseconds + shift.withLock { $0 }) }
+        let store = try await SQLStore.open(url, logger: Logger(label: "bench"))
+        try await store.migrate()
+        try await store.ensureTenant(id: "bench", name: "bench")
+        try await store.insertChannel(ChannelRecord(id: "ch_bench", tenant: "bench", kind: "api", name: "bench", callbackURL: nil, createdAt: clock()))
+        var batch: [ContactRecord] = []
+        for i in 0..<audience {
+            batch.append(ContactRecord(id: String(format: "ct_%020d", i), tenant: "bench", channel: "ch_bench", address: String(5_511_900_000_000 + i),
+                                       name: nil, attributes: [:], tags: ["everyone"], createdAt: clock()))
+            if batch.count == 5_000 || i == audience - 1 {
+                try await store.insertContacts(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        _ = try await store.insertSegment(SegmentRecord(id: "sg_bench", tenant: "bench", name: "everyone", filter: ["tag": ["everyone"]],
+                                                        createdAt: clock(), updatedAt: clock()))
+        let engine = engine(store, clock: clock)
+        func flow(_ name: String, _ whom: String) -> String {
+            "flow: \(name)\ntrigger:\n  channel: api\n  schedule: { cron: \"0 9 * * *\", timezone: UTC, \(whom) }\n"
+                + "start: hi\nblocks:\n  hi:\n    text: \"Good morning\"\n"
+        }
+        let big = flow("digest", "segment: everyone, rate: 1000")
+        _ = try await engine.publish(tenant: "bench", program: try Self.compile(big), source: big)
+        for i in 0..<schedules {
+            let source = flow("reminder-\(i)", "contacts: [\"5511800\(i)\"]")
+            _ = try await engine.publish(tenant: "bench", program: try Self.compile(source), source: source)
+        }
+        shift.withLock { $0 += 31_000 }
+
+        let started = ContinuousClock.now
+        while try await engine.runSchedules() > 0 {}
+        let fired = ContinuousClock.now - started
+        guard try await store.campaigns(tenant: "bench", limit: 1, offset: 0).total == schedules + 1 else {
+            throw ValidationError("the schedules made \(try await store.campaigns(tenant: "bench", limit: 1, offset: 0).total) campaigns, not \(schedules + 1)")
+        }
+        let id = ScheduleSpec.campaignID(tenant: "bench", flow: "digest", occurrence: Timestamp(milliseconds: nine > now + 60_000 ? nine : nine + 86_400_000))
+        let campaignStart = ContinuousClock.now
+        while try await store.campaignCounts(id: id, tenant: "bench").started < audience {
+            if try await engine.runCampaigns() == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        let startedAll = ContinuousClock.now - campaignStart
+        await store.close()
+        return (BenchResult(count: schedules + 1, elapsed: fired), BenchResult(count: audience, elapsed: startedAll))
     }
 
     // MARK: Contacts

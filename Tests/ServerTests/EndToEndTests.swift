@@ -157,8 +157,11 @@ import Testing
                         graph.messages.last.flatMap { $0["text"]["body"].text.hasPrefix("Pague aqui") ? $0["text"]["body"].text : nil }
                     }
                     let attempts = stripe.attempts.withLock { $0 }
-                    #expect(attempts.count == 2 && Set(attempts.compactMap(\.idempotencyKey)).count == 1, "two attempts under one key: \(attempts)")
-                    #expect(attempts.map(\.replayed) == [false, true], "the second is Stripe's replay of the first")
+                    // Two attempts, or more when a retry outlives its 3 s connector timeout on a loaded machine: all under one
+                    // key, every one after the first Stripe's replay of it.
+                    #expect(attempts.count >= 2 && Set(attempts.compactMap(\.idempotencyKey)).count == 1 && attempts.allSatisfy { $0.idempotencyKey != nil },
+                            "attempts under one key: \(attempts)")
+                    #expect(attempts.map(\.replayed) == [false] + Array(repeating: true, count: attempts.count - 1), "the later ones are replays of the first")
                     #expect(stripe.created.withLock { $0.count } == 1, "one Checkout Session")
                     let session = try #require(link.components(separatedBy: "/pay/").last)
                     #expect(stripe.created.withLock { $0.first?.id } == session)

@@ -73,12 +73,14 @@ struct Checker {
                    hint: Suggest.hint(channel.value, channels) ?? "channels: \(channels.joined(separator: ", "))")
         }
         // A webhook fills only variables the flow declares (as a start from the API does), never a built-in one.
-        for (name, _) in ast.trigger?.webhook?.variables ?? [] {
-            if Program.builtinVariables.contains(name.value) {
-                report(.error, "invalid-value", "trigger.webhook cannot set the built-in variable '\(name.value)'", at: name.location)
-            } else if !ast.variables.contains(where: { $0.name == name.value }) {
-                report(.error, "undefined-variable", "trigger.webhook sets '\(name.value)', which is not declared in variables:", at: name.location,
-                       hint: "declare it: variables: { \(name.value): string }")
+        for (context, pairs) in [("trigger.webhook", ast.trigger?.webhook?.variables ?? []), ("trigger.event", ast.trigger?.event?.variables ?? [])] {
+            for (name, _) in pairs {
+                if Program.builtinVariables.contains(name.value) {
+                    report(.error, "invalid-value", "\(context) cannot set the built-in variable '\(name.value)'", at: name.location)
+                } else if !ast.variables.contains(where: { $0.name == name.value }) {
+                    report(.error, "undefined-variable", "\(context) sets '\(name.value)', which is not declared in variables:", at: name.location,
+                           hint: "declare it: variables: { \(name.value): string }")
+                }
             }
         }
         for b in ast.blocks {
@@ -147,8 +149,8 @@ struct Checker {
     }
 
     private mutating func checkUnassigned() {
-        // What the flow's webhook fills counts as assigned.
-        var assigned = Set((ast.trigger?.webhook?.variables ?? []).map(\.name.value))
+        // What the flow's webhook or event fills counts as assigned.
+        var assigned = Set((ast.trigger?.webhook?.variables ?? []).map(\.name.value) + (ast.trigger?.event?.variables ?? []).map(\.name.value))
         for b in ast.blocks {
             if let s = b.save { assigned.insert(s.value) }
             if case .set(let a) = b.kind { for (n, _, _) in a { assigned.insert(n) } }

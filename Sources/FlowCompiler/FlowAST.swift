@@ -28,6 +28,12 @@ struct FlowAST: Sendable {
         var keywords: [String]
         var webhook: Webhook?
         var schedule: Schedule?
+        var event: Event?
+    }
+    /// `trigger.event`: the named event (posted to the API) that starts the flow, and the variables its data fills.
+    struct Event: Sendable {
+        var name: Located<String>
+        var variables: [(name: Located<String>, path: Located<String>)]
     }
     /// `trigger.schedule`: when the flow starts itself, and for whom (a segment's contacts or a fixed list).
     struct Schedule: Sendable {

@@ -222,10 +222,11 @@ struct FlowParser {
 
     private mutating func trigger(_ node: SourceNode) -> FlowAST.Trigger? {
         guard let entries = mapping(node, "trigger") else { return nil }
-        checkKeys(entries, allowed: ["channel", "keywords", "webhook", "schedule"], context: "trigger")
+        checkKeys(entries, allowed: ["channel", "keywords", "webhook", "schedule", "event"], context: "trigger")
         var t = FlowAST.Trigger(channel: nil, keywords: [])
         if let w = node["webhook"] { t.webhook = webhook(w) }
         if let s = node["schedule"] { t.schedule = schedule(s) }
+        if let e = node["event"] { t.event = event(e) }
         if let c = node["channel"] { t.channel = string(c, "trigger channel") }
         if let k = node["keywords"] {
             switch k {
@@ -242,26 +243,9 @@ struct FlowParser {
     private mutating func webhook(_ node: SourceNode) -> FlowAST.Webhook? {
         guard let entries = mapping(node, "trigger.webhook") else { return nil }
         checkKeys(entries, allowed: ["address", "name", "variables"], context: "trigger.webhook")
-        func path(_ n: SourceNode, _ what: String) -> Located<String>? {
-            guard let p = string(n, what) else { return nil }
-            guard p.value.utf8.count <= 200,
-                  p.value.range(of: #"^[A-Za-z_][A-Za-z0-9_-]*(\.([A-Za-z_][A-Za-z0-9_-]*|[0-9]+))*$"#, options: .regularExpression) != nil else {
-                error("invalid-value", "\(what) '\(p.value.prefix(60))' is not a path into the posted JSON", at: p.location,
-                      hint: "names and list indexes joined by dots: customer.phone, items.0.sku")
-                return nil
-            }
-            return p
-        }
         var name: Located<String>?
         if let n = node["name"] { name = path(n, "trigger.webhook name") }
-        var variables: [(name: Located<String>, path: Located<String>)] = []
-        if let v = node["variables"], let pairs = mapping(v, "trigger.webhook variables") {
-            for e in pairs {
-                if let p = path(e.value, "trigger.webhook variable '\(e.key)'") {
-                    variables.append((Located(value: e.key, location: e.keyLocation), p))
-                }
-            }
-        }
+        let variables = node["variables"].map { pathVariables($0, "trigger.webhook") } ?? []
         // A wrong or missing address is reported and the rest still checked (the program is not made either way).
         var address = Located(value: "", location: node.location)
         if let a = node["address"] {
@@ -271,6 +255,52 @@ struct FlowParser {
                   hint: "for example address: customer.phone")
         }
         return FlowAST.Webhook(address: address, name: name, variables: variables)
+    }
+
+    /// A path into posted JSON: names and list indexes joined by dots.
+    private mutating func path(_ n: SourceNode, _ what: String) -> Located<String>? {
+        guard let p = string(n, what) else { return nil }
+        guard p.value.utf8.count <= 200,
+              p.value.range(of: #"^[A-Za-z_][A-Za-z0-9_-]*(\.([A-Za-z_][A-Za-z0-9_-]*|[0-9]+))*$"#, options: .regularExpression) != nil else {
+            error("invalid-value", "\(what) '\(p.value.prefix(60))' is not a path into the posted JSON", at: p.location,
+                  hint: "names and list indexes joined by dots: customer.phone, items.0.sku")
+            return nil
+        }
+        return p
+    }
+
+    /// `{ order: order.id, ... }`: variables and the paths that fill them.
+    private mutating func pathVariables(_ node: SourceNode, _ context: String) -> [(name: Located<String>, path: Located<String>)] {
+        var variables: [(name: Located<String>, path: Located<String>)] = []
+        guard let pairs = mapping(node, "\(context) variables") else { return [] }
+        for e in pairs {
+            if let p = path(e.value, "\(context) variable '\(e.key)'") { variables.append((Located(value: e.key, location: e.keyLocation), p)) }
+        }
+        return variables
+    }
+
+    /// `order.paid` or `{ name: order.paid, variables?: { total: amount } }`: the named event that starts the flow.
+    private mutating func event(_ node: SourceNode) -> FlowAST.Event? {
+        func named(_ n: SourceNode) -> Located<String>? {
+            guard let name = string(n, "trigger.event name") else { return nil }
+            guard name.value.utf8.count <= 100,
+                  name.value.range(of: #"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"#, options: .regularExpression) != nil else {
+                error("invalid-value", "event name '\(name.value.prefix(60))' is not names joined by dots", at: name.location,
+                      hint: "for example order.paid or lead.created")
+                return nil
+            }
+            return name
+        }
+        if case .scalar = node { return named(node).map { FlowAST.Event(name: $0, variables: []) } }
+        guard let entries = mapping(node, "trigger.event") else { return nil }
+        checkKeys(entries, allowed: ["name", "variables"], context: "trigger.event")
+        guard let n = node["name"] else {
+            error("missing-key", "trigger.event needs a 'name': the event that starts the flow", at: node.location, hint: "for example name: order.paid")
+            return nil
+        }
+        let variables = node["variables"].map { pathVariables($0, "trigger.event") } ?? []
+        // A bad name is reported and the variables still checked (the program is not made either way).
+        return FlowAST.Event(name: named(n) ?? Located(value: "", location: n.location), variables: variables)
     }
 
     /// `{ cron: "0 9 * * 1-5" | [...], timezone: America/Sao_Paulo, segment: parents | contacts: [...], channel?: ch_…,

@@ -170,6 +170,10 @@ struct Lowering {
                 m["variables"] = .map(Dictionary(w.variables.map { ($0.name.value, Value.string($0.path.value)) }) { a, _ in a })
                 metadata["webhook"] = .map(m)
             }
+            if let e = t.event {
+                metadata["event"] = ["name": .string(e.name.value),
+                                     "variables": .map(Dictionary(e.variables.map { ($0.name.value, Value.string($0.path.value)) }) { a, _ in a })]
+            }
             if let s = t.schedule {
                 var m: [String: Value] = ["cron": .list(s.cron.map { .string($0.value) }), "timezone": .string(s.timezone),
                                           "missed": .string(s.missed)]

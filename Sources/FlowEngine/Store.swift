@@ -10,7 +10,7 @@ public struct PublishedFlow: Sendable, Hashable {
     public var triggerChannel: String?
     public var keywords: [String]
     /// Whether a message with none of the channel's keywords may start it. A flow with no keywords is its channel's
-    /// catch-all unless something else starts it (`trigger.schedule`, `trigger.webhook`): a reply to a reminder
+    /// catch-all unless something else starts it (`trigger.schedule`, `trigger.webhook`, `trigger.event`): a reply to a reminder
     /// that has ended must not start the reminder again.
     public var catchAll: Bool
 
@@ -31,7 +31,8 @@ public struct PublishedFlow: Sendable, Hashable {
         if case .list(let k) = trigger["keywords"] { keywords = k.map(\.text) }
         self.init(tenant: tenant, name: program.name, version: version, programHash: program.hash,
                   triggerChannel: trigger == .null ? nil : trigger["channel"].text, keywords: keywords,
-                  catchAll: program.metadata["schedule"] == .null && program.metadata["webhook"] == .null)
+                  catchAll: program.metadata["schedule"] == .null && program.metadata["webhook"] == .null
+                    && program.metadata["event"] == .null)
     }
 }
 

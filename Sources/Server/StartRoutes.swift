@@ -16,6 +16,7 @@ struct StartRoutes {
 
     func addRoutes(to group: RouterGroup<FlowlineRequestContext>) {
         group.post("flows/{name}/start", use: start)
+        group.post("events/{name}", use: event)
     }
 
     /// `{"contact": {"id"} | {"channel", "address"}, "variables"?: {...}}` → 201 `{conversation, contact, flow, version}`.
@@ -35,25 +36,76 @@ struct StartRoutes {
         let now = engine.now
         let at = try Self.at(body).flatMap { $0 > now ? $0 : nil }
 
-        // The contact: a record by id, or a channel and address (a record is made when there is none).
-        let channelID: String, address: String
-        var contact: ContactRecord?
+        let (channelID, address, contact) = try await Self.contact(who, tenant: caller.tenant, store: store)
+        let started = try await begin(tenant: caller.tenant, flow: name, channelID: channelID, address: address, contact: contact,
+                                      variables: variables, at: at, key: key, asked: body["at"] ?? .null)
+        if started.new { try await store.audit(context, caller, "flow.start", started.answer["conversation"].text, at: engine.now) }
+        return started.response
+    }
+
+    /// The contact a start names: a record by id, or a channel and address (a record is made when there is none).
+    static func contact(_ who: [String: Value], tenant: String, store: any ContactRecords)
+        async throws -> (channel: String, address: String, record: ContactRecord?) {
         if who.keys.contains("id") {
             guard who.count == 1 else { throw Problem(.badRequest, "contact is {\"id\"} or {\"channel\", \"address\"}, not both") }
             let id = try BodyText.identifier(who, "id", max: 64)
-            guard let found = try await store.contact(id: id, tenant: caller.tenant) else { throw Problem(.notFound, "no contact \(id)") }
-            contact = found
-            (channelID, address) = (found.channel, found.address)
-        } else {
-            if let stray = who.keys.sorted().first(where: { !["channel", "address"].contains($0) }) {
-                throw Problem(.badRequest, "unknown contact field \(stray.prefix(64))")
-            }
-            channelID = try BodyText.identifier(who, "channel", max: 64, what: "the id of the channel to reach the contact on")
-            address = try BodyText.identifier(who, "address", max: 128, what: "the address the channel knows the contact by")
-            contact = try await store.contact(tenant: caller.tenant, channel: channelID, address: address)
+            guard let found = try await store.contact(id: id, tenant: tenant) else { throw Problem(.notFound, "no contact \(id)") }
+            return (found.channel, found.address, found)
         }
-        let started = try await begin(tenant: caller.tenant, flow: name, channelID: channelID, address: address, contact: contact,
-                                      variables: variables, at: at, key: key, asked: body["at"] ?? .null)
+        if let stray = who.keys.sorted().first(where: { !["channel", "address"].contains($0) }) {
+            throw Problem(.badRequest, "unknown contact field \(stray.prefix(64))")
+        }
+        let channelID = try BodyText.identifier(who, "channel", max: 64, what: "the id of the channel to reach the contact on")
+        let address = try BodyText.identifier(who, "address", max: 128, what: "the address the channel knows the contact by")
+        return (channelID, address, try await store.contact(tenant: tenant, channel: channelID, address: address))
+    }
+
+    /// `POST /v1/events/{name}` with `{"key"?, "contact"?, "data"?}`: a named event from outside (a CRM, a shop, a
+    /// script). With a `key`, the conversation waiting on `wait_for` that event and key gets it (202 `{resumed:
+    /// true}`); otherwise, or when none waits, the published flow whose `trigger.event` names it (the first by name)
+    /// starts for the contact, with the variables its paths fill from `data`, exactly as `/start` would.
+    @Sendable func event(_ request: Request, context: FlowlineRequestContext) async throws -> Response {
+        let caller = try context.requireCaller(.supervisor, "posting events needs a supervisor or an admin")
+        let name = try context.parameters.require("name")
+        guard name.utf8.count <= 100, name.range(of: #"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"#, options: .regularExpression) != nil else {
+            throw Problem(.badRequest, "an event's name is names joined by dots (order.paid), at most 100 characters")
+        }
+        let idempotency = try request.headers[HTTPField.Name("Idempotency-Key")!].map { "event:" + (try BodyText.identifier($0, "Idempotency-Key", max: 255)) }
+        let body = try await request.jsonObject(context: context)
+        if let stray = body.keys.sorted().first(where: { !["key", "contact", "data"].contains($0) }) {
+            throw Problem(.badRequest, "unknown field \(stray.prefix(64))")
+        }
+        let data = body["data"] ?? .map([:])
+        guard case .map = data else { throw Problem(.badRequest, "data must be a JSON object") }
+        guard data.jsonText.utf8.count <= 64 * 1024 else { throw Problem(.badRequest, "data holds at most 64 KiB of JSON") }
+        if body["key"] != nil {
+            let key = try BodyText.identifier(body, "key", max: 200, what: "the key the waiting conversation waits on")
+            if try await engine.deliverEvent(tenant: caller.tenant, name: name, key: key, payload: data, providerID: idempotency) {
+                return json(["resumed": true], status: .accepted)
+            }
+        }
+        // No conversation waits for it: a flow it starts, if any.
+        var starting: (PublishedFlow, Program)?
+        for flow in try await store.publishedFlows(tenant: caller.tenant) where !flow.catchAll {
+            if let program = try await store.program(hash: flow.programHash), program.metadata["event"]["name"] == .string(name) {
+                starting = (flow, program)
+                break
+            }
+        }
+        guard let (flow, program) = starting else {
+            throw Problem(.notFound, "no conversation waits for event \(name)\(body["key"] == nil ? "" : " with that key") and no published flow "
+                + "starts on it", extra: ["code": "no_listener"])
+        }
+        guard case .map(let who)? = body["contact"] else {
+            throw Problem(.badRequest, "contact is required to start flow \(flow.name): {\"id\"} or {\"channel\", \"address\"}")
+        }
+        let (channelID, address, contact) = try await Self.contact(who, tenant: caller.tenant, store: store)
+        var variables: [String: Value] = [:]
+        if case .map(let paths) = program.metadata["event"]["variables"] {
+            for (variable, path) in paths { if let v = HookRoutes.lookup(data, path.text) { variables[variable] = v } }
+        }
+        let started = try await begin(tenant: caller.tenant, flow: flow.name, channelID: channelID, address: address, contact: contact,
+                                      variables: variables, at: nil, key: idempotency, asked: ["event": .string(name)])
         if started.new { try await store.audit(context, caller, "flow.start", started.answer["conversation"].text, at: engine.now) }
         return started.response
     }

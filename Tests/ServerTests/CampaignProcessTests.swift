@@ -95,4 +95,57 @@ import Testing
             #expect(!second.output.contains("failpoint"), "the restarted server has none armed")
         }
     }
+
+    /// Two `flowline serve` processes on one PostgreSQL poll the same minutely schedule: its next occurrence makes
+    /// one campaign, and each of the fixed list's contacts gets one conversation.
+    @Test func twoProcessesFireAScheduleOnce() async throws {
+        guard FileManager.default.isExecutableFile(atPath: ServeProcess.binary) else {
+            Issue.record("build flowline first: \(ServeProcess.binary) is missing")
+            return
+        }
+        let dir = try ProcessTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let database = try await SQLStore.createPostgresDatabase(nextTo: try Peer.value("FLOWLINE_TEST_POSTGRES_URL"), prefix: "schedule_")
+        let secret = SecretBox.generateKey()
+        let contacts = ["5511977770001", "5511977770002", "5511977770003"]
+        let flow = """
+            flow: minutely
+            trigger:
+              channel: api
+              schedule: { cron: "* * * * *", timezone: UTC, contacts: [\(contacts.map { "\"\($0)\"" }.joined(separator: ", "))] }
+            start: hi
+            blocks:
+              hi:
+                text: "Tick"
+            """
+        let first = try await ServeProcess(database: database, log: dir + "/serve.log", secretKey: secret, flows: dir + "/flows")
+        defer { if first.isRunning { first.kill() } }
+        let second = try await ServeProcess(database: database, log: dir + "/serve.log", secretKey: secret, flows: dir + "/flows")
+        defer { if second.isRunning { second.kill() } }
+        #expect(try await first.api.call(.POST, "/v1/channels", #"{"kind": "api", "name": "web"}"#).status == 201)
+        #expect(try await first.api.call(.PUT, "/v1/flows/minutely", flow, headers: [("Content-Type", "application/yaml")]).status == 201)
+        #expect(try await first.api.call(.POST, "/v1/flows/minutely/publish").status == 201)
+        let due = try await second.api.call(.GET, "/v1/flows/minutely/schedule").body["next_at"].text
+        #expect(due.hasSuffix(":00Z"), "\(due)")
+
+        // Within a minute and a bit the occurrence comes; both processes see it due.
+        let campaign = try await Peers.eventually("the occurrence's campaign starts its three contacts", seconds: 90) { () -> Value? in
+            let s = try await second.api.call(.GET, "/v1/flows/minutely/schedule").body
+            guard s["last_occurrence"].text == due, case .string(let id) = s["last_campaign"] else { return nil }
+            let c = try await first.api.call(.GET, "/v1/campaigns/\(id)").body
+            return c["counts"]["started"] == 3 ? c : nil
+        }
+        #expect(campaign["name"].text == "minutely at \(due)")
+        let store = try await SQLStore.open(database)
+        // One campaign for that occurrence, whichever process fired it, and one conversation per contact from it.
+        let made = try await store.campaigns(tenant: "demo", limit: 100, offset: 0).items.filter { $0.name == "minutely at \(due)" }
+        #expect(made.count == 1)
+        for address in contacts {
+            let conversations = try await store.conversations(tenant: "demo", status: nil, contact: address)
+            #expect(conversations.count >= 1 && conversations.count <= 2, "\(address): one per occurrence passed")
+        }
+        let reached = try await store.campaignCounts(id: campaign["id"].text, tenant: "demo")
+        #expect(reached.total == 3 && reached.started == 3)
+        await store.close()
+    }
 }

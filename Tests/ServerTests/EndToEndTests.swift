@@ -92,9 +92,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let secretKey = SecretBox.generateKey()
         let email = "e2e-\(UUID().uuidString.prefix(8).lowercased())@example.com"
-        // A kill leaves what it had leased for the lease: 6 s here, so the test waits seconds, not a minute, and a
-        // connector call (half the lease) is not timed out while the rest of the suite loads the machine.
-        let environment = ["FLOWLINE_DELIVERY_LEASE": "6"]
+        // A kill leaves what it had leased for the lease: 12 s here, so the test waits seconds, not a minute, and a
+        // connector call (half the lease) is not timed out while the rest of the suite loads the machine (at 6 s a
+        // loaded run timed a WhatsApp send out and sent it a third time).
+        let environment = ["FLOWLINE_DELIVERY_LEASE": "12"]
 
         let graph = FakeGraphAPI(token: "EAAG-e2e-token")
         let stripe = FakeStripe()
@@ -138,7 +139,7 @@ import Testing
                     // A signed WhatsApp message starts the flow: the question goes out with its buttons.
                     let hi = Self.whatsApp(#"{"from": "5511999990000", "id": "wamid.e2e.1", "timestamp": "1", "type": "text", "text": {"body": "oi"}}"#)
                     #expect(try await api().call(.POST, paths["whatsapp"]!, hi, headers: [("X-Hub-Signature-256", Self.hubSignature(hi))], auth: false).status == 200)
-                    _ = try await Peers.eventually("the buttons reach WhatsApp", seconds: 30) { graph.messages.count == 1 ? true : nil }
+                    _ = try await Peers.eventually("the buttons reach WhatsApp", seconds: 60) { graph.messages.count == 1 ? true : nil }
                     #expect(graph.messages[0]["interactive"]["action"]["buttons"][0]["reply"]["title"] == "Sim")
                     #expect(graph.messages[0]["recipient"] == "BR.e2e" && graph.messages[0]["to"] == "5511999990000")
 
@@ -149,11 +150,11 @@ import Testing
                          "interactive": {"type": "button_reply", "button_reply": {"id": "Sim", "title": "Sim"}}}
                         """)
                     #expect(try await api().call(.POST, paths["whatsapp"]!, yes, headers: [("X-Hub-Signature-256", Self.hubSignature(yes))], auth: false).status == 200)
-                    _ = try await Peers.eventually("the session request is in flight", seconds: 30) { stripe.held == 1 ? true : nil }
+                    _ = try await Peers.eventually("the session request is in flight", seconds: 60) { stripe.held == 1 ? true : nil }
                     try await restart()
                     stripe.release()
                     // The restarted server retries the call after its lease, under the same key: Stripe replays its answer.
-                    let link = try await Peers.eventually("the payment link reaches WhatsApp", seconds: 30) {
+                    let link = try await Peers.eventually("the payment link reaches WhatsApp", seconds: 60) {
                         graph.messages.last.flatMap { $0["text"]["body"].text.hasPrefix("Pague aqui") ? $0["text"]["body"].text : nil }
                     }
                     let attempts = stripe.attempts.withLock { $0 }
@@ -176,7 +177,7 @@ import Testing
                     let again = try await api().call(.POST, paths["stripe"]!, event, headers: [("Stripe-Signature", signature)], auth: false)
                     #expect(again.status == 200 && again.body["resumed"] == false)
 
-                    _ = try await Peers.eventually("the last message reaches WhatsApp", seconds: 30) {
+                    _ = try await Peers.eventually("the last message reaches WhatsApp", seconds: 60) {
                         graph.messages.contains { $0["text"]["body"] == "Tudo certo! Ficha R-1." } ? true : nil
                     }
                     let (_, conversations) = try await api().call(.GET, "/v1/conversations?contact=BR.e2e")
